@@ -1,0 +1,103 @@
+"""Settings from `EMPQ_*` environment variables (CONTRACT §7); flags override them."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+class CommonSettings(BaseSettings):
+    """Settings every empq process reads."""
+
+    model_config = SettingsConfigDict(env_prefix="EMPQ_", extra="ignore")
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["console", "json"] = "console"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+
+class BrokerSettings(CommonSettings):
+    """Where the queue lives and how it treats jobs."""
+
+    redis_url: str | None = None
+    key_prefix: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")] = "empq"
+    data_dir: Path = Path(".empq")
+    heartbeat_timeout: Annotated[float, Field(gt=0)] = 60
+    claim_timeout: Annotated[float, Field(gt=0)] = 30
+    retry_delays: Annotated[list[float], NoDecode] = Field(default_factory=lambda: [5, 15, 30])
+    event_stream_max: Annotated[int, Field(ge=100)] = 100_000
+    job_retention: Annotated[float, Field(ge=0)] = 7 * 24 * 3600
+
+    @field_validator("retry_delays", mode="before")
+    @classmethod
+    def _delays(cls, value: object) -> object:
+        return _split(value)
+
+    @field_validator("retry_delays")
+    @classmethod
+    def _non_negative(cls, value: list[float]) -> list[float]:
+        if not value or any(v < 0 for v in value):
+            raise ValueError("must be one or more non-negative numbers of seconds")
+        return value
+
+
+class HubSettings(BrokerSettings):
+    """`empq hub`."""
+
+    hub_host: str = "127.0.0.1"
+    hub_port: Annotated[int, Field(ge=0, le=65535)] = 3001
+    ws_port: Annotated[int, Field(ge=0, le=65535)] = 3002
+    artifact_dir: Path = Path(".empq/artifacts")
+    stats_interval: Annotated[float, Field(gt=0)] = 5
+    max_message_bytes: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    worker_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    webhook_deny_private: bool = False
+    public_url: str | None = None
+
+    @field_validator("api_keys", "worker_tokens", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split(value)
+
+
+def default_worker_id() -> str:
+    """Host name plus a random suffix."""
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+
+
+class WorkerSettings(CommonSettings):
+    """`empq worker`."""
+
+    hub_url: str = "ws://127.0.0.1:3002"
+    worker_id: str = Field(default_factory=default_worker_id)
+    worker_token: str | None = None
+    connectors: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["simulation"])
+    worker_config: Path | None = None
+    heartbeat_interval: Annotated[float, Field(gt=0)] = 20
+    concurrent_jobs: Annotated[int, Field(ge=1, le=1024)] = 1
+    comfyui_url: str = "http://127.0.0.1:8188"
+    a1111_url: str = "http://127.0.0.1:7860"
+    simulation_duration: Annotated[float, Field(ge=0)] = 2.0
+    simulation_steps: Annotated[int, Field(ge=1)] = 10
+    simulation_failure_rate: Annotated[float, Field(ge=0, le=1)] = 0
+
+    @field_validator("connectors", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split(value)

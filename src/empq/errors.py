@@ -1,0 +1,105 @@
+"""Exceptions empq raises. Every one derives from `EmpqError`.
+
+    EmpqError
+    ├── ValidationError        bad input; `.errors` lists {field, message}
+    ├── JobNotFound            no job with that id; `.job_id`
+    ├── WorkerNotFound         no worker with that id; `.worker_id`
+    ├── InvalidTransition      the job's status does not allow it (cancel a completed job)
+    ├── StaleClaim             a claim token that is not the job's current one
+    ├── AuthError              missing or wrong API key or worker token
+    ├── HubUnavailable         the hub cannot be reached
+    └── ConnectorError         a connector could not run a job; `.error_type`, `.retryable`
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class EmpqError(Exception):
+    """Root of every empq exception; `code` is the machine-readable name."""
+
+    code = "EMPQ_ERROR"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class ValidationError(EmpqError):
+    """Input that does not fit the contract; `errors` names every bad field."""
+
+    code = "VALIDATION_ERROR"
+
+    def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message, details=errors or [])
+        self.errors = errors or []
+
+
+class JobNotFound(EmpqError):
+    """No job has this id (or it was cleaned up after its retention)."""
+
+    code = "JOB_NOT_FOUND"
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job '{job_id}' not found")
+        self.job_id = job_id
+
+
+class WorkerNotFound(EmpqError):
+    """No worker has this id."""
+
+    code = "WORKER_NOT_FOUND"
+
+    def __init__(self, worker_id: str) -> None:
+        super().__init__(f"worker '{worker_id}' not found")
+        self.worker_id = worker_id
+
+
+class InvalidTransition(EmpqError):
+    """The job's current status does not allow the requested change."""
+
+    code = "INVALID_TRANSITION"
+
+    def __init__(self, job_id: str, status: str, action: str) -> None:
+        super().__init__(f"cannot {action} job '{job_id}': it is {status}")
+        self.job_id = job_id
+        self.status = status
+        self.action = action
+
+
+class StaleClaim(EmpqError):
+    """A message carried a claim token that no longer holds the job."""
+
+    code = "STALE_CLAIM"
+
+    def __init__(self, job_id: str, reason: str) -> None:
+        super().__init__(f"claim on job '{job_id}' refused: {reason}")
+        self.job_id = job_id
+        self.reason = reason
+
+
+class AuthError(EmpqError):
+    """A missing or wrong API key or worker token."""
+
+    code = "AUTH_FAILED"
+
+
+class HubUnavailable(EmpqError):
+    """The hub did not answer."""
+
+    code = "HUB_UNAVAILABLE"
+
+
+class ConnectorError(EmpqError):
+    """A connector could not run a job; says what kind of failure and whether to retry."""
+
+    code = "CONNECTOR_ERROR"
+
+    def __init__(
+        self, message: str, *, error_type: str, retryable: bool, details: Any = None
+    ) -> None:
+        super().__init__(message, details=details)
+        self.error_type = error_type
+        self.retryable = retryable

@@ -1,0 +1,141 @@
+"""Every Redis key empq uses. Nothing else builds key strings.
+
+All keys start with the deployment prefix (`EMPQ_KEY_PREFIX`) and carry one hash
+tag, so every key of a deployment lives in one Redis Cluster slot and any script
+may touch any set of them. See docs/redis-layout.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names for one deployment prefix."""
+
+    prefix: str = "empq"
+
+    @property
+    def base(self) -> str:
+        # The tag repeats the prefix so that two deployments sharing a cluster
+        # land in different slots.
+        return f"{self.prefix}:{{{self.prefix}}}"
+
+    def job(self, job_id: str) -> str:
+        """Hash: one job record."""
+        return f"{self.base}:job:{job_id}"
+
+    def sig_queue(self, signature: str) -> str:
+        """Sorted set (lex, score 0): queued jobs of one requirements signature."""
+        return f"{self.base}:q:{signature}"
+
+    def workflow(self, workflow_id: str) -> str:
+        """Hash: a workflow's first-seen priority and start time."""
+        return f"{self.base}:wf:{workflow_id}"
+
+    def worker_jobs(self, worker_id: str) -> str:
+        """Set: ids of the jobs a worker holds."""
+        return f"{self.base}:wjobs:{worker_id}"
+
+    def by_customer(self, customer_id: str) -> str:
+        """Sorted set (score = sequence): every job of a customer, for listing."""
+        return f"{self.base}:idx:customer:{customer_id}"
+
+    def by_type(self, job_type: str) -> str:
+        """Sorted set (score = sequence): every job of a type, for listing."""
+        return f"{self.base}:idx:type:{job_type}"
+
+    @property
+    def seq(self) -> str:
+        """String counter: submission sequence."""
+        return f"{self.base}:seq"
+
+    @property
+    def queued(self) -> str:
+        """Sorted set (lex, score 0): every queued job's order key: global claim order."""
+        return f"{self.base}:queued"
+
+    @property
+    def signatures(self) -> str:
+        """Hash: signature -> JobSpec JSON, for every signature with a queue."""
+        return f"{self.base}:sigs"
+
+    @property
+    def signatures_version(self) -> str:
+        """String counter: bumped whenever `signatures` gains or loses an entry."""
+        return f"{self.base}:sigs:version"
+
+    @property
+    def delayed(self) -> str:
+        """Sorted set: job id -> ms when its retry is due."""
+        return f"{self.base}:delayed"
+
+    @property
+    def claims(self) -> str:
+        """Sorted set: job id -> ms by which its assignment must be accepted."""
+        return f"{self.base}:claims"
+
+    @property
+    def running(self) -> str:
+        """Sorted set: job id -> ms of its job timeout (all assigned/accepted/in_progress)."""
+        return f"{self.base}:running"
+
+    @property
+    def finished(self) -> str:
+        """Sorted set: job id -> ms it reached a final status, for retention clean-up."""
+        return f"{self.base}:finished"
+
+    @property
+    def all_jobs(self) -> str:
+        """Sorted set: job id -> sequence, for listing newest first."""
+        return f"{self.base}:idx:all"
+
+    @property
+    def counts(self) -> str:
+        """Hash: status -> number of jobs in it."""
+        return f"{self.base}:counts"
+
+    @property
+    def idempotency(self) -> str:
+        """Hash: idempotency key -> job id."""
+        return f"{self.base}:idem"
+
+    @property
+    def events(self) -> str:
+        """Stream: every job and worker event, written in the same script as the change."""
+        return f"{self.base}:events"
+
+    @property
+    def workers(self) -> str:
+        """Hash: worker id -> WorkerInfo JSON."""
+        return f"{self.base}:workers"
+
+    @property
+    def heartbeats(self) -> str:
+        """Sorted set: worker id -> ms of its last heartbeat."""
+        return f"{self.base}:heartbeats"
+
+    @property
+    def stats(self) -> str:
+        """Hash: running totals (completed, failed, wait and run time sums)."""
+        return f"{self.base}:stats"
+
+    def lease(self, name: str) -> str:
+        """String: the leader lease of one background task."""
+        return f"{self.base}:lease:{name}"
+
+    @property
+    def webhooks(self) -> str:
+        """Hash: webhook id -> registration JSON."""
+        return f"{self.base}:webhooks"
+
+    @property
+    def webhook_outbox(self) -> str:
+        """Sorted set: delivery id -> ms when it is next due."""
+        return f"{self.base}:webhooks:outbox"
+
+    @property
+    def webhook_deliveries(self) -> str:
+        """Hash: delivery id -> delivery JSON (target, body, attempt)."""
+        return f"{self.base}:webhooks:deliveries"

@@ -1,0 +1,278 @@
+"""Which worker may run which job: the hard rules of CONTRACT §2, and a soft score.
+
+Pure functions, no I/O. The broker's claim, the hub's dispatch and the explain
+endpoint all call these, so there is one statement of the rules.
+
+A job's matching-relevant fields form a `JobSpec`; jobs with equal specs are
+interchangeable for matching, and the broker queues them together (one queue per
+spec *signature*). A worker's `WorkerState` carries what changes as it runs jobs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from empq.models import Isolation, Requirements, WorkerCapabilities
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """The fields of a job that the hard rules read."""
+
+    type: str
+    customer_id: str | None = None
+    service_type: str | None = None
+    component: str | None = None
+    workflow: str | None = None
+    models: tuple[str, ...] = ()
+    gpu_memory_gb: float | None = None
+    cpu_cores: float | None = None
+    ram_gb: float | None = None
+    storage_gb: float | None = None
+    isolation: Isolation = Isolation.NONE
+    region: str | None = None
+    compliance: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, job_type: str, customer_id: str | None, req: Requirements) -> JobSpec:
+        """The spec of a job with this type, customer and requirements."""
+        return cls(
+            type=job_type,
+            customer_id=customer_id,
+            service_type=req.service_type,
+            component=req.component,
+            workflow=req.workflow,
+            models=tuple(sorted(set(req.models))),
+            gpu_memory_gb=req.hardware.gpu_memory_gb,
+            cpu_cores=req.hardware.cpu_cores,
+            ram_gb=req.hardware.ram_gb,
+            storage_gb=req.hardware.storage_gb,
+            isolation=req.customer_isolation,
+            region=req.geographic_region,
+            compliance=tuple(sorted(set(req.compliance))),
+        )
+
+    def to_json(self) -> str:
+        """Canonical JSON: equal specs give equal strings."""
+        d = {
+            "type": self.type,
+            "customer_id": self.customer_id,
+            "service_type": self.service_type,
+            "component": self.component,
+            "workflow": self.workflow,
+            "models": list(self.models),
+            "gpu_memory_gb": self.gpu_memory_gb,
+            "cpu_cores": self.cpu_cores,
+            "ram_gb": self.ram_gb,
+            "storage_gb": self.storage_gb,
+            "isolation": self.isolation.value,
+            "region": self.region,
+            "compliance": list(self.compliance),
+        }
+        return json.dumps(d, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> JobSpec:
+        """The spec `to_json` wrote."""
+        d = json.loads(raw)
+        return cls(
+            type=d["type"],
+            customer_id=d["customer_id"],
+            service_type=d["service_type"],
+            component=d["component"],
+            workflow=d["workflow"],
+            models=tuple(d["models"]),
+            gpu_memory_gb=d["gpu_memory_gb"],
+            cpu_cores=d["cpu_cores"],
+            ram_gb=d["ram_gb"],
+            storage_gb=d["storage_gb"],
+            isolation=Isolation(d["isolation"]),
+            region=d["region"],
+            compliance=tuple(d["compliance"]),
+        )
+
+    @property
+    def signature(self) -> str:
+        """A short stable id for this spec: the name of its queue."""
+        return hashlib.blake2b(self.to_json().encode(), digest_size=10).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class RunningJob:
+    """A job a worker holds, as far as the isolation rules care."""
+
+    customer_id: str | None
+    isolation: Isolation = Isolation.NONE
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerState:
+    """What a worker is running now."""
+
+    running: tuple[RunningJob, ...] = ()
+    draining: bool = False
+
+    def with_job(self, job: RunningJob) -> WorkerState:
+        """The state after taking one more job."""
+        return WorkerState(running=(*self.running, job), draining=self.draining)
+
+
+@dataclass(slots=True)
+class StaticVerdicts:
+    """Cache of static (state-independent) reasons per spec signature, for one worker."""
+
+    caps: WorkerCapabilities
+    verdicts: dict[str, list[str]] = field(default_factory=dict)
+
+    def reasons(self, spec: JobSpec) -> list[str]:
+        sig = spec.signature
+        cached = self.verdicts.get(sig)
+        if cached is None:
+            cached = static_reasons(self.caps, spec)
+            self.verdicts[sig] = cached
+        return cached
+
+
+def _fmt(values: Iterable[str]) -> str:
+    return "[" + ", ".join(sorted(values)) + "]"
+
+
+def static_reasons(caps: WorkerCapabilities, spec: JobSpec) -> list[str]:
+    """Why this worker can never run this job, whatever it is doing (empty: it can)."""
+    reasons: list[str] = []
+    if spec.service_type is not None and spec.service_type not in caps.services:
+        reasons.append(
+            f"service_type '{spec.service_type}' not among worker services {_fmt(caps.services)}"
+        )
+    if (
+        spec.component is not None
+        and caps.components != "all"
+        and spec.component not in caps.components
+    ):
+        reasons.append(f"component '{spec.component}' not supported")
+    if spec.workflow is not None and caps.workflows != "all" and spec.workflow not in caps.workflows:
+        reasons.append(f"workflow '{spec.workflow}' not supported")
+    if spec.models:
+        have = set(caps.models.get(spec.service_type or "", []))
+        missing = [m for m in spec.models if m not in have]
+        if missing:
+            reasons.append(
+                f"missing models {_fmt(missing)} for service '{spec.service_type or ''}'"
+            )
+    hw = caps.hardware
+    for name, need, have_v in (
+        ("gpu_memory_gb", spec.gpu_memory_gb, hw.gpu_memory_gb),
+        ("cpu_cores", spec.cpu_cores, hw.cpu_cores),
+        ("ram_gb", spec.ram_gb, hw.ram_gb),
+        ("storage_gb", spec.storage_gb, hw.storage_gb),
+    ):
+        if need is not None and have_v < need:
+            reasons.append(f"hardware.{name}: needs {need:g}, worker has {have_v:g}")
+    access = caps.customer_access
+    if access.isolation.rank < spec.isolation.rank:
+        reasons.append(
+            f"customer_isolation '{spec.isolation.value}' above worker isolation "
+            f"'{access.isolation.value}'"
+        )
+    if access.allowed_customers is not None:
+        if spec.customer_id is None:
+            reasons.append("job has no customer_id and the worker serves only allowed_customers")
+        elif spec.customer_id not in access.allowed_customers:
+            reasons.append(f"customer '{spec.customer_id}' not in worker allowed_customers")
+    loc = caps.location
+    if spec.region is not None and spec.region != loc.region:
+        reasons.append(
+            f"geographic_region '{spec.region}' differs from worker region '{loc.region or ''}'"
+        )
+    missing_c = [c for c in spec.compliance if c not in loc.compliance]
+    if missing_c:
+        reasons.append(f"missing compliance {_fmt(missing_c)}")
+    anti = caps.job_anti_affinity
+    if spec.type in anti.avoided_types:
+        reasons.append(f"job type '{spec.type}' is in worker avoided_types")
+    if spec.customer_id is not None and spec.customer_id in anti.avoided_customers:
+        reasons.append(f"customer '{spec.customer_id}' is in worker avoided_customers")
+    return reasons
+
+
+def dynamic_reasons(caps: WorkerCapabilities, state: WorkerState, spec: JobSpec) -> list[str]:
+    """Why this worker cannot take this job *now*, given what it is running."""
+    reasons: list[str] = []
+    if state.draining:
+        reasons.append("worker is draining")
+    slots = caps.performance.concurrent_jobs
+    if len(state.running) >= slots:
+        reasons.append(f"no free slot ({len(state.running)}/{slots} jobs running)")
+    others = {r.customer_id for r in state.running if r.customer_id != spec.customer_id}
+    if spec.isolation is Isolation.STRICT and others:
+        reasons.append(
+            "strict isolation: worker is running jobs of other customers"
+        )
+    strict_owners = {
+        r.customer_id
+        for r in state.running
+        if r.isolation is Isolation.STRICT and r.customer_id != spec.customer_id
+    }
+    if strict_owners:
+        reasons.append("worker is running another customer's strict-isolation job")
+    limit = caps.customer_access.max_concurrent_customers
+    if limit is not None:
+        current = {r.customer_id for r in state.running}
+        if spec.customer_id not in current and len(current) >= limit:
+            reasons.append(f"max_concurrent_customers {limit} reached")
+    return reasons
+
+
+def reasons(
+    caps: WorkerCapabilities, spec: JobSpec, state: WorkerState | None = None
+) -> list[str]:
+    """Every reason this worker cannot run this job now; empty means it can."""
+    return static_reasons(caps, spec) + dynamic_reasons(caps, state or WorkerState(), spec)
+
+
+def can_run(caps: WorkerCapabilities, spec: JobSpec, state: WorkerState | None = None) -> bool:
+    """Whether this worker may run this job now."""
+    return not reasons(caps, spec, state)
+
+
+def eligible_signatures(
+    verdicts: StaticVerdicts, specs: dict[str, JobSpec], state: WorkerState
+) -> list[str]:
+    """The signatures of the queues this worker may claim from now."""
+    out = []
+    for sig, spec in specs.items():
+        if verdicts.reasons(spec):
+            continue
+        if dynamic_reasons(verdicts.caps, state, spec):
+            continue
+        out.append(sig)
+    return out
+
+
+def score(caps: WorkerCapabilities, spec: JobSpec, cost_tier: str | None = None) -> float:
+    """A soft preference of this worker for this job (higher is better).
+
+    Used only to pick which idle worker is offered a job first; never to reorder
+    jobs. Prefers affinity, then the least over-provisioned worker (so a 24 GB job
+    does not tie up an 80 GB card when a 24 GB card is idle), then matching cost tier.
+    """
+    s = 0.0
+    if spec.type in caps.job_affinity.preferred_types:
+        s += 10
+    if spec.customer_id is not None and spec.customer_id in caps.job_affinity.preferred_customers:
+        s += 10
+    if spec.gpu_memory_gb is not None and caps.hardware.gpu_memory_gb > 0:
+        s -= (caps.hardware.gpu_memory_gb - spec.gpu_memory_gb) / max(caps.hardware.gpu_memory_gb, 1)
+    if cost_tier is not None and caps.cost.tier == cost_tier:
+        s += 1
+    return s
+
+
+def rank_workers(
+    candidates: Sequence[tuple[str, WorkerCapabilities]], spec: JobSpec
+) -> list[str]:
+    """Worker ids best score first (ties by id, for stable output)."""
+    return [wid for wid, _ in sorted(candidates, key=lambda c: (-score(c[1], spec), c[0]))]
