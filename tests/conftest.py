@@ -1,0 +1,47 @@
+"""Shared fixtures: one real redis-server per test session, flushed before each test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis
+import redis.asyncio as aredis
+
+from empq.redis_server import RedisServer
+
+pytest_plugins = ["tests.support.hub_fixtures"]
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A private redis-server on a free port for the whole session."""
+    with RedisServer(persistent=False) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
+
+
+@pytest.fixture(autouse=True)
+def _flush_redis(request: pytest.FixtureRequest) -> None:
+    """Every test that touches Redis starts from an empty database."""
+    if "redis_url" not in request.fixturenames:
+        return
+    url = request.getfixturevalue("redis_url")
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[aredis.Redis]:
+    client = aredis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
