@@ -39,7 +39,9 @@ class BrokerSettings(CommonSettings):
     data_dir: Path = Path(".empq")
     heartbeat_timeout: Annotated[float, Field(gt=0)] = 60
     claim_timeout: Annotated[float, Field(gt=0)] = 30
-    retry_delays: Annotated[list[float], NoDecode] = Field(default_factory=lambda: [5, 15, 30])
+    retry_delays: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [5.0, 15.0, 30.0]
+    )
     event_stream_max: Annotated[int, Field(ge=100)] = 100_000
     job_retention: Annotated[float, Field(ge=0)] = 7 * 24 * 3600
 

@@ -1,14 +1,14 @@
 """Exceptions empq raises. Every one derives from `EmpqError`.
 
-    EmpqError
-    ├── ValidationError        bad input; `.errors` lists {field, message}
-    ├── JobNotFound            no job with that id; `.job_id`
-    ├── WorkerNotFound         no worker with that id; `.worker_id`
-    ├── InvalidTransition      the job's status does not allow it (cancel a completed job)
-    ├── StaleClaim             a claim token that is not the job's current one
-    ├── AuthError              missing or wrong API key or worker token
-    ├── HubUnavailable         the hub cannot be reached
-    └── ConnectorError         a connector could not run a job; `.error_type`, `.retryable`
+EmpqError
+├── ValidationError        bad input; `.errors` lists {field, message}
+├── JobNotFound            no job with that id; `.job_id`
+├── WorkerNotFound         no worker with that id; `.worker_id`
+├── InvalidTransition      the job's status does not allow it (cancel a completed job)
+├── StaleClaim             a claim token that is not the job's current one
+├── AuthError              missing or wrong API key or worker token
+├── HubUnavailable         the hub cannot be reached
+└── ConnectorError         a connector could not run a job; `.error_type`, `.retryable`
 """
 
 from __future__ import annotations

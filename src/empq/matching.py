@@ -153,7 +153,11 @@ def static_reasons(caps: WorkerCapabilities, spec: JobSpec) -> list[str]:
         and spec.component not in caps.components
     ):
         reasons.append(f"component '{spec.component}' not supported")
-    if spec.workflow is not None and caps.workflows != "all" and spec.workflow not in caps.workflows:
+    if (
+        spec.workflow is not None
+        and caps.workflows != "all"
+        and spec.workflow not in caps.workflows
+    ):
         reasons.append(f"workflow '{spec.workflow}' not supported")
     if spec.models:
         have = set(caps.models.get(spec.service_type or "", []))
@@ -208,9 +212,7 @@ def dynamic_reasons(caps: WorkerCapabilities, state: WorkerState, spec: JobSpec)
         reasons.append(f"no free slot ({len(state.running)}/{slots} jobs running)")
     others = {r.customer_id for r in state.running if r.customer_id != spec.customer_id}
     if spec.isolation is Isolation.STRICT and others:
-        reasons.append(
-            "strict isolation: worker is running jobs of other customers"
-        )
+        reasons.append("strict isolation: worker is running jobs of other customers")
     strict_owners = {
         r.customer_id
         for r in state.running
@@ -226,9 +228,7 @@ def dynamic_reasons(caps: WorkerCapabilities, state: WorkerState, spec: JobSpec)
     return reasons
 
 
-def reasons(
-    caps: WorkerCapabilities, spec: JobSpec, state: WorkerState | None = None
-) -> list[str]:
+def reasons(caps: WorkerCapabilities, spec: JobSpec, state: WorkerState | None = None) -> list[str]:
     """Every reason this worker cannot run this job now; empty means it can."""
     return static_reasons(caps, spec) + dynamic_reasons(caps, state or WorkerState(), spec)
 
@@ -265,14 +265,14 @@ def score(caps: WorkerCapabilities, spec: JobSpec, cost_tier: str | None = None)
     if spec.customer_id is not None and spec.customer_id in caps.job_affinity.preferred_customers:
         s += 10
     if spec.gpu_memory_gb is not None and caps.hardware.gpu_memory_gb > 0:
-        s -= (caps.hardware.gpu_memory_gb - spec.gpu_memory_gb) / max(caps.hardware.gpu_memory_gb, 1)
+        s -= (caps.hardware.gpu_memory_gb - spec.gpu_memory_gb) / max(
+            caps.hardware.gpu_memory_gb, 1
+        )
     if cost_tier is not None and caps.cost.tier == cost_tier:
         s += 1
     return s
 
 
-def rank_workers(
-    candidates: Sequence[tuple[str, WorkerCapabilities]], spec: JobSpec
-) -> list[str]:
+def rank_workers(candidates: Sequence[tuple[str, WorkerCapabilities]], spec: JobSpec) -> list[str]:
     """Worker ids best score first (ties by id, for stable output)."""
     return [wid for wid, _ in sorted(candidates, key=lambda c: (-score(c[1], spec), c[0]))]

@@ -68,9 +68,8 @@ def order_key(fields: OrderFields, job_id: str) -> str:
         raise ValueError(f"step {fields.step} outside 0..{MAX_STEP}")
     if not 0 <= fields.seq <= MAX_SEQ:
         raise ValueError(f"sequence {fields.seq} outside 0..{MAX_SEQ}")
-    return (
-        f"{100 - fields.priority:03d}{fields.time_ms:013d}{fields.step:06d}{fields.seq:012d}|{job_id}"
-    )
+    head = f"{100 - fields.priority:03d}{fields.time_ms:013d}"
+    return f"{head}{fields.step:06d}{fields.seq:012d}|{job_id}"
 
 
 def parse_order_key(member: str) -> tuple[OrderFields, str]:

@@ -251,10 +251,26 @@ _inbound: TypeAdapter[InboundMessage] = TypeAdapter(InboundMessage)
 INBOUND_TYPES: frozenset[str] = frozenset(
     t
     for model in (
-        RegisterWorker, ClaimJob, JobAcceptedByWorker, UpdateJobProgress, CompleteJob,
-        FailJob, WorkerHeartbeat, WorkerStatusMessage, UpdateCapabilities, Disconnect,
-        RegisterClient, SubmitJob, RequestJobStatus, CancelJob, SubscribeJob,
-        SubscribeJobNotifications, SubscribeStats, RequestStats, SubscribeWorkerUpdates, Ping,
+        RegisterWorker,
+        ClaimJob,
+        JobAcceptedByWorker,
+        UpdateJobProgress,
+        CompleteJob,
+        FailJob,
+        WorkerHeartbeat,
+        WorkerStatusMessage,
+        UpdateCapabilities,
+        Disconnect,
+        RegisterClient,
+        SubmitJob,
+        RequestJobStatus,
+        CancelJob,
+        SubscribeJob,
+        SubscribeJobNotifications,
+        SubscribeStats,
+        RequestStats,
+        SubscribeWorkerUpdates,
+        Ping,
     )
     for t in model.model_fields["type"].annotation.__args__  # type: ignore[union-attr]
 )

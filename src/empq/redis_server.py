@@ -74,19 +74,28 @@ class RedisServer:
         """Start the server and wait until it accepts connections."""
         args = [
             self.binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--protected-mode", "yes",
-            "--loglevel", "warning",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--protected-mode",
+            "yes",
+            "--loglevel",
+            "warning",
         ]
         if self.persistent and self.data_dir is not None:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             args += [
-                "--dir", str(self.data_dir.resolve()),
-                "--appendonly", "yes",
-                "--appendfsync", "everysec",
-                "--logfile", "redis.log",
+                "--dir",
+                str(self.data_dir.resolve()),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--logfile",
+                "redis.log",
             ]
         else:
             args += ["--appendonly", "no", "--logfile", ""]
@@ -105,9 +114,10 @@ class RedisServer:
         raise EmpqError(f"redis-server did not answer on port {self.port} in {timeout:g}s")
 
     def _answers(self) -> bool:
-        with contextlib.suppress(OSError), socket.create_connection(
-            ("127.0.0.1", self.port), timeout=0.2
-        ) as s:
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s,
+        ):
             s.sendall(b"PING\r\n")
             return s.recv(16).startswith(b"+PONG")
         return False

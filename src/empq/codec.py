@@ -1,0 +1,79 @@
+"""Job records to and from their Redis hash fields."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from empq.matching import JobSpec
+from empq.models import Job, JobSubmission, Requirements, utc_from_ms
+
+# Hash fields holding JSON documents.
+_JSON_FIELDS = ("payload", "requirements", "result", "error_details")
+_INT_FIELDS = (
+    "priority",
+    "max_retries",
+    "workflow_priority",
+    "workflow_datetime",
+    "step_number",
+    "attempts",
+)
+_TIME_FIELDS = ("created_at", "assigned_at", "started_at", "completed_at", "retry_at")
+
+
+def submission_fields(sub: JobSubmission) -> dict[str, str | int]:
+    """The hash fields a submission writes (None values are left out)."""
+    fields: dict[str, str | int] = {
+        "type": sub.type,
+        "priority": sub.priority,
+        "payload": json.dumps(sub.payload, separators=(",", ":")),
+        "requirements": sub.requirements.model_dump_json(exclude_defaults=True),
+        "max_retries": sub.max_retries,
+        "timeout_ms": int(sub.requirements.timeout_minutes * 60_000),
+    }
+    for name in ("customer_id", "workflow_id", "step_number", "webhook_url", "idempotency_key"):
+        value = getattr(sub, name)
+        if value is not None:
+            fields[name] = value
+    return fields
+
+
+def spec_of(sub: JobSubmission) -> JobSpec:
+    """The matching spec of a submission."""
+    return JobSpec.of(sub.type, sub.customer_id, sub.requirements)
+
+
+def decode_hash(raw: dict[bytes, bytes] | list[bytes]) -> dict[str, str]:
+    """HGETALL's reply (a dict, or a flat list from a script) as a str dict."""
+    if isinstance(raw, list):
+        it = iter(raw)
+        return {k.decode(): v.decode() for k, v in zip(it, it, strict=True)}
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def job_from_hash(job_id: str, h: dict[str, str]) -> Job:
+    """A `Job` from its hash fields."""
+    data: dict[str, Any] = {"id": job_id}
+    for key, value in h.items():
+        if key in _JSON_FIELDS:
+            data[key] = json.loads(value)
+        elif key in _INT_FIELDS:
+            data[key] = int(value)
+        elif key in _TIME_FIELDS:
+            data[key] = utc_from_ms(float(value))
+        elif key == "progress":
+            data[key] = float(value)
+        elif key in (
+            "type",
+            "status",
+            "customer_id",
+            "workflow_id",
+            "webhook_url",
+            "idempotency_key",
+            "message",
+            "worker_id",
+            "error",
+        ):
+            data[key] = value
+    data.setdefault("requirements", Requirements())
+    return Job.model_validate(data)

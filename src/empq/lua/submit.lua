@@ -1,0 +1,81 @@
+-- submit.lua: queue one or more jobs atomically (a batch is all or nothing).
+-- KEYS[1] seq          KEYS[2] queued        KEYS[3] sigs        KEYS[4] sigs_version
+-- KEYS[5] counts       KEYS[6] idempotency   KEYS[7] all_jobs    KEYS[8] events
+-- then per job i (5 keys from 8 + (i-1)*5): job, sig_queue, workflow, by_customer, by_type
+--   (workflow / by_customer are the job key itself when the job has none)
+-- ARGV[1] now_ms  ARGV[2] event stream max length  ARGV[3..] one JSON job descriptor each:
+--   {id, fields: {...}, sig, spec, idem?, wf: bool, cust: bool, priority, wp?, wt?, step}
+-- Returns per job: {job_id, created (1|0), position}.
+local now = tonumber(ARGV[1])
+local maxlen = ARGV[2]
+local results = {}
+local members = {}
+
+for i = 3, #ARGV do
+  local d = cjson.decode(ARGV[i])
+  local base = 8 + (i - 3) * 5
+  local job_key, q_key, wf_key, cust_key, type_key =
+    KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4], KEYS[base + 5]
+  local existing = false
+  if d.idem ~= cjson.null and d.idem ~= nil then
+    existing = redis.call('HGET', KEYS[6], d.idem)
+  end
+  if existing then
+    results[#results + 1] = {existing, 0}
+    members[#results] = false
+  else
+    local wp = d.wp
+    local wt = d.wt
+    if wp == cjson.null then wp = nil end
+    if wt == cjson.null then wt = nil end
+    if d.wf then
+      if wp ~= nil then redis.call('HSETNX', wf_key, 'priority', wp) end
+      redis.call('HSETNX', wf_key, 'datetime', wt or now)
+      if wp == nil then wp = tonumber(redis.call('HGET', wf_key, 'priority')) end
+      if wt == nil then wt = tonumber(redis.call('HGET', wf_key, 'datetime')) end
+    end
+    local ep = wp or d.priority
+    local et = wt or now
+    local seq = redis.call('INCR', KEYS[1])
+    local member = string.format('%03d%013d%06d%012d|%s', 100 - ep, et, d.step, seq, d.id)
+    local args = {'status', 'queued', 'order', member, 'sig', d.sig, 'spec', d.spec, 'seq', seq,
+                  'created_at', now, 'attempts', 0, 'progress', 0}
+    if wp ~= nil then args[#args + 1] = 'workflow_priority'; args[#args + 1] = wp end
+    if wt ~= nil then args[#args + 1] = 'workflow_datetime'; args[#args + 1] = wt end
+    for k, v in pairs(d.fields) do
+      args[#args + 1] = k
+      args[#args + 1] = v
+    end
+    redis.call('HSET', job_key, unpack(args))
+    redis.call('ZADD', q_key, 0, member)
+    redis.call('ZADD', KEYS[2], 0, member)
+    if redis.call('HSETNX', KEYS[3], d.sig, d.spec) == 1 then
+      redis.call('INCR', KEYS[4])
+    end
+    redis.call('HINCRBY', KEYS[5], 'queued', 1)
+    redis.call('ZADD', KEYS[7], seq, d.id)
+    if d.cust then redis.call('ZADD', cust_key, seq, d.id) end
+    redis.call('ZADD', type_key, seq, d.id)
+    if d.idem ~= cjson.null and d.idem ~= nil then
+      redis.call('HSET', KEYS[6], d.idem, d.id)
+    end
+    local cust = d.fields.customer_id
+    redis.call('XADD', KEYS[8], 'MAXLEN', '~', maxlen, '*', 'type', 'job_update', 'data',
+      cjson.encode({job_id = d.id, status = 'queued', progress = 0,
+                    job_type = d.fields.type, customer_id = cust, priority = ep,
+                    attempts = 0, signature = d.sig}))
+    results[#results + 1] = {d.id, 1}
+    members[#results] = member
+  end
+end
+
+-- Positions after the whole batch is in, so each is the job's place now.
+-- (An idempotent hit answers false here; the caller reads that job's position.)
+for i = 1, #results do
+  local pos = false
+  if members[i] then
+    pos = redis.call('ZRANK', KEYS[2], members[i]) + 1
+  end
+  results[i][3] = pos
+end
+return results
