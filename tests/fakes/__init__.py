@@ -1,0 +1,1 @@
+"""Test servers that speak real services' protocols (ComfyUI, Automatic1111)."""
