@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from empq.codec import decode_hash, job_from_hash, spec_of, submission_fields
@@ -135,7 +135,11 @@ class Broker:
         """A broker with its own client for `settings.redis_url`."""
         if settings.redis_url is None:
             raise ValueError("redis_url is required (start an embedded RedisServer first)")
-        client: Redis = Redis.from_url(settings.redis_url)
+        # A blocking pool: a burst of callers waits for a connection instead of failing.
+        pool = BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=settings.redis_max_connections, timeout=30
+        )
+        client: Redis = Redis.from_pool(pool)
         broker = cls(client, settings, clock=clock)
         await client.ping()
         return broker
@@ -170,7 +174,7 @@ class Broker:
             k.all_jobs,
             k.events,
         ]
-        args: list[Any] = [self.clock(), self._maxlen]
+        args: list[Any] = [self.clock(), self._maxlen, uuid.uuid4().hex]
         for sub in subs:
             job_id = uuid.uuid4().hex
             spec = spec_of(sub)
@@ -592,7 +596,7 @@ class Broker:
                 k.signatures_version,
                 k.events,
             ],
-            args=[self.clock(), self._maxlen, job_id],
+            args=[self.clock(), self._maxlen, job_id, uuid.uuid4().hex],
         )
         if reply[0] == b"FINAL":
             raise InvalidTransition(job_id, reply[1].decode(), "retry")
@@ -624,7 +628,7 @@ class Broker:
                 k.stats,
                 k.events,
             ],
-            args=[token, reason, self.clock(), self._maxlen, job_id],
+            args=[token, reason, self.clock(), self._maxlen, job_id, uuid.uuid4().hex],
         )
         return bool(reply[0] == b"OK")
 
@@ -697,7 +701,7 @@ class Broker:
                     k.signatures_version,
                     k.events,
                 ],
-                args=[now, self._maxlen, job_id],
+                args=[now, self._maxlen, job_id, uuid.uuid4().hex],
             )
             if ok:
                 done.append(job_id)
@@ -729,7 +733,8 @@ class Broker:
         for sig in await self._r.hkeys(k.signatures):
             s = sig.decode()
             await self.scripts.gc_signature(
-                keys=[k.signatures, k.signatures_version, k.sig_queue(s)], args=[s]
+                keys=[k.signatures, k.signatures_version, k.sig_queue(s)],
+                args=[s, uuid.uuid4().hex],
             )
         return removed
 

@@ -63,7 +63,11 @@ class Keys:
 
     @property
     def signatures_version(self) -> str:
-        """String counter: bumped whenever `signatures` gains or loses an entry."""
+        """String: a fresh random value whenever `signatures` gains or loses an entry.
+
+        Random, not a counter, so a flushed or restarted Redis can never repeat a
+        version a hub has cached.
+        """
         return f"{self.base}:sigs:version"
 
     @property

@@ -2,6 +2,7 @@
 -- KEYS[1] job  KEYS[2] sig_queue  KEYS[3] queued  KEYS[4] delayed  KEYS[5] counts
 -- KEYS[6] sigs  KEYS[7] sigs_version  KEYS[8] events
 -- ARGV[1] now ms  ARGV[2] event stream max length  ARGV[3] job id
+-- ARGV[4] a fresh registry version
 -- Returns 1 when promoted, 0 when not due or no longer waiting.
 local id = ARGV[3]
 local due = redis.call('ZSCORE', KEYS[4], id)
@@ -15,7 +16,7 @@ redis.call('HSET', KEYS[1], 'status', 'queued', 'progress', 0)
 redis.call('HDEL', KEYS[1], 'retry_at', 'worker_id', 'completed_at', 'assigned_at', 'started_at')
 redis.call('ZADD', KEYS[2], 0, f[5])
 redis.call('ZADD', KEYS[3], 0, f[5])
-if redis.call('HSETNX', KEYS[6], f[6], f[7]) == 1 then redis.call('INCR', KEYS[7]) end
+if redis.call('HSETNX', KEYS[6], f[6], f[7]) == 1 then redis.call('SET', KEYS[7], ARGV[4]) end
 redis.call('HINCRBY', KEYS[5], st, -1)
 redis.call('HINCRBY', KEYS[5], 'queued', 1)
 redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[2], '*', 'type', 'job_update', 'data',

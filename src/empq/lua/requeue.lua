@@ -4,7 +4,7 @@
 -- KEYS[6] worker_jobs  KEYS[7] finished  KEYS[8] counts  KEYS[9] sigs  KEYS[10] sigs_version
 -- KEYS[11] stats  KEYS[12] events
 -- ARGV[1] claim token the caller saw  ARGV[2] reason  ARGV[3] now ms
--- ARGV[4] event stream max length  ARGV[5] job id
+-- ARGV[4] event stream max length  ARGV[5] job id  ARGV[6] a fresh registry version
 -- Returns {'OK', new status} | {'NOTFOUND'} | {'STALE', current status}.
 local f = redis.call('HMGET', KEYS[1], 'status', 'claim_token', 'worker_id', 'type',
   'customer_id', 'priority', 'max_retries', 'order', 'sig', 'spec')
@@ -35,7 +35,7 @@ end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'progress', 0, 'error', ARGV[2])
 redis.call('ZADD', KEYS[2], 0, f[8])
 redis.call('ZADD', KEYS[3], 0, f[8])
-if redis.call('HSETNX', KEYS[9], f[9], f[10]) == 1 then redis.call('INCR', KEYS[10]) end
+if redis.call('HSETNX', KEYS[9], f[9], f[10]) == 1 then redis.call('SET', KEYS[10], ARGV[6]) end
 redis.call('HINCRBY', KEYS[8], 'queued', 1)
 redis.call('XADD', KEYS[12], 'MAXLEN', '~', ARGV[4], '*', 'type', 'job_update', 'data',
   cjson.encode({job_id = id, status = 'queued', previous_status = st, progress = 0,

@@ -3,7 +3,9 @@
 -- KEYS[5] counts       KEYS[6] idempotency   KEYS[7] all_jobs    KEYS[8] events
 -- then per job i (5 keys from 8 + (i-1)*5): job, sig_queue, workflow, by_customer, by_type
 --   (workflow / by_customer are the job key itself when the job has none)
--- ARGV[1] now_ms  ARGV[2] event stream max length  ARGV[3..] one JSON job descriptor each:
+-- ARGV[1] now_ms  ARGV[2] event stream max length
+-- ARGV[3] a fresh registry version (set when a signature is new)
+-- ARGV[4..] one JSON job descriptor each:
 --   {id, fields: {...}, sig, spec, idem?, wf: bool, cust: bool, priority, wp?, wt?, step}
 -- Returns per job: {job_id, created (1|0), position}.
 local now = tonumber(ARGV[1])
@@ -11,9 +13,9 @@ local maxlen = ARGV[2]
 local results = {}
 local members = {}
 
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   local d = cjson.decode(ARGV[i])
-  local base = 8 + (i - 3) * 5
+  local base = 8 + (i - 4) * 5
   local job_key, q_key, wf_key, cust_key, type_key =
     KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4], KEYS[base + 5]
   local existing = false
@@ -50,7 +52,7 @@ for i = 3, #ARGV do
     redis.call('ZADD', q_key, 0, member)
     redis.call('ZADD', KEYS[2], 0, member)
     if redis.call('HSETNX', KEYS[3], d.sig, d.spec) == 1 then
-      redis.call('INCR', KEYS[4])
+      redis.call('SET', KEYS[4], ARGV[3])
     end
     redis.call('HINCRBY', KEYS[5], 'queued', 1)
     redis.call('ZADD', KEYS[7], seq, d.id)
