@@ -1,0 +1,71 @@
+"""The `empq` command: processes (`hub`, `worker`, `dev`) and client commands.
+
+Every failure ends as one line on stderr and a non-zero exit code: 2 for a
+command line that does not parse, 1 for everything else (bad values, unknown job,
+hub unreachable, a watched job that did not complete).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import typer
+
+from empq.cli import client_commands, server_commands
+from empq.errors import EmpqError
+
+app = typer.Typer(
+    name="empq",
+    help="empq: a distributed job queue for AI workloads (hub + GPU workers on one Redis).",
+    invoke_without_command=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _root(ctx: typer.Context) -> None:
+    # `empq` alone shows the help and succeeds (typer's no_args_is_help exits 2)
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
+
+
+server_commands.register(app)
+client_commands.register(app)
+
+
+def _fail(message: str, code: int) -> int:
+    sys.stderr.write(f"empq: {' '.join(message.split())}\n")
+    sys.stderr.flush()
+    return code
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return its exit code (never raises for expected errors)."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="empq", standalone_mode=False)
+    except typer.TyperException as exc:  # typer's own click: usage errors, bad parameters
+        ctx = getattr(exc, "ctx", None)
+        name = getattr(ctx, "command_path", "empq")
+        hint = f" (see '{name} --help')" if ctx is not None else ""
+        return _fail(exc.format_message() + hint, exc.exit_code)
+    except typer.Abort:
+        return _fail("aborted", 130)
+    except EmpqError as exc:
+        return _fail(str(exc), 1)
+    except KeyboardInterrupt:
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+def main() -> None:
+    """Console-script entry point (`empq`)."""
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""How the `empq` command shows things: JSON for scripts, rich tables and panels for people."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from empq.models import Job, WorkerInfo
+from empq.sdk import Explanation
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+STATUS_STYLE = {
+    "pending": "dim",
+    "queued": "cyan",
+    "assigned": "blue",
+    "accepted": "blue",
+    "in_progress": "yellow",
+    "completed": "green",
+    "failed": "red",
+    "timeout": "red",
+    "cancelled": "magenta",
+    "idle": "green",
+    "busy": "yellow",
+    "draining": "blue",
+    "offline": "dim",
+}
+
+
+def styled(status: str) -> str:
+    """A status word in its colour (rich markup)."""
+    style = STATUS_STYLE.get(status, "white")
+    return f"[{style}]{escape(status)}[/{style}]"
+
+
+def emit_json(data: Any) -> None:
+    """Print one JSON document on stdout (never wrapped or coloured)."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def emit_json_line(data: Any) -> None:
+    """Print one compact JSON object per line (a stream of snapshots)."""
+    sys.stdout.write(json.dumps(data, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    """A job as JSON: the hub's record, with `job_id` beside `id` for scripts that expect it."""
+    data = job.model_dump(mode="json")
+    data["job_id"] = job.id
+    return data
+
+
+def ago(when: datetime | None) -> str:
+    """`12s ago` style, or `-`."""
+    if when is None:
+        return "-"
+    seconds = max(0.0, (datetime.now(UTC) - when).total_seconds())
+    if seconds < 60:
+        return f"{seconds:.0f}s ago"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m ago"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f}h ago"
+    return f"{seconds / 86400:.1f}d ago"
+
+
+def output_files(job: Job) -> list[str]:
+    """The artifact URLs in a job's result."""
+    files = (job.result or {}).get("output_files") or []
+    return [str(f) for f in files] if isinstance(files, list) else []
+
+
+def show_job(job: Job) -> None:
+    """A job's fields, one per line, for `empq status`."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    rows: list[tuple[str, str]] = [
+        ("job", escape(job.id)),
+        ("type", escape(job.type)),
+        ("status", styled(job.status.value)),
+        ("progress", f"{job.progress:.0f}%"),
+        ("priority", str(job.priority)),
+        ("attempts", f"{job.attempts} (max retries {job.max_retries})"),
+    ]
+    optional = {
+        "position": job.position,
+        "worker": job.worker_id,
+        "customer": job.customer_id,
+        "workflow": job.workflow_id,
+        "service": job.requirements.service_type,
+        "message": job.message,
+        "error": job.error,
+    }
+    rows += [(k, escape(str(v))) for k, v in optional.items() if v is not None]
+    times = {
+        "created": job.created_at,
+        "assigned": job.assigned_at,
+        "started": job.started_at,
+        "completed": job.completed_at,
+    }
+    rows += [(k, f"{v.isoformat()} ({ago(v)})") for k, v in times.items() if v is not None]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    show_result(job)
+
+
+def show_result(job: Job) -> None:
+    """The result and artifact URLs of a finished job."""
+    if job.result is not None:
+        shown = {k: v for k, v in job.result.items() if k != "output_files"}
+        if shown:
+            console.print("[bold]result[/bold]  " + escape(json.dumps(shown, default=str)))
+    for url in output_files(job):
+        console.print(f"[bold]artifact[/bold] {escape(url)}")
+
+
+def jobs_table(jobs: Iterable[Job]) -> Table:
+    """`empq jobs`."""
+    table = Table(box=None, header_style="bold")
+    for name in ("ID", "TYPE", "STATUS", "PRI", "PROGRESS", "WORKER", "CUSTOMER", "CREATED"):
+        table.add_column(name, no_wrap=name in ("ID", "STATUS"))
+    for job in jobs:
+        table.add_row(
+            escape(job.id),
+            escape(job.type),
+            styled(job.status.value),
+            str(job.priority),
+            f"{job.progress:.0f}%",
+            escape(job.worker_id or "-"),
+            escape(job.customer_id or "-"),
+            ago(job.created_at),
+        )
+    return table
+
+
+def workers_table(workers: Iterable[WorkerInfo]) -> Table:
+    """`empq workers`."""
+    table = Table(box=None, header_style="bold")
+    for name in ("WORKER", "STATUS", "SERVICES", "SLOTS", "JOBS", "DONE", "FAILED", "HEARTBEAT"):
+        table.add_column(name, no_wrap=name == "WORKER")
+    for worker in workers:
+        caps = worker.capabilities
+        status = worker.status.value if worker.connected else "offline"
+        table.add_row(
+            escape(worker.worker_id),
+            styled(status),
+            escape(", ".join(caps.services) or "-"),
+            str(caps.performance.concurrent_jobs),
+            escape(", ".join(worker.current_jobs) or "-"),
+            str(worker.jobs_completed),
+            str(worker.jobs_failed),
+            ago(worker.last_heartbeat),
+        )
+    return table
+
+
+def show_explanation(explanation: Explanation) -> None:
+    """`empq explain JOB`."""
+    head = f"job {escape(explanation.job_id)} is {styled(explanation.status.value)}"
+    if explanation.position is not None:
+        head += f", position {explanation.position} in the queue"
+    console.print(head)
+    if explanation.summary:
+        console.print(escape(explanation.summary))
+    if explanation.matching_workers:
+        names = [_worker_name(w) for w in explanation.matching_workers]
+        console.print("[green]can run it:[/green] " + escape(", ".join(names)))
+    else:
+        console.print("[yellow]no worker can run it right now[/yellow]")
+    if explanation.rejected_workers:
+        table = Table(box=None, header_style="bold")
+        table.add_column("REJECTED WORKER", no_wrap=True)
+        table.add_column("WHY")
+        for rejected in explanation.rejected_workers:
+            table.add_row(escape(rejected.worker_id), escape("; ".join(rejected.reasons)))
+        console.print(table)
+
+
+def _worker_name(worker: Any) -> str:
+    if isinstance(worker, Mapping):
+        return str(worker.get("worker_id", worker))
+    return str(worker)
+
+
+def show_stats(stats: Mapping[str, Any]) -> None:
+    """`empq stats`: each section of the hub's stats as `key: value` lines."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in stats.items():
+        if isinstance(value, Mapping):
+            table.add_row(escape(str(key)), "")
+            for sub, subvalue in value.items():
+                table.add_row(f"  {escape(str(sub))}", escape(_scalar(subvalue)))
+        else:
+            table.add_row(escape(str(key)), escape(_scalar(value)))
+    console.print(table)
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, Mapping | list):
+        return json.dumps(value, default=str)
+    return str(value)

@@ -1,0 +1,17 @@
+"""The Python SDK: `AsyncClient` (async first) and `Client`, its blocking facade (CONTRACT §8)."""
+
+from empq.sdk.client import AsyncClient
+from empq.sdk.results import Explanation, JobPage, RejectedWorker, SubmittedJob, WaitTimeout
+from empq.sdk.sync import Client
+from empq.sdk.watching import job_is_final
+
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "Explanation",
+    "JobPage",
+    "RejectedWorker",
+    "SubmittedJob",
+    "WaitTimeout",
+    "job_is_final",
+]
