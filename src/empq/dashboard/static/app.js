@@ -1,0 +1,174 @@
+// The dashboard's entry point: wires the REST snapshots and the live WebSocket into
+// the store, and the store into the views.
+
+import { api, currentKey, onKeyNeeded, setApiKey } from "./api.js";
+import { LiveConnection } from "./live.js";
+import { normalizeStats } from "./stats.js";
+import { store } from "./store.js";
+import { $, debounce } from "./util.js";
+import { closeDetail, initDetail, openDetail } from "./views/detail.js";
+import { currentFilters, initJobs } from "./views/jobs.js";
+import { initOverview } from "./views/overview.js";
+import { initSubmit } from "./views/submit.js";
+import { toast } from "./views/toast.js";
+import { initWorkers } from "./views/workers.js";
+
+const JOB_LIST_LIMIT = 100;
+
+// ------------------------------------------------------------ REST snapshots
+
+async function loadJobs() {
+  try {
+    const reply = await api.listJobs({ ...currentFilters(), limit: JOB_LIST_LIMIT });
+    store.setJobList(reply.jobs || []);
+  } catch (err) {
+    toast(`Could not load jobs: ${err.message}`, "error");
+  }
+}
+
+async function loadWorkers() {
+  try {
+    const reply = await api.listWorkers();
+    store.setWorkers(reply.workers || []);
+  } catch (err) {
+    toast(`Could not load workers: ${err.message}`, "error");
+  }
+}
+
+async function loadStats() {
+  try {
+    const raw = await api.stats();
+    store.setStats(raw, normalizeStats(raw));
+  } catch (err) {
+    toast(`Could not load stats: ${err.message}`, "error");
+  }
+}
+
+// Jobs first heard of through an event are fetched once, in a batch.
+const unknownJobs = new Set();
+const fetchUnknownJobs = debounce(async () => {
+  const ids = [...unknownJobs];
+  unknownJobs.clear();
+  await Promise.all(ids.map(async (id) => {
+    try {
+      store.mergeJob(await api.getJob(id));
+    } catch {
+      // gone already (cleaned up) or not visible to this key: the event row stays
+    }
+  }));
+}, 150);
+
+// Heartbeats are not broadcast one by one; the worker list is re-read with each
+// stats tick so heartbeat ages and current jobs stay true.
+const refreshWorkers = debounce(loadWorkers, 300);
+
+// ------------------------------------------------------------ live messages
+
+function onMessage(msg) {
+  switch (msg.type) {
+    case "stats_broadcast":
+      store.setStats(msg, normalizeStats(msg));
+      refreshWorkers();
+      break;
+    case "job_update":
+    case "job_completed":
+    case "job_failed":
+      if (store.applyJobEvent(msg)) {
+        store.mergeJob({ ...store.jobs.get(msg.job_id), id: msg.job_id });
+        unknownJobs.add(msg.job_id);
+        fetchUnknownJobs();
+      }
+      break;
+    case "worker_registered":
+    case "worker_status":
+      store.mergeWorker(msg);
+      break;
+    case "worker_disconnected":
+      store.removeWorker(msg.worker_id, { reason: msg.reason });
+      break;
+    case "system_alert":
+      store.addAlert(msg);
+      toast(`${msg.severity || "alert"}: ${msg.message || msg.category || ""}`, msg.severity === "info" ? "info" : "error");
+      break;
+    case "error":
+      toast(`Hub: ${msg.error || msg.error_code}`, "error");
+      break;
+    default:
+      break; // connection_established, client_registered, confirmations
+  }
+}
+
+function onState(state, detail) {
+  const node = $("#conn");
+  node.dataset.state = state;
+  const labels = { connecting: "connecting…", live: "live", offline: "offline", auth: "needs key" };
+  $("#conn-label").textContent = labels[state] || state;
+  node.title = detail || "";
+}
+
+function onConnected(isReconnect) {
+  // After a reconnect the snapshots may have moved on: reload them without a page reload.
+  loadJobs();
+  loadWorkers();
+  if (isReconnect) {
+    loadStats();
+    toast("Reconnected to the hub", "ok");
+  }
+}
+
+// ------------------------------------------------------------ API key dialog
+
+function askForKey(reason) {
+  const dialog = $("#key-dialog");
+  $("#key-reason").textContent = reason;
+  $("#key-input").value = "";
+  return new Promise((resolve) => {
+    const done = () => {
+      dialog.removeEventListener("close", done);
+      resolve(dialog.returnValue === "ok" ? $("#key-input").value.trim() || null : null);
+    };
+    dialog.addEventListener("close", done);
+    if (!dialog.open) dialog.showModal();
+    $("#key-input").focus();
+  });
+}
+
+// ------------------------------------------------------------ routing
+
+function route() {
+  const m = /^#job\/(.+)$/.exec(location.hash);
+  if (m) openDetail(decodeURIComponent(m[1]));
+  else closeDetail();
+}
+
+function openJob(id) {
+  if (location.hash !== `#job/${id}`) history.pushState(null, "", `#job/${encodeURIComponent(id)}`);
+  openDetail(id);
+}
+
+// ------------------------------------------------------------ start
+
+function start() {
+  onKeyNeeded(askForKey);
+  const live = new LiveConnection({ onMessage, onState, onConnected });
+  $("#key-button").addEventListener("click", async () => {
+    const key = await askForKey(currentKey() ? "Replace the API key stored in this browser." : "Enter an API key for this hub.");
+    if (key) {
+      setApiKey(key);
+      live.reconnectNow();
+    }
+  });
+  initOverview();
+  initWorkers(openJob);
+  initJobs({ onOpenJob: openJob, onReload: loadJobs });
+  initDetail();
+  initSubmit();
+  window.addEventListener("popstate", route);
+  route();
+  loadStats();
+  live.start();
+  // Exposed for operators poking at the console, and for the browser tests.
+  window.empqDashboard = { store, live };
+}
+
+start();
