@@ -38,7 +38,9 @@ ApiKeyOption = Annotated[
     typer.Option("--api-key", envvar="EMPQ_API_KEY", help="API key, when the hub wants one."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-JobArgument = Annotated[str, typer.Argument(metavar="JOB_ID", help="The job's id.", show_default=False)]
+JobArgument = Annotated[
+    str, typer.Argument(metavar="JOB_ID", help="The job's id.", show_default=False)
+]
 
 DEFAULT_HUB = "http://127.0.0.1:3001"
 
