@@ -238,20 +238,6 @@ def can_run(caps: WorkerCapabilities, spec: JobSpec, state: WorkerState | None =
     return not reasons(caps, spec, state)
 
 
-def eligible_signatures(
-    verdicts: StaticVerdicts, specs: dict[str, JobSpec], state: WorkerState
-) -> list[str]:
-    """The signatures of the queues this worker may claim from now."""
-    out = []
-    for sig, spec in specs.items():
-        if verdicts.reasons(spec):
-            continue
-        if dynamic_reasons(verdicts.caps, state, spec):
-            continue
-        out.append(sig)
-    return out
-
-
 def score(caps: WorkerCapabilities, spec: JobSpec, cost_tier: str | None = None) -> float:
     """A soft preference of this worker for this job (higher is better).
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from empq.status import JobStatus, WorkerStatus
+from empq.status import JobStatus, WorkerStatus, is_final
 
 Priority = Annotated[int, Field(ge=0, le=100)]
 NonNegative = Annotated[float, Field(ge=0)]
@@ -126,6 +126,11 @@ class Job(BaseModel):
     error_details: dict[str, Any] | None = None
     position: int | None = None
     retry_at: datetime | None = None
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the job will not run again (unless an operator retries it)."""
+        return is_final(self.status, self.retry_at is not None)
 
 
 class Hardware(Strict):

@@ -75,8 +75,9 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
             JobStatus.CANCELLED,
         }
     ),
-    JobStatus.FAILED: frozenset({JobStatus.QUEUED}),
-    JobStatus.TIMEOUT: frozenset({JobStatus.QUEUED}),
+    # A failed or timed-out job waiting for its retry can still be cancelled.
+    JobStatus.FAILED: frozenset({JobStatus.QUEUED, JobStatus.CANCELLED}),
+    JobStatus.TIMEOUT: frozenset({JobStatus.QUEUED, JobStatus.CANCELLED}),
     JobStatus.COMPLETED: frozenset(),
     JobStatus.CANCELLED: frozenset({JobStatus.QUEUED}),  # only by an explicit retry
 }
@@ -87,10 +88,14 @@ def can_transition(old: JobStatus, new: JobStatus) -> bool:
     return new in TRANSITIONS[old]
 
 
-def is_final(status: JobStatus, attempts: int, max_retries: int) -> bool:
-    """Whether a job in `status` will never run again without an explicit retry."""
+def is_final(status: JobStatus, retry_scheduled: bool = False) -> bool:
+    """Whether a job in `status` will never run again without an operator's retry.
+
+    `failed` and `timeout` are final unless a retry is scheduled (the attempt was
+    retryable and retries remained).
+    """
     if status in ALWAYS_FINAL_STATUSES:
         return True
     if status in (JobStatus.FAILED, JobStatus.TIMEOUT):
-        return attempts > max_retries
+        return not retry_scheduled
     return False

@@ -1,0 +1,182 @@
+"""The job queue over Redis: every state change of a job, each one atomic.
+
+Each operation is one Lua script (`empq/lua/`) that checks the job's state and claim
+token, changes it, and appends the matching event to the event stream in the same
+step, so a crash can never leave half a change or a change without its event.
+
+Queues: one sorted set per *signature* (the canonical form of a job's matching
+fields, see `matching.JobSpec`), all ordered by the order key of `ordering`. A claim
+asks `matching` which signatures the worker may take (cached per worker and per
+registry version), reads the best few heads across those queues (peek.lua), and
+claims the best with a compare-and-set (claim.lua) that fails harmlessly if another
+worker got it first. Cost per claim: O(E log N) in Redis for E eligible signatures
+and N queued jobs, whatever the jobs ahead need; Python re-evaluates matching only
+when signatures appear or disappear, or when the worker holds jobs that restrict
+what it may take next (isolation, customer limits), then O(S) for S signatures.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from redis.asyncio import BlockingConnectionPool, Redis
+
+from empq.broker.base import Clock, SubmitResult, wall_clock_ms
+from empq.broker.claiming import ClaimMixin
+from empq.broker.events import EventsMixin
+from empq.broker.recovery import RecoveryMixin
+from empq.codec import spec_of, submission_fields
+from empq.config import BrokerSettings
+from empq.errors import InvalidTransition, JobNotFound
+from empq.models import Job, JobSubmission, utc_from_ms
+from empq.status import JobStatus
+
+
+class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
+    """Every job operation, atomic, over one Redis."""
+
+    @classmethod
+    async def connect(cls, settings: BrokerSettings, *, clock: Clock = wall_clock_ms) -> Broker:
+        """A broker with its own client for `settings.redis_url`."""
+        if settings.redis_url is None:
+            raise ValueError("redis_url is required (start an embedded RedisServer first)")
+        # A blocking pool: a burst of callers waits for a connection instead of failing.
+        pool = BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=settings.redis_max_connections, timeout=30
+        )
+        client: Redis = Redis.from_pool(pool)
+        broker = cls(client, settings, clock=clock)
+        await client.ping()
+        return broker
+
+    # ------------------------------------------------------------------ submission
+
+    async def submit(self, sub: JobSubmission) -> SubmitResult:
+        """Queue one job (or return the job its idempotency key already names)."""
+        return (await self.submit_many([sub]))[0]
+
+    async def submit_many(self, subs: Sequence[JobSubmission]) -> list[SubmitResult]:
+        """Queue jobs atomically: all of them, in this order, or none."""
+        k = self.keys
+        keys = [
+            k.seq,
+            k.queued,
+            k.signatures,
+            k.signatures_version,
+            k.counts,
+            k.idempotency,
+            k.all_jobs,
+            k.events,
+        ]
+        args: list[Any] = [self.clock(), self._maxlen, uuid.uuid4().hex]
+        for sub in subs:
+            job_id = uuid.uuid4().hex
+            spec = spec_of(sub)
+            sig = spec.signature
+            job_key = k.job(job_id)
+            keys += [
+                job_key,
+                k.sig_queue(sig),
+                k.workflow(sub.workflow_id) if sub.workflow_id else job_key,
+                k.by_customer(sub.customer_id) if sub.customer_id else job_key,
+                k.by_type(sub.type),
+            ]
+            args.append(
+                json.dumps(
+                    {
+                        "id": job_id,
+                        "fields": submission_fields(sub),
+                        "sig": sig,
+                        "spec": spec.to_json(),
+                        "idem": sub.idempotency_key,
+                        "wf": sub.workflow_id is not None,
+                        "cust": sub.customer_id is not None,
+                        "priority": sub.priority,
+                        "wp": sub.workflow_priority,
+                        "wt": sub.workflow_datetime,
+                        "step": sub.step_number or 0,
+                    },
+                    separators=(",", ":"),
+                )
+            )
+        now = args[0]
+        rows = await self.scripts.submit(keys=keys, args=args)
+        out = []
+        for raw_id, created, pos in rows:
+            job_id = raw_id.decode()
+            if created:
+                out.append(
+                    SubmitResult(
+                        job_id, JobStatus.QUEUED, int(pos), cast(datetime, utc_from_ms(now)), True
+                    )
+                )
+            else:
+                job = await self.get(job_id)
+                out.append(
+                    SubmitResult(
+                        job_id, job.status, job.position, cast(datetime, job.created_at), False
+                    )
+                )
+        return out
+
+    # ------------------------------------------------------------------ operators
+
+    async def cancel(self, job_id: str, reason: str | None = None) -> Job:
+        """Cancel the job wherever it is; the event names the worker that held it."""
+        k = self.keys
+        for _ in range(8):
+            fields = await self._r.hmget(k.job(job_id), ["sig", "worker_id"])
+            if fields[0] is None:
+                raise JobNotFound(job_id)
+            worker = fields[1].decode() if fields[1] else ""
+            reply = await self.scripts.cancel(
+                keys=[
+                    k.job(job_id),
+                    k.sig_queue(fields[0].decode()),
+                    k.queued,
+                    k.delayed,
+                    k.claims,
+                    k.running,
+                    k.worker_jobs(worker),
+                    k.finished,
+                    k.counts,
+                    k.events,
+                ],
+                args=[reason or "", self.clock(), self._maxlen, job_id, worker],
+            )
+            if reply[0] == b"RETRY":  # the job changed hands between the read and the script
+                continue
+            if reply[0] == b"FINAL":
+                raise InvalidTransition(job_id, reply[1].decode(), "cancel")
+            self._check(job_id, reply)
+            return await self.get(job_id)
+        raise InvalidTransition(job_id, "changing", "cancel")
+
+    async def retry(self, job_id: str) -> Job:
+        """Queue a failed, timed-out or cancelled job again with a fresh retry budget."""
+        k = self.keys
+        sig = await self._r.hget(k.job(job_id), "sig")
+        if sig is None:
+            raise JobNotFound(job_id)
+        reply = await self.scripts.retry(
+            keys=[
+                k.job(job_id),
+                k.sig_queue(sig.decode()),
+                k.queued,
+                k.delayed,
+                k.finished,
+                k.counts,
+                k.signatures,
+                k.signatures_version,
+                k.events,
+            ],
+            args=[self.clock(), self._maxlen, job_id, uuid.uuid4().hex],
+        )
+        if reply[0] == b"FINAL":
+            raise InvalidTransition(job_id, reply[1].decode(), "retry")
+        self._check(job_id, reply)
+        return await self.get(job_id)

@@ -1,0 +1,149 @@
+"""Recovery: jobs of lost workers, unaccepted assignments, timeouts, delayed retries, clean-up."""
+
+from __future__ import annotations
+
+import uuid
+
+from empq.broker.base import (
+    _worker_of_token,
+)
+from empq.broker.reports import ReportsMixin
+from empq.errors import JobNotFound, StaleClaim
+from empq.status import JobStatus
+
+
+class RecoveryMixin(ReportsMixin):
+    """Background recovery; every step re-checks the claim, so several hubs may run it."""
+
+    async def _requeue(self, job_id: str, reason: str, expected_token: str | None = None) -> bool:
+        k = self.keys
+        fields = await self._r.hmget(k.job(job_id), ["sig", "claim_token", "worker_id"])
+        if fields[0] is None or fields[1] is None:
+            return False
+        token = fields[1].decode()
+        if expected_token is not None and token != expected_token:
+            return False
+        reply = await self.scripts.requeue(
+            keys=[
+                k.job(job_id),
+                k.sig_queue(fields[0].decode()),
+                k.queued,
+                k.claims,
+                k.running,
+                k.worker_jobs(_worker_of_token(token)),
+                k.finished,
+                k.counts,
+                k.signatures,
+                k.signatures_version,
+                k.stats,
+                k.events,
+            ],
+            args=[token, reason, self.clock(), self._maxlen, job_id, uuid.uuid4().hex],
+        )
+        return bool(reply[0] == b"OK")
+
+    async def requeue_worker_jobs(self, worker_id: str, reason: str) -> list[str]:
+        """Return every job a worker holds to its place in the queue (attempt counted)."""
+        ids = [m.decode() for m in await self._r.smembers(self.keys.worker_jobs(worker_id))]
+        done = []
+        for job_id in sorted(ids):
+            token = await self._r.hget(self.keys.job(job_id), "claim_token")
+            if token is not None and _worker_of_token(token.decode()) == worker_id:
+                if await self._requeue(job_id, reason, token.decode()):
+                    done.append(job_id)
+            else:  # the set lagged behind a finished job; tidy it
+                await self._r.srem(self.keys.worker_jobs(worker_id), job_id)
+        return done
+
+    async def sweep_claims(self) -> list[str]:
+        """Requeue assignments not accepted within the claim timeout."""
+        due = await self._r.zrangebyscore(self.keys.claims, "-inf", self.clock(), 0, 500)
+        return [
+            j.decode()
+            for j in due
+            if await self._requeue(j.decode(), "assignment was not accepted in time")
+        ]
+
+    async def sweep_timeouts(self) -> list[str]:
+        """Mark jobs past `requirements.timeout_minutes` (from assignment) as timed out."""
+        due = await self._r.zrangebyscore(self.keys.running, "-inf", self.clock(), 0, 500)
+        done = []
+        for raw in due:
+            job_id = raw.decode()
+            token = await self._r.hget(self.keys.job(job_id), "claim_token")
+            if token is None:
+                await self._r.zrem(self.keys.running, job_id)
+                continue
+            try:
+                await self.fail(
+                    job_id,
+                    token.decode(),
+                    "job exceeded its timeout",
+                    retry=True,
+                    error_details={"error_type": "timeout"},
+                    status=JobStatus.TIMEOUT,
+                )
+            except (StaleClaim, JobNotFound):
+                continue
+            done.append(job_id)
+        return done
+
+    async def promote_due(self) -> list[str]:
+        """Queue again the delayed retries whose back-off is over."""
+        k = self.keys
+        now = self.clock()
+        due = await self._r.zrangebyscore(k.delayed, "-inf", now, 0, 500)
+        done = []
+        for raw in due:
+            job_id = raw.decode()
+            sig = await self._r.hget(k.job(job_id), "sig")
+            if sig is None:
+                await self._r.zrem(k.delayed, job_id)
+                continue
+            ok = await self.scripts.promote(
+                keys=[
+                    k.job(job_id),
+                    k.sig_queue(sig.decode()),
+                    k.queued,
+                    k.delayed,
+                    k.counts,
+                    k.signatures,
+                    k.signatures_version,
+                    k.events,
+                ],
+                args=[now, self._maxlen, job_id, uuid.uuid4().hex],
+            )
+            if ok:
+                done.append(job_id)
+        return done
+
+    async def cleanup(self, retention_seconds: float | None = None) -> int:
+        """Forget final jobs older than the retention, and signatures with empty queues."""
+        k = self.keys
+        keep = self.settings.job_retention if retention_seconds is None else retention_seconds
+        cutoff = self.clock() - int(keep * 1000)
+        old = await self._r.zrangebyscore(k.finished, "-inf", cutoff, 0, 1000)
+        removed = 0
+        for raw in old:
+            job_id = raw.decode()
+            f = await self._r.hmget(k.job(job_id), ["customer_id", "type", "idempotency_key"])
+            cust, jtype, idem = (v.decode() if v else None for v in f)
+            removed += await self.scripts.cleanup(
+                keys=[
+                    k.job(job_id),
+                    k.finished,
+                    k.all_jobs,
+                    k.by_customer(cust or "-"),
+                    k.by_type(jtype or "-"),
+                    k.idempotency,
+                    k.counts,
+                ],
+                args=[cutoff, job_id, idem or ""],
+            )
+        for sig in await self._r.hkeys(k.signatures):
+            s = sig.decode()
+            await self.scripts.gc_signature(
+                keys=[k.signatures, k.signatures_version, k.sig_queue(s)],
+                args=[s, uuid.uuid4().hex],
+            )
+        return removed

@@ -1,0 +1,108 @@
+"""What the worker holding a job reports: accept, progress, complete, fail."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from empq.broker.base import (
+    BrokerBase,
+    FailResult,
+    _worker_of_token,
+)
+from empq.status import JobStatus
+
+
+class ReportsMixin(BrokerBase):
+    """Fenced worker reports."""
+
+    async def accept(self, job_id: str, token: str) -> None:
+        """The worker took the job (assigned -> accepted)."""
+        k = self.keys
+        reply = await self.scripts.accept(
+            keys=[k.job(job_id), k.claims, k.counts, k.events],
+            args=[token, self.clock(), self._maxlen, job_id],
+        )
+        self._check(job_id, reply)
+
+    async def progress(
+        self, job_id: str, token: str, progress: float, message: str | None = None
+    ) -> None:
+        """Record progress (0..100) from the worker holding the job."""
+        k = self.keys
+        reply = await self.scripts.progress(
+            keys=[k.job(job_id), k.claims, k.counts, k.events],
+            args=[token, progress, message or "", self.clock(), self._maxlen, job_id],
+        )
+        self._check(job_id, reply)
+
+    async def complete(
+        self,
+        job_id: str,
+        token: str,
+        result: dict[str, Any],
+        processing_time: float | None = None,
+    ) -> None:
+        """Record success: the job is completed, final."""
+        k = self.keys
+        reply = await self.scripts.complete(
+            keys=[
+                k.job(job_id),
+                k.claims,
+                k.running,
+                k.worker_jobs(_worker_of_token(token)),
+                k.finished,
+                k.counts,
+                k.stats,
+                k.events,
+            ],
+            args=[
+                token,
+                json.dumps(result, separators=(",", ":")),
+                "" if processing_time is None else processing_time,
+                self.clock(),
+                self._maxlen,
+                job_id,
+            ],
+        )
+        self._check(job_id, reply)
+
+    async def fail(
+        self,
+        job_id: str,
+        token: str,
+        error: str,
+        retry: bool = True,
+        error_details: dict[str, Any] | None = None,
+        *,
+        status: JobStatus = JobStatus.FAILED,
+    ) -> FailResult:
+        """Record a failed attempt: retried after the back-off while retries remain."""
+        k = self.keys
+        reply = await self.scripts.fail(
+            keys=[
+                k.job(job_id),
+                k.claims,
+                k.running,
+                k.worker_jobs(_worker_of_token(token)),
+                k.delayed,
+                k.finished,
+                k.counts,
+                k.stats,
+                k.events,
+            ],
+            args=[
+                token,
+                error,
+                "" if error_details is None else json.dumps(error_details),
+                1 if retry else 0,
+                self.clock(),
+                self._maxlen,
+                job_id,
+                status.value,
+                *self.settings.retry_delays,
+            ],
+        )
+        self._check(job_id, reply)
+        scheduled = reply[1] == 1
+        return FailResult(job_id, scheduled, float(reply[2]) if scheduled else None, int(reply[3]))

@@ -1,0 +1,66 @@
+"""Nothing is lost when Redis restarts: the embedded server keeps an append-only file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from empq.broker import Broker
+from empq.config import BrokerSettings
+from empq.models import JobSubmission, WorkerCapabilities
+from empq.redis_server import RedisServer
+from empq.status import JobStatus
+
+CAPS = WorkerCapabilities(services=["s"])
+
+
+def sub(priority: int) -> JobSubmission:
+    return JobSubmission(type="t", priority=priority, requirements={"service_type": "s"})
+
+
+async def test_jobs_in_every_state_survive_a_redis_restart(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis", persistent=True).start()
+    try:
+        b = await Broker.connect(BrokerSettings(redis_url=server.url))
+        done, held, queued_low = (r.job_id for r in await b.submit_many([sub(90), sub(80), sub(1)]))
+        (a,) = await b.claim("w", CAPS)
+        await b.complete(a.job.id, a.claim_token, {"ok": True})
+        (h,) = await b.claim("w", CAPS)
+        await b.progress(h.job.id, h.claim_token, 30)
+        await b.close()
+        server.stop()  # SIGTERM: Redis flushes its append-only file
+
+        server = RedisServer(tmp_path / "redis", persistent=True).start()
+        b = await Broker.connect(BrokerSettings(redis_url=server.url))
+        assert (await b.get(done)).result == {"ok": True}
+        assert (await b.get(held)).status is JobStatus.IN_PROGRESS
+        await b.progress(held, h.claim_token, 60)  # the holder's token still fences the job
+        assert (await b.get(queued_low)).position == 1
+        (nxt,) = await b.claim("w2", CAPS)
+        assert nxt.job.id == queued_low
+        assert await b.requeue_worker_jobs("w", "worker lost") == [held]
+        await b.close()
+    finally:
+        server.stop()
+
+
+async def test_redis_restart_without_persistence_does_not_confuse_claims(tmp_path: Path) -> None:
+    """A hub that cached the queues of a Redis that lost its data still finds new jobs."""
+    server = RedisServer(persistent=False).start()
+    try:
+        b = await Broker.connect(BrokerSettings(redis_url=server.url))
+        await b.submit(sub(50))
+        assert len(await b.claim("w", CAPS)) == 1
+        await b.redis.flushall()
+        other = WorkerCapabilities(services=["s", "x"])
+        await b.submit(JobSubmission(type="t", requirements={"service_type": "x"}))
+        assert len(await b.claim("w", other)) == 1
+        await b.close()
+    finally:
+        server.stop()
+
+
+def test_embedded_server_writes_its_data_under_the_data_dir(tmp_path: Path) -> None:
+    with RedisServer(tmp_path / "data", persistent=True) as server:
+        assert server.url.startswith("redis://127.0.0.1:")
+    assert (tmp_path / "data" / "appendonlydir").is_dir()
+    assert server.process is None
