@@ -1,0 +1,17 @@
+"""`python -m empq.hub`: run a hub from `EMPQ_*` settings (used by restart tests)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from empq.config import HubSettings
+from empq.hub.server import serve
+
+
+def main() -> None:
+    """Run the hub until SIGINT or SIGTERM."""
+    asyncio.run(serve(HubSettings()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""REST routes for jobs (CONTRACT §3): submit, batch, get, list, cancel, retry, explain."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from empq.hub.auth import require_api_key
+from empq.hub.explain import explain
+from empq.hub.runtime import Hub
+from empq.matching import JobSpec
+from empq.models import BatchSubmission, Job, JobSubmission
+from empq.status import JobStatus
+
+router = APIRouter(prefix="/api/jobs", tags=["jobs"], dependencies=[Depends(require_api_key)])
+
+
+def hub_of(request: Request) -> Hub:
+    """The running hub behind this app."""
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+HubDep = Annotated[Hub, Depends(hub_of)]
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    """A job record as REST returns it (ISO 8601 UTC times)."""
+    return job.model_dump(mode="json")
+
+
+@router.post("", status_code=201, summary="Submit a job")
+async def submit(sub: JobSubmission, hub: HubDep) -> JSONResponse:
+    """Queue one job. 201 for a new job; 200 with the first job for a repeated idempotency key."""
+    result = await hub.broker.submit(sub)
+    if not result.created:
+        job = await hub.broker.get(result.job_id)
+        return JSONResponse({"job_id": job.id, **job_json(job)}, status_code=200)
+    body: dict[str, Any] = {
+        "job_id": result.job_id,
+        "status": result.status.value,
+        "position": result.position,
+        "created_at": result.created_at.isoformat(),
+    }
+    warnings = await hub.warnings_for(JobSpec.of(sub.type, sub.customer_id, sub.requirements))
+    if warnings:
+        body["warnings"] = warnings
+    return JSONResponse(body, status_code=201)
+
+
+@router.post("/batch", status_code=201, summary="Submit many jobs, all or nothing")
+async def submit_batch(batch: BatchSubmission, hub: HubDep) -> dict[str, Any]:
+    results = await hub.broker.submit_many(batch.jobs)
+    jobs = []
+    for sub, r in zip(batch.jobs, results, strict=True):
+        item: dict[str, Any] = {
+            "job_id": r.job_id,
+            "status": r.status.value,
+            "position": r.position,
+        }
+        warnings = await hub.warnings_for(JobSpec.of(sub.type, sub.customer_id, sub.requirements))
+        if warnings:
+            item["warnings"] = warnings
+        jobs.append(item)
+    return {"jobs": jobs}
+
+
+@router.get("", summary="List jobs, newest first")
+async def list_jobs(
+    hub: HubDep,
+    *,
+    status: JobStatus | None = None,
+    customer_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    type: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
+) -> dict[str, Any]:
+    jobs, next_cursor = await hub.broker.list_jobs(
+        status=status, customer_id=customer_id, job_type=type, limit=limit, cursor=cursor
+    )
+    return {"jobs": [job_json(j) for j in jobs], "next_cursor": next_cursor}
+
+
+@router.get("/{job_id}", summary="One job")
+async def get_job(job_id: str, hub: HubDep) -> dict[str, Any]:
+    return job_json(await hub.broker.get(job_id))
+
+
+@router.post("/{job_id}/cancel", summary="Cancel a job (a running job's worker is told to stop)")
+async def cancel(job_id: str, hub: HubDep) -> dict[str, Any]:
+    return job_json(await hub.broker.cancel(job_id, "cancelled by request"))
+
+
+@router.delete("/{job_id}", summary="Cancel a job (same as POST .../cancel)")
+async def delete(job_id: str, hub: HubDep) -> dict[str, Any]:
+    return job_json(await hub.broker.cancel(job_id, "cancelled by request"))
+
+
+@router.post("/{job_id}/retry", summary="Queue a failed, timed-out or cancelled job again")
+async def retry(job_id: str, hub: HubDep) -> dict[str, Any]:
+    return job_json(await hub.broker.retry(job_id))
+
+
+@router.get("/{job_id}/explain", summary="Which workers can run the job, and why not")
+async def explain_job(job_id: str, hub: HubDep) -> dict[str, Any]:
+    job = await hub.broker.get(job_id)
+    return explain(job, await hub.registry.all())
+
+
+__all__ = ["HubDep", "hub_of", "job_json", "router"]

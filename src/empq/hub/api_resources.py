@@ -1,0 +1,64 @@
+"""REST routes for workers, stats and webhook registrations (CONTRACT §3 and §5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Response
+
+from empq.errors import WorkerNotFound
+from empq.hub.api_jobs import HubDep
+from empq.hub.auth import require_api_key
+from empq.hub.http_errors import ApiError
+from empq.hub.registry import dumps
+from empq.hub.webhooks import WebhookIn, public
+
+router = APIRouter(prefix="/api", dependencies=[Depends(require_api_key)])
+
+
+@router.get("/workers", tags=["workers"], summary="Connected and recently seen workers")
+async def list_workers(hub: HubDep) -> dict[str, Any]:
+    return {"workers": [dumps(w) for w in await hub.registry.all()]}
+
+
+@router.get("/workers/{worker_id}", tags=["workers"], summary="One worker")
+async def get_worker(worker_id: str, hub: HubDep) -> dict[str, Any]:
+    lw = hub.registry.local.get(worker_id)
+    info = lw.sync_info() if lw is not None else await hub.registry.get(worker_id)
+    if info is None:
+        raise WorkerNotFound(worker_id)
+    return dumps(info)
+
+
+@router.get(
+    "/stats", tags=["stats"], summary="Queue depth, workers, throughput, wait and run times"
+)
+async def stats(hub: HubDep) -> dict[str, Any]:
+    return await hub.stats.collect()
+
+
+@router.post("/webhooks", status_code=201, tags=["webhooks"], summary="Register a webhook")
+async def create_webhook(body: WebhookIn, hub: HubDep) -> dict[str, Any]:
+    return await hub.webhooks.create(body)
+
+
+@router.get("/webhooks", tags=["webhooks"], summary="Registered webhooks")
+async def list_webhooks(hub: HubDep) -> dict[str, Any]:
+    return {"webhooks": [public(r) for r in await hub.webhooks.list_all()]}
+
+
+@router.get("/webhooks/{webhook_id}", tags=["webhooks"], summary="One webhook")
+async def get_webhook(webhook_id: str, hub: HubDep) -> dict[str, Any]:
+    record = await hub.webhooks.get(webhook_id)
+    if record is None:
+        raise ApiError(404, "WEBHOOK_NOT_FOUND", f"webhook '{webhook_id}' not found")
+    return public(record)
+
+
+@router.delete(
+    "/webhooks/{webhook_id}", status_code=204, tags=["webhooks"], summary="Remove a webhook"
+)
+async def delete_webhook(webhook_id: str, hub: HubDep) -> Response:
+    if not await hub.webhooks.delete(webhook_id):
+        raise ApiError(404, "WEBHOOK_NOT_FOUND", f"webhook '{webhook_id}' not found")
+    return Response(status_code=204)

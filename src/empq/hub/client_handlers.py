@@ -1,0 +1,183 @@
+"""What the hub does with each client and monitor → hub message of CONTRACT §4."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from empq.hub.auth import matches
+from empq.hub.connections import Connection
+from empq.matching import JobSpec
+from empq.models import Job
+from empq.protocol import (
+    CancelJob,
+    ProtocolError,
+    RegisterClient,
+    RequestJobStatus,
+    RequestStats,
+    SubmitJob,
+    SubscribeJob,
+    SubscribeJobNotifications,
+    SubscribeStats,
+    SubscribeWorkerUpdates,
+    out,
+)
+
+if TYPE_CHECKING:
+    from empq.hub.runtime import Hub
+
+
+def _ms(job: Job, field: str) -> int | None:
+    value = getattr(job, field)
+    return int(value.timestamp() * 1000) if value is not None else None
+
+
+def require_client_auth(hub: Hub, conn: Connection) -> None:
+    """With API keys configured, client messages need a key (at connect or in register_client)."""
+    if hub.settings.api_keys and not conn.authenticated:
+        raise ProtocolError(
+            "AUTH_FAILED", "API key required: send register_client with api_key first"
+        )
+
+
+async def register_client(hub: Hub, conn: Connection, msg: RegisterClient) -> None:
+    if hub.settings.api_keys and not conn.authenticated:
+        if not matches(msg.api_key, hub.settings.api_keys):
+            raise ProtocolError("AUTH_FAILED", "API key not accepted")
+        conn.authenticated = True
+    conn.client_type = msg.client_type
+    conn.client_id = msg.client_id or f"client-{conn.id[:8]}"
+    conn.send(out("client_registered", client_id=conn.client_id, assigned_connection_id=conn.id))
+
+
+async def submit_job(hub: Hub, conn: Connection, msg: SubmitJob) -> None:
+    require_client_auth(hub, conn)
+    sub = msg.to_submission()
+    result = await hub.broker.submit(sub)
+    conn.subs.job_ids.add(result.job_id)
+    spec = JobSpec.of(sub.type, sub.customer_id, sub.requirements)
+    reply: dict[str, Any] = {
+        "job_id": result.job_id,
+        "status": result.status,
+        "position": result.position,
+        "notified_workers": hub.dispatcher.capable_idle_count(spec),
+        "created": result.created,
+    }
+    warnings = await hub.warnings_for(spec)
+    if warnings:
+        reply["warnings"] = warnings
+    conn.send(out("job_accepted", **reply))
+
+
+async def request_job_status(hub: Hub, conn: Connection, msg: RequestJobStatus) -> None:
+    require_client_auth(hub, conn)
+    job = await hub.broker.get(msg.job_id)
+    conn.send(
+        out(
+            "response_job_status",
+            job_id=job.id,
+            status=job.status,
+            progress=job.progress,
+            worker_id=job.worker_id,
+            message=job.message,
+            position=job.position,
+            attempts=job.attempts,
+            job_type=job.type,
+            priority=job.priority,
+            result=job.result,
+            error=job.error,
+            created_at=_ms(job, "created_at"),
+            started_at=_ms(job, "started_at"),
+            completed_at=_ms(job, "completed_at"),
+        )
+    )
+
+
+async def cancel_job(hub: Hub, conn: Connection, msg: CancelJob) -> None:
+    require_client_auth(hub, conn)
+    job = await hub.broker.cancel(msg.job_id, msg.reason)
+    conn.send(
+        out(
+            "job_cancelled",
+            job_id=job.id,
+            status=job.status,
+            cancelled_at=_ms(job, "completed_at") or out("x").timestamp,
+        )
+    )
+
+
+async def subscribe_job(hub: Hub, conn: Connection, msg: SubscribeJob) -> None:
+    require_client_auth(hub, conn)
+    subscribed = msg.type == "subscribe_job"
+    if subscribed:
+        conn.subs.job_ids.add(msg.job_id)
+    else:
+        conn.subs.job_ids.discard(msg.job_id)
+    conn.send(out("job_notifications_subscribed", job_id=msg.job_id, subscribed=subscribed))
+
+
+async def subscribe_notifications(
+    hub: Hub, conn: Connection, msg: SubscribeJobNotifications
+) -> None:
+    require_client_auth(hub, conn)
+    if not msg.enabled:
+        conn.subs.notifications = None
+        conn.send(
+            out(
+                "job_notifications_subscribed",
+                subscription_id=conn.subs.notification_id,
+                enabled=False,
+                filters_applied={},
+            )
+        )
+        return
+    conn.subs.notifications = msg.filters
+    conn.subs.notification_id = conn.subs.notification_id or uuid.uuid4().hex
+    conn.send(
+        out(
+            "job_notifications_subscribed",
+            subscription_id=conn.subs.notification_id,
+            enabled=True,
+            filters_applied=msg.filters.model_dump(mode="json", exclude_none=True),
+        )
+    )
+    if msg.since is not None:
+        await hub.events.replay(conn, msg.since)
+
+
+async def subscribe_stats(hub: Hub, conn: Connection, msg: SubscribeStats) -> None:
+    require_client_auth(hub, conn)
+    if not msg.enabled:
+        conn.subs.stats_interval = None
+        conn.send(out("subscription_confirmed", subscription_type="stats", enabled=False))
+        return
+    interval = msg.interval_seconds or hub.settings.stats_interval
+    conn.subs.stats_interval = interval
+    conn.subs.stats_due = 0.0  # the first broadcast goes out at once
+    conn.send(
+        out(
+            "subscription_confirmed",
+            subscription_type="stats",
+            update_interval=interval,
+            enabled=True,
+        )
+    )
+    hub.stats.wake()
+
+
+async def request_stats(hub: Hub, conn: Connection, msg: RequestStats) -> None:
+    require_client_auth(hub, conn)
+    conn.send(out("stats_broadcast", **await hub.stats.collect()))
+
+
+async def subscribe_worker_updates(hub: Hub, conn: Connection, msg: SubscribeWorkerUpdates) -> None:
+    require_client_auth(hub, conn)
+    conn.subs.worker_updates = (msg.worker_filters or {}) if msg.enabled else None
+    conn.send(
+        out(
+            "subscription_confirmed",
+            subscription_type="worker_updates",
+            enabled=msg.enabled,
+            filters_applied=msg.worker_filters or {},
+        )
+    )

@@ -1,0 +1,132 @@
+"""One WebSocket peer of the hub, and the set of them.
+
+Each connection has a bounded outbound queue drained by its own writer task, so
+a slow reader never blocks the event fan-out or another socket. Policy when a
+socket falls `max_queue` messages behind: it is told `server_disconnect` and
+closed (code 1013). A monitor then reconnects and catches up from the last event
+id it saw (`subscribe_job_notifications` with `since`), which is better than
+silently missing events that were dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from starlette.websockets import WebSocket, WebSocketState
+
+from empq.protocol import NotificationFilters, OutMessage, out
+
+if TYPE_CHECKING:
+    from empq.hub.registry import LocalWorker
+
+log = logging.getLogger("empq.hub.ws")
+
+#: How far behind a socket may fall before it is closed.
+DEFAULT_MAX_QUEUE = 10_000
+
+
+@dataclass(slots=True)
+class Subscriptions:
+    """What a client or monitor has asked to hear about."""
+
+    job_ids: set[str] = field(default_factory=set)
+    notifications: NotificationFilters | None = None
+    notification_id: str | None = None
+    worker_updates: dict[str, Any] | None = None
+    stats_interval: float | None = None
+    stats_due: float = 0.0
+
+    @property
+    def any(self) -> bool:
+        return bool(
+            self.job_ids
+            or self.notifications is not None
+            or self.worker_updates is not None
+            or self.stats_interval is not None
+        )
+
+
+class Connection:
+    """A WebSocket peer: worker, job client or monitor."""
+
+    def __init__(self, ws: WebSocket, *, max_queue: int = DEFAULT_MAX_QUEUE) -> None:
+        self.ws = ws
+        self.id = uuid.uuid4().hex
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=max_queue)
+        self.closing = False
+        self._close_code = 1000
+        self.authenticated = False
+        self.client_type: str | None = None
+        self.client_id: str | None = None
+        self.worker: LocalWorker | None = None
+        self.subs = Subscriptions()
+        self.on_overflow: list[Any] = []
+
+    def send(self, message: OutMessage | str) -> None:
+        """Queue a message for this peer; never blocks."""
+        if self.closing:
+            return
+        text = message if isinstance(message, str) else message.dump()
+        try:
+            self._queue.put_nowait(text)
+        except asyncio.QueueFull:
+            for callback in self.on_overflow:
+                callback(self)
+            self.kick("slow consumer: too many undelivered messages")
+
+    def kick(self, reason: str) -> None:
+        """Tell the peer to go away and close once what is queued so far is dropped."""
+        if self.closing:
+            return
+        self.closing = True
+        self._close_code = 1013
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(out("server_disconnect", reason=reason, reconnect_after=1).dump())
+        self._queue.put_nowait(None)
+
+    def close(self) -> None:
+        """Stop the writer after what is already queued has been sent."""
+        if not self.closing:
+            self.closing = True
+            with contextlib.suppress(asyncio.QueueFull):
+                self._queue.put_nowait(None)
+
+    async def writer(self) -> None:
+        """Send queued messages until closed; then close the socket."""
+        while True:
+            text = await self._queue.get()
+            if text is None:
+                break
+            await self.ws.send_text(text)
+        if self.ws.application_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(RuntimeError, OSError):
+                await self.ws.close(code=self._close_code)
+
+
+class Connections:
+    """Every open connection of this hub."""
+
+    def __init__(self) -> None:
+        self.all: dict[str, Connection] = {}
+
+    def add(self, conn: Connection) -> None:
+        self.all[conn.id] = conn
+
+    def remove(self, conn: Connection) -> None:
+        self.all.pop(conn.id, None)
+
+    def subscribers(self) -> list[Connection]:
+        """Connections with at least one subscription."""
+        return [c for c in self.all.values() if c.subs.any]
+
+    def broadcast(self, message: OutMessage) -> None:
+        """Send to every connection (used for shutdown notices)."""
+        text = message.dump()
+        for conn in list(self.all.values()):
+            conn.send(text)

@@ -1,0 +1,165 @@
+"""The hub's one reader of the shared event stream, fanned out in memory.
+
+Why Redis Streams rather than pub/sub: the broker appends each job event in the
+same Lua script that changes the job, so events are never lost and come in the
+order of the changes; a stream also keeps recent history, so a monitor that
+reconnects asks for everything after the last event id it saw
+(`subscribe_job_notifications` with `since`) instead of reloading a snapshot.
+
+Each hub reads the stream once (`XREAD` from the tail) and routes every event to
+its own sockets: job subscribers with their filters, worker-update and alert
+subscribers, `cancel_job` to a local worker running a cancelled job, and the
+dispatcher for newly queued jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
+
+from empq.hub.connections import Connection
+from empq.protocol import NotificationFilters, out
+from empq.status import ACTIVE_STATUSES, JobStatus
+
+if TYPE_CHECKING:
+    from empq.hub.runtime import Hub
+
+log = logging.getLogger("empq.hub.events")
+
+JOB_EVENTS = frozenset({"job_update", "job_completed", "job_failed"})
+WORKER_EVENTS = frozenset({"worker_registered", "worker_status", "worker_disconnected"})
+
+
+def event_ms(event_id: str) -> int | None:
+    """The time (ms) Redis gave a stream entry, from its id."""
+    head, _, _ = event_id.partition("-")
+    return int(head) if head.isdigit() else None
+
+
+def passes(filters: NotificationFilters, data: dict[str, Any]) -> bool:
+    """Whether a job event matches a subscriber's filters."""
+    if filters.customer_id is not None and data.get("customer_id") != filters.customer_id:
+        return False
+    if filters.job_types is not None and data.get("job_type") not in filters.job_types:
+        return False
+    if filters.priority_min is not None:
+        prio = data.get("priority")
+        if not isinstance(prio, int | float) or prio < filters.priority_min:
+            return False
+    return filters.status is None or data.get("status") in filters.status
+
+
+def worker_passes(filters: dict[str, Any], data: dict[str, Any]) -> bool:
+    """Whether a worker event matches `worker_filters` (keys: worker_ids, status)."""
+    ids = filters.get("worker_ids") or filters.get("worker_id")
+    if isinstance(ids, str):
+        ids = [ids]
+    if isinstance(ids, list) and data.get("worker_id") not in ids:
+        return False
+    status = filters.get("status")
+    if isinstance(status, str):
+        status = [status]
+    return not (isinstance(status, list) and "status" in data and data["status"] not in status)
+
+
+def wants_job_event(conn: Connection, data: dict[str, Any]) -> bool:
+    """Whether this connection subscribed to this job event."""
+    subs = conn.subs
+    if data.get("job_id") in subs.job_ids:
+        return True
+    return subs.notifications is not None and passes(subs.notifications, data)
+
+
+def event_message(event_type: str, data: dict[str, Any], event_id: str) -> str:
+    """The WebSocket text for one event (`event_id` lets a monitor resume from it)."""
+    return out(event_type, event_id=event_id, **data).dump()
+
+
+class EventPump:
+    """Reads the event stream and routes each event; runs for the hub's lifetime."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.last_id = "$"
+        self.ready = asyncio.Event()
+
+    async def run(self) -> None:
+        """Read forever; survive Redis errors with a short back-off."""
+        backoff = 0.1
+        while True:
+            try:
+                if self.last_id == "$":
+                    self.last_id = await self.hub.broker.last_event_id()
+                self.ready.set()
+                events = await self.hub.broker.read_events(
+                    last_id=self.last_id, block_ms=1000, count=500
+                )
+                backoff = 0.1
+            except (RedisError, OSError) as exc:
+                log.warning("event stream read failed: %s", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            for ev in events:
+                self.last_id = ev.id
+                try:
+                    await self.route(ev.type, ev.data, ev.id)
+                except (RedisError, OSError) as exc:
+                    log.warning("event %s (%s) not fully routed: %s", ev.id, ev.type, exc)
+                except Exception:
+                    log.exception("event %s (%s) could not be routed", ev.id, ev.type)
+
+    async def route(self, event_type: str, data: dict[str, Any], event_id: str) -> None:
+        """Deliver one event to everything on this hub that wants it."""
+        hub = self.hub
+        if event_type in JOB_EVENTS:
+            self._track_jobs(event_type, data)
+            text: str | None = None
+            for conn in hub.connections.subscribers():
+                if wants_job_event(conn, data):
+                    text = text or event_message(event_type, data, event_id)
+                    conn.send(text)
+            if event_type == "job_update" and data.get("status") == JobStatus.QUEUED:
+                await hub.dispatcher.on_queued(data, event_ms(event_id))
+        elif event_type in WORKER_EVENTS:
+            hub.registry.apply_event(event_type, data)
+            self._to_worker_subscribers(event_type, data, event_id)
+        elif event_type == "system_alert":
+            text = event_message(event_type, data, event_id)
+            for conn in hub.connections.subscribers():
+                conn.send(text)
+
+    def _to_worker_subscribers(self, event_type: str, data: dict[str, Any], event_id: str) -> None:
+        text: str | None = None
+        for conn in self.hub.connections.subscribers():
+            filters = conn.subs.worker_updates
+            if filters is not None and worker_passes(filters, data):
+                text = text or event_message(event_type, data, event_id)
+                conn.send(text)
+
+    def _track_jobs(self, event_type: str, data: dict[str, Any]) -> None:
+        """Keep local workers' held jobs in step; tell a worker its job was cancelled."""
+        job_id = data.get("job_id")
+        status = data.get("status")
+        if not isinstance(job_id, str) or status in ACTIVE_STATUSES:
+            return
+        for lw in self.hub.registry.local.values():
+            if job_id in lw.held:
+                del lw.held[job_id]
+                if status == JobStatus.CANCELLED:
+                    lw.conn.send(
+                        out("cancel_job", job_id=job_id, reason=data.get("message") or "cancelled")
+                    )
+
+    async def replay(self, conn: Connection, since: str) -> int:
+        """Send a reconnecting subscriber the job events after `since` that match."""
+        sent = 0
+        events = await self.hub.broker.events_since(since)
+        for ev in events:
+            if ev.type in JOB_EVENTS and wants_job_event(conn, ev.data):
+                conn.send(event_message(ev.type, ev.data, ev.id))
+                sent += 1
+        return sent

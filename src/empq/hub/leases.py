@@ -1,0 +1,79 @@
+"""Leader leases: one hub at a time runs each background task.
+
+A lease is a Redis string set with `SET NX PX` and renewed by its holder; when a
+hub dies, its leases expire and another hub takes the work over within one TTL.
+The work itself is idempotent on the broker's side, so a short overlap during a
+hand-over does no harm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from importlib import resources
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from empq.keys import Keys
+
+log = logging.getLogger("empq.hub.leases")
+
+
+def _script(name: str) -> str:
+    return resources.files("empq.hub").joinpath("lua", name).read_text()
+
+
+class Leases:
+    """Acquire, renew and release named leases for one holder."""
+
+    def __init__(self, redis: Redis, keys: Keys, holder: str) -> None:
+        self.keys = keys
+        self.holder = holder
+        self._acquire = redis.register_script(_script("lease_acquire.lua"))
+        self._release = redis.register_script(_script("lease_release.lua"))
+        self.held: set[str] = set()
+
+    async def hold(self, name: str, ttl: float) -> bool:
+        """Acquire or renew lease `name` for `ttl` seconds; whether we hold it now."""
+        got = await self._acquire(keys=[self.keys.lease(name)], args=[self.holder, int(ttl * 1000)])
+        if got:
+            self.held.add(name)
+        else:
+            self.held.discard(name)
+        return bool(got)
+
+    async def release_all(self) -> None:
+        """Give up every lease this holder has, so a peer takes over at once."""
+        for name in list(self.held):
+            try:
+                await self._release(keys=[self.keys.lease(name)], args=[self.holder])
+            except (RedisError, OSError) as exc:
+                log.warning("could not release lease %s: %s", name, exc)
+        self.held.clear()
+
+
+async def run_leased(
+    leases: Leases,
+    name: str,
+    interval: float,
+    work: Callable[[], Awaitable[object]],
+    *,
+    ttl: float | None = None,
+) -> None:
+    """Every `interval` seconds, run `work` if this hub holds lease `name`.
+
+    Errors in one round are logged and the loop goes on: a Redis hiccup must not
+    stop the heartbeat monitor for good.
+    """
+    ttl = ttl or max(interval * 3, 2.0)
+    while True:
+        try:
+            if await leases.hold(name, ttl):
+                await work()
+        except (RedisError, OSError) as exc:
+            log.warning("background task %s: redis error: %s", name, exc)
+        except Exception:
+            log.exception("background task %s failed; it will run again", name)
+        await asyncio.sleep(interval)

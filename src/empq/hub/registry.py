@@ -1,0 +1,262 @@
+"""The worker registry: who is connected, what they can run, what they hold.
+
+Redis holds the shared view (`keys.workers`: worker id -> `WorkerInfo` JSON;
+`keys.heartbeats`: worker id -> ms of its last heartbeat), so every hub can list
+every worker and any hub's heartbeat monitor can notice a silent one. Each hub
+also keeps `LocalWorker`s for the sockets connected to it: the claim path and
+dispatch read those from memory, never from Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from redis.asyncio import Redis
+
+from empq.keys import Keys
+from empq.matching import JobSpec, RunningJob, StaticVerdicts, WorkerState, dynamic_reasons
+from empq.models import WorkerCapabilities, WorkerInfo
+from empq.status import WorkerStatus
+
+if TYPE_CHECKING:
+    from empq.hub.connections import Connection
+
+log = logging.getLogger("empq.hub.registry")
+
+#: How long an unanswered `job_available` keeps a worker from being offered another.
+OFFER_HOLD_SECONDS = 2.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class LocalWorker:
+    """A worker connected to this hub."""
+
+    info: WorkerInfo
+    conn: Connection
+    verdicts: StaticVerdicts
+    held: dict[str, RunningJob] = field(default_factory=dict)
+    offered_at: float = 0.0
+
+    @property
+    def worker_id(self) -> str:
+        return self.info.worker_id
+
+    @property
+    def caps(self) -> WorkerCapabilities:
+        return self.info.capabilities
+
+    @property
+    def state(self) -> WorkerState:
+        """What the matching rules need to know about the jobs it runs now."""
+        return WorkerState(
+            running=tuple(self.held.values()),
+            draining=self.info.status in (WorkerStatus.DRAINING, WorkerStatus.OFFLINE),
+        )
+
+    @property
+    def free_slots(self) -> int:
+        return max(self.caps.performance.concurrent_jobs - len(self.held), 0)
+
+    def set_capabilities(self, caps: WorkerCapabilities) -> None:
+        """Replace the capabilities; cached verdicts no longer hold."""
+        self.info.capabilities = caps
+        self.verdicts = StaticVerdicts(caps)
+
+    def can_take(self, spec: JobSpec) -> bool:
+        """Whether this worker could take a job of `spec` right now."""
+        if self.info.status in (WorkerStatus.DRAINING, WorkerStatus.OFFLINE):
+            return False
+        if self.verdicts.reasons(spec):
+            return False
+        return not dynamic_reasons(self.caps, self.state, spec)
+
+    @property
+    def offer_pending(self) -> bool:
+        return time.monotonic() - self.offered_at < OFFER_HOLD_SECONDS
+
+    def sync_info(self) -> WorkerInfo:
+        """The shared record, with the jobs this hub knows it holds."""
+        self.info.current_jobs = list(self.held)
+        if self.info.status not in (WorkerStatus.DRAINING, WorkerStatus.OFFLINE):
+            self.info.status = WorkerStatus.BUSY if self.held else WorkerStatus.IDLE
+        return self.info
+
+
+class Registry:
+    """Workers: the shared record in Redis and the ones connected here."""
+
+    def __init__(self, redis: Redis, keys: Keys, hub_id: str) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.hub_id = hub_id
+        self.local: dict[str, LocalWorker] = {}
+        #: Every known worker (any hub), refreshed from Redis and from worker events.
+        self.known: dict[str, WorkerInfo] = {}
+        self.version = 0
+
+    # ------------------------------------------------------------------ writes
+
+    async def register(
+        self, conn: Connection, worker_id: str, caps: WorkerCapabilities, status: WorkerStatus
+    ) -> LocalWorker:
+        """Record a (re)connected worker and make it local to this hub."""
+        now = _now()
+        previous = self.local.get(worker_id)
+        stored = await self.get(worker_id)
+        info = WorkerInfo(
+            worker_id=worker_id,
+            status=status,
+            capabilities=caps,
+            connected=True,
+            hub_id=self.hub_id,
+            registered_at=now,
+            last_heartbeat=now,
+            jobs_completed=stored.jobs_completed if stored else 0,
+            jobs_failed=stored.jobs_failed if stored else 0,
+        )
+        lw = LocalWorker(info=info, conn=conn, verdicts=StaticVerdicts(caps))
+        if previous is not None:
+            lw.held = previous.held
+            if previous.conn is not conn:
+                previous.conn.worker = None
+        self.local[worker_id] = lw
+        await self.save(lw)
+        return lw
+
+    async def save(self, lw: LocalWorker) -> None:
+        """Write a local worker's record and heartbeat time."""
+        info = lw.sync_info()
+        self._remember(info)
+        ms = int(time.time() * 1000)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self.keys.workers, info.worker_id, info.model_dump_json())
+            pipe.zadd(self.keys.heartbeats, {info.worker_id: ms})
+            await pipe.execute()
+
+    async def heartbeat(
+        self,
+        lw: LocalWorker,
+        status: WorkerStatus,
+        system_info: dict[str, Any] | None,
+        connector_status: dict[str, Any] | None,
+    ) -> None:
+        """A worker said it is alive."""
+        lw.info.status = status
+        lw.info.last_heartbeat = _now()
+        if system_info is not None:
+            lw.info.system_info = system_info
+        if connector_status is not None:
+            lw.info.connector_status = connector_status
+        await self.save(lw)
+
+    async def detach(self, lw: LocalWorker) -> None:
+        """The socket closed without `disconnect`: keep the record until the heartbeat
+        monitor decides the worker is gone (it may reconnect first)."""
+        if self.local.get(lw.worker_id) is lw:
+            del self.local[lw.worker_id]
+            lw.info.connected = False
+            info = lw.sync_info()
+            self._remember(info)
+            await self.redis.hset(self.keys.workers, info.worker_id, info.model_dump_json())
+
+    async def mark_offline(self, worker_id: str) -> None:
+        """The worker is gone: record it offline and stop watching its heartbeat."""
+        lw = self.local.pop(worker_id, None)
+        info = lw.info if lw is not None else await self.get(worker_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if info is not None:
+                info.status = WorkerStatus.OFFLINE
+                info.connected = False
+                info.current_jobs = []
+                self._remember(info)
+                pipe.hset(self.keys.workers, worker_id, info.model_dump_json())
+            pipe.zrem(self.keys.heartbeats, worker_id)
+            await pipe.execute()
+
+    # ------------------------------------------------------------------ reads
+
+    async def get(self, worker_id: str) -> WorkerInfo | None:
+        """One worker's shared record."""
+        raw = await self.redis.hget(self.keys.workers, worker_id)
+        return WorkerInfo.model_validate_json(raw) if raw else None
+
+    async def all(self) -> list[WorkerInfo]:
+        """Every worker's shared record, refreshing the cache."""
+        raw = await self.redis.hgetall(self.keys.workers)
+        known: dict[str, WorkerInfo] = {}
+        for value in raw.values():
+            try:
+                info = WorkerInfo.model_validate_json(value)
+            except ValueError:
+                continue
+            known[info.worker_id] = info
+        for wid, lw in self.local.items():
+            known[wid] = lw.sync_info()
+        if set(known) != set(self.known) or any(
+            known[w].capabilities != self.known[w].capabilities for w in known
+        ):
+            self.version += 1
+        self.known = known
+        return sorted(known.values(), key=lambda w: w.worker_id)
+
+    async def silent_since(self, cutoff_ms: int) -> list[str]:
+        """Workers whose last heartbeat is older than `cutoff_ms`."""
+        raw = await self.redis.zrangebyscore(self.keys.heartbeats, "-inf", cutoff_ms)
+        return [r.decode() if isinstance(r, bytes) else str(r) for r in raw]
+
+    async def forget_offline(self, older_than: datetime) -> int:
+        """Delete offline workers last seen before `older_than`."""
+        removed = 0
+        for info in await self.all():
+            seen = info.last_heartbeat or info.registered_at
+            if info.status == WorkerStatus.OFFLINE and (seen is None or seen < older_than):
+                await self.redis.hdel(self.keys.workers, info.worker_id)
+                self.known.pop(info.worker_id, None)
+                removed += 1
+        return removed
+
+    def _remember(self, info: WorkerInfo) -> None:
+        old = self.known.get(info.worker_id)
+        if old is None or old.capabilities != info.capabilities or old.status != info.status:
+            self.version += 1
+        self.known[info.worker_id] = info.model_copy()
+
+    def apply_event(self, event_type: str, data: dict[str, Any]) -> None:
+        """Keep the cache current from another hub's worker events."""
+        wid = data.get("worker_id")
+        if not isinstance(wid, str) or wid in self.local:
+            return
+        if event_type == "worker_disconnected":
+            info = self.known.get(wid)
+            if info is not None:
+                info.status = WorkerStatus.OFFLINE
+                info.connected = False
+                self.version += 1
+        elif "capabilities" in data:
+            try:
+                info = WorkerInfo.model_validate(
+                    {k: data[k] for k in WorkerInfo.model_fields if k in data}
+                )
+            except ValueError:
+                return
+            self.known[wid] = info
+            self.version += 1
+
+    def connected(self) -> list[WorkerInfo]:
+        """Workers the cache believes connected to some hub."""
+        return [w for w in self.known.values() if w.connected and w.status != "offline"]
+
+
+def dumps(info: WorkerInfo) -> dict[str, Any]:
+    """A worker record as JSON-ready data for REST and events."""
+    data: dict[str, Any] = json.loads(info.model_dump_json())
+    return data

@@ -1,0 +1,134 @@
+"""`Hub`: everything one hub process runs, owned by the app's lifespan.
+
+It wires the broker to the registry, the connections, the event pump, the
+dispatcher, webhooks, stats and the background tasks. Tasks are created in
+`start` and cancelled and awaited in `stop`; nothing outlives the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from empq.config import HubSettings
+from empq.hub import tasks
+from empq.hub.artifacts import ArtifactStore
+from empq.hub.connections import Connections
+from empq.hub.dispatch import Dispatcher
+from empq.hub.events import EventPump
+from empq.hub.explain import warnings
+from empq.hub.leases import Leases, run_leased
+from empq.hub.metrics import HubMetrics
+from empq.hub.registry import Registry
+from empq.hub.stats import StatsService
+from empq.hub.webhooks import Webhooks
+from empq.matching import JobSpec
+from empq.protocol import out
+
+if TYPE_CHECKING:
+    from empq.broker import Broker
+
+log = logging.getLogger("empq.hub")
+
+
+class Hub:
+    """The running state of one hub process."""
+
+    def __init__(self, settings: HubSettings, broker: Broker) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.hub_id = uuid.uuid4().hex[:12]
+        self.http_url: str | None = settings.public_url
+        self.metrics = HubMetrics()
+        self.registry = Registry(broker.redis, broker.keys, self.hub_id)
+        self.connections = Connections()
+        self.events = EventPump(self)
+        self.dispatcher = Dispatcher(self)
+        self.stats = StatsService(self)
+        self.webhooks = Webhooks(self)
+        self.artifacts = ArtifactStore(settings.artifact_dir)
+        self.leases = Leases(broker.redis, broker.keys, self.hub_id)
+        self.accepting = True
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._warn_cache: dict[tuple[int, str], list[str]] = {}
+
+    async def start(self) -> None:
+        """Start the background tasks and wait until events are being read."""
+        self.settings.artifact_dir.mkdir(parents=True, exist_ok=True)
+        await self.registry.all()
+        spawn = self._tasks.append
+        spawn(asyncio.create_task(self.events.run(), name="empq-events"))
+        spawn(asyncio.create_task(self.stats.run(), name="empq-stats"))
+        spawn(asyncio.create_task(self.webhooks.consume(), name="empq-webhook-outbox"))
+        spawn(
+            asyncio.create_task(
+                run_leased(
+                    self.leases,
+                    "webhooks",
+                    0.2,
+                    self.webhooks.deliver_due,
+                    ttl=tasks_ttl(0.2, 15.0),
+                ),
+                name="empq-webhook-delivery",
+            )
+        )
+        for name, interval, work, leased in tasks.schedule(self):
+            if leased:
+                coro = run_leased(self.leases, name, interval, work)
+            else:
+                coro = run_local(name, interval, work)
+            spawn(asyncio.create_task(coro, name=f"empq-{name}"))
+        await asyncio.wait_for(self.events.ready.wait(), timeout=10)
+        log.info("hub %s started", self.hub_id)
+
+    def begin_shutdown(self, reason: str = "hub shutting down", reconnect_after: float = 1) -> None:
+        """First stage of shutdown: stop taking work and tell every peer to reconnect later."""
+        self.accepting = False
+        self.connections.broadcast(
+            out("server_disconnect", reason=reason, reconnect_after=reconnect_after)
+        )
+
+    async def stop(self) -> None:
+        """Cancel and await every background task, then give up leases and close I/O."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                try:
+                    await task
+                except Exception:
+                    log.exception("background task %s ended with an error", task.get_name())
+        self._tasks.clear()
+        with contextlib.suppress(Exception):
+            await self.leases.release_all()
+        await self.webhooks.close()
+        log.info("hub %s stopped", self.hub_id)
+
+    async def warnings_for(self, spec: JobSpec) -> list[str]:
+        """Submit-time warnings from the cached worker list (no Redis round trip)."""
+        key = (self.registry.version, spec.signature)
+        cached = self._warn_cache.get(key)
+        if cached is None:
+            if len(self._warn_cache) > 10_000:
+                self._warn_cache.clear()
+            cached = warnings(spec, list(self.registry.known.values()))
+            self._warn_cache[key] = cached
+        return cached
+
+
+def tasks_ttl(interval: float, floor: float) -> float:
+    """A lease TTL that outlasts one round of slow work."""
+    return max(interval * 3, floor)
+
+
+async def run_local(name: str, interval: float, work: Any) -> None:
+    """Every `interval` seconds, run `work` on this hub (no lease: local-only work)."""
+    while True:
+        try:
+            await work()
+        except Exception:
+            log.exception("background task %s failed; it will run again", name)
+        await asyncio.sleep(interval)

@@ -1,0 +1,151 @@
+"""Run the hub on both ports: REST + `/ws` on `hub_port`, WebSocket at `/` on `ws_port`.
+
+`running()` starts both uvicorn servers in the current event loop and yields a
+handle with the bound ports (port 0 picks a free one, as the tests do). `serve()`
+adds what the command needs: an embedded Redis when `EMPQ_REDIS_URL` is unset,
+signal handling, and the two-stage shutdown: signals only set an event; then the
+hub stops dispatching and tells every peer `server_disconnect`, waits a short
+grace period for in-flight replies, and stops the servers with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Generator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import uvicorn
+from fastapi import FastAPI
+
+from empq.config import HubSettings
+from empq.hub.app import create_app, create_ws_app
+from empq.hub.runtime import Hub
+from empq.redis_server import RedisServer
+
+log = logging.getLogger("empq.hub.server")
+
+#: Seconds between `server_disconnect` and closing the servers.
+GRACE_SECONDS = 0.5
+#: Seconds uvicorn may wait for open connections before cutting them.
+SHUTDOWN_DEADLINE = 2
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to its owner."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+@dataclass
+class RunningHub:
+    """A hub serving on its two ports."""
+
+    app: FastAPI
+    settings: HubSettings
+    http_port: int
+    ws_port: int
+
+    @property
+    def hub(self) -> Hub:
+        hub: Hub = self.app.state.hub
+        return hub
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.settings.hub_host}:{self.http_port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.settings.hub_host}:{self.ws_port}/"
+
+
+def _config(app: object, settings: HubSettings, port: int, lifespan: str) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=settings.hub_host,
+        port=port,
+        lifespan=lifespan,  # type: ignore[arg-type]
+        log_config=None,
+        access_log=False,
+        # Frames up to twice the limit are read so the hub can answer "too large"
+        # with an error instead of the protocol layer closing the socket.
+        ws_max_size=settings.max_message_bytes * 2 + 65536,
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+        timeout_graceful_shutdown=SHUTDOWN_DEADLINE,
+    )
+
+
+def _bound_port(server: uvicorn.Server) -> int:
+    for s in server.servers:
+        for sock in s.sockets:
+            return int(sock.getsockname()[1])
+    raise RuntimeError("server has no listening socket")
+
+
+async def _start(server: uvicorn.Server) -> asyncio.Task[None]:
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            await task  # raises the start-up error
+            raise RuntimeError("server stopped during start-up")
+        await asyncio.sleep(0.005)
+    return task
+
+
+@asynccontextmanager
+async def running(settings: HubSettings, app: FastAPI | None = None) -> AsyncIterator[RunningHub]:
+    """Both servers up (Redis must be reachable at `settings.redis_url`); stopped on exit."""
+    app = app or create_app(settings)
+    api = _Server(_config(app, settings, settings.hub_port, "on"))
+    api_task = await _start(api)
+    ws = _Server(_config(create_ws_app(app), settings, settings.ws_port, "off"))
+    try:
+        ws_task = await _start(ws)
+    except BaseException:
+        api.should_exit = True
+        await api_task
+        raise
+    handle = RunningHub(app, settings, _bound_port(api), _bound_port(ws))
+    if handle.hub.http_url is None:
+        handle.hub.http_url = handle.http_url
+    try:
+        yield handle
+    finally:
+        handle.hub.begin_shutdown()
+        await asyncio.sleep(GRACE_SECONDS if handle.hub.connections.all else 0)
+        ws.should_exit = True
+        await ws_task
+        api.should_exit = True
+        await api_task
+
+
+async def serve(settings: HubSettings, *, ready: asyncio.Event | None = None) -> None:
+    """Run the hub until cancelled, SIGINT or SIGTERM."""
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.redis_url is None:
+            embedded = RedisServer(settings.data_dir / "redis", persistent=True)
+            await asyncio.to_thread(embedded.start)
+            stack.callback(embedded.stop)
+            settings = settings.model_copy(update={"redis_url": embedded.url})
+            log.info("embedded redis on %s (data in %s)", embedded.url, embedded.data_dir)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+                stack.callback(loop.remove_signal_handler, sig)
+        handle = await stack.enter_async_context(running(settings))
+        log.info(
+            "hub %s: REST on %s, WebSocket on %s", handle.hub.hub_id, handle.http_url, handle.ws_url
+        )
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log.info("shutting down")

@@ -1,0 +1,79 @@
+"""Queue and worker statistics for `GET /api/stats`, `stats_broadcast` and `/metrics`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter, deque
+from typing import TYPE_CHECKING, Any
+
+from empq.protocol import out
+
+if TYPE_CHECKING:
+    from empq.hub.runtime import Hub
+
+
+class StatsService:
+    """Collects stats and sends `stats_broadcast` to subscribers on their intervals."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self._samples: deque[tuple[float, float]] = deque(maxlen=120)
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """A subscription changed: re-plan the next broadcast."""
+        self._wake.set()
+
+    def _throughput(self, completed_total: float) -> float:
+        now = time.monotonic()
+        self._samples.append((now, completed_total))
+        while len(self._samples) > 1 and now - self._samples[0][0] > 60:
+            self._samples.popleft()
+        t0, c0 = self._samples[0]
+        return (completed_total - c0) / (now - t0) if now - t0 > 0.5 else 0.0
+
+    async def collect(self) -> dict[str, Any]:
+        """Queue depth by status and priority band, workers by status, throughput, times."""
+        base = await self.hub.broker.stats()
+        workers = await self.hub.registry.all()
+        by_status = Counter(w.status.value for w in workers)
+        jobs_by_status = dict(base.get("jobs_by_status", {}))
+        stats: dict[str, Any] = dict(base)
+        stats["jobs_by_status"] = jobs_by_status
+        stats["queue_depth"] = int(jobs_by_status.get("queued", 0))
+        stats["workers_by_status"] = {
+            s: by_status.get(s, 0) for s in ("idle", "busy", "draining", "offline")
+        }
+        stats["workers_total"] = len(workers)
+        stats["workers_connected"] = sum(1 for w in workers if w.connected)
+        stats["throughput_per_second"] = round(
+            self._throughput(float(base.get("completed_total", 0) or 0)), 3
+        )
+        stats["hub_connections"] = len(self.hub.connections.all)
+        return stats
+
+    async def run(self) -> None:
+        """Broadcast to each stats subscriber when its interval is due."""
+        while True:
+            now = time.monotonic()
+            due = [
+                c
+                for c in self.hub.connections.all.values()
+                if c.subs.stats_interval is not None and c.subs.stats_due <= now
+            ]
+            if due:
+                text = out("stats_broadcast", **await self.collect()).dump()
+                for conn in due:
+                    conn.send(text)
+                    conn.subs.stats_due = now + (conn.subs.stats_interval or 5)
+            pending = [
+                c.subs.stats_due
+                for c in self.hub.connections.all.values()
+                if c.subs.stats_interval is not None
+            ]
+            wait = max(min(pending) - time.monotonic(), 0.01) if pending else 3600.0
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)

@@ -1,0 +1,376 @@
+"""Webhooks (CONTRACT §5): registrations, a durable outbox in Redis, signed delivery.
+
+Path of an event: the shared event stream → a consumer group `webhooks` (each
+event goes to one hub, and stays pending until that hub has written its
+deliveries to the outbox, so a hub that dies mid-way leaves it for another hub to
+claim) → `keys.webhook_deliveries` + `keys.webhook_outbox` (due time) → one hub
+holding the `webhooks` lease POSTs what is due, retrying with back-off
+(`EMPQ_WEBHOOK_RETRY_DELAYS`, default 1, 5, 15 s). None of this runs on the claim
+or dispatch path, so a slow endpoint never slows the queue. Delivery is at least
+once; receivers can de-duplicate on the `X-EMPQ-Delivery` header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import socket
+import time
+import uuid
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from redis.exceptions import RedisError, ResponseError
+
+from empq.errors import JobNotFound, ValidationError
+from empq.hub.events import passes
+from empq.protocol import NotificationFilters, now_ms
+
+if TYPE_CHECKING:
+    from empq.hub.runtime import Hub
+
+log = logging.getLogger("empq.hub.webhooks")
+
+WebhookEvent = Literal[
+    "job_status_change", "job_progress", "job_completed", "job_failed", "worker_alert"
+]
+ALL_EVENTS: tuple[str, ...] = (
+    "job_status_change",
+    "job_progress",
+    "job_completed",
+    "job_failed",
+    "worker_alert",
+)
+GROUP = "webhooks"
+DELIVERY_TIMEOUT = 10.0
+
+
+class WebhookIn(BaseModel):
+    """`POST /api/webhooks`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: Annotated[str, Field(min_length=8, max_length=2000)]
+    events: Annotated[list[WebhookEvent], Field(min_length=1)] = Field(
+        default_factory=lambda: list(ALL_EVENTS)  # type: ignore[arg-type]
+    )
+    secret: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+    filters: NotificationFilters | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value
+
+
+def webhook_event(event_type: str, data: dict[str, Any]) -> str | None:
+    """The webhook event name for a stream event (None: not sent to webhooks)."""
+    if event_type == "job_update":
+        if data.get("status") == "in_progress" and data.get("previous_status") == "in_progress":
+            return "job_progress"
+        return "job_status_change"
+    if event_type in ("job_completed", "job_failed"):
+        return event_type
+    if event_type in ("system_alert", "worker_disconnected"):
+        return "worker_alert"
+    return None
+
+
+def sign(secret: str, body: bytes) -> str:
+    """`X-EMPQ-Signature` value: `sha256=<hex HMAC of the raw body>`."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _private(host: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host.lower() in ("localhost", "localhost.localdomain")
+    return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
+
+
+async def resolves_private(url: str) -> bool:
+    """Whether the URL's host is, or resolves to, a loopback/private address."""
+    host = urlsplit(url).hostname or ""
+    if _private(host):
+        return True
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    return any(_private(str(info[4][0])) for info in infos)
+
+
+def parse_entry(fields: dict[Any, Any]) -> tuple[str, dict[str, Any]] | None:
+    """(type, data) of a raw stream entry as the broker writes it, None if unreadable."""
+    try:
+        data = json.loads(fields[b"data"])
+        return _text(fields[b"type"]), data if isinstance(data, dict) else {}
+    except (KeyError, ValueError):
+        return None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Webhooks:
+    """Registrations, the outbox consumer and the deliverer of one hub."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        # redis-py types replies as unions; with decode_responses off they are bytes.
+        self.redis: Any = hub.broker.redis
+        self.keys = hub.broker.keys
+        self.delays = list(hub.settings.webhook_retry_delays)
+        self._registrations: list[dict[str, Any]] = []
+        self._loaded_at = 0.0
+        self._job_urls: OrderedDict[str, str | None] = OrderedDict()
+        self.client = httpx.AsyncClient(timeout=DELIVERY_TIMEOUT, follow_redirects=False)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    # ------------------------------------------------------------ registrations
+
+    async def create(self, body: WebhookIn) -> dict[str, Any]:
+        if self.hub.settings.webhook_deny_private and _private(urlsplit(body.url).hostname or ""):
+            raise ValidationError(
+                "webhook url targets a private address (EMPQ_WEBHOOK_DENY_PRIVATE is on)",
+                [{"field": "url", "message": "private and loopback addresses are not allowed"}],
+            )
+        record = {
+            "id": uuid.uuid4().hex,
+            "url": body.url,
+            "events": list(body.events),
+            "filters": body.filters.model_dump(mode="json", exclude_none=True)
+            if body.filters
+            else None,
+            "secret": body.secret,
+            "created_at": now_ms(),
+        }
+        await self.redis.hset(self.keys.webhooks, record["id"], json.dumps(record))
+        self._loaded_at = 0.0
+        return public(record)
+
+    async def list_all(self) -> list[dict[str, Any]]:
+        raw = await self.redis.hgetall(self.keys.webhooks)
+        records = [json.loads(v) for v in raw.values()]
+        return sorted(records, key=lambda r: (r["created_at"], r["id"]))
+
+    async def get(self, webhook_id: str) -> dict[str, Any] | None:
+        raw = await self.redis.hget(self.keys.webhooks, webhook_id)
+        return json.loads(raw) if raw else None
+
+    async def delete(self, webhook_id: str) -> bool:
+        self._loaded_at = 0.0
+        return bool(await self.redis.hdel(self.keys.webhooks, webhook_id))
+
+    async def _current(self) -> list[dict[str, Any]]:
+        if time.monotonic() - self._loaded_at > 1.0:
+            self._registrations = await self.list_all()
+            self._loaded_at = time.monotonic()
+        return self._registrations
+
+    # ------------------------------------------------------------ outbox
+
+    async def _job_webhook(self, data: dict[str, Any]) -> str | None:
+        if "webhook_url" in data:
+            given = data["webhook_url"]
+            return given if isinstance(given, str) else None
+        job_id = data.get("job_id")
+        if not isinstance(job_id, str):
+            return None
+        # A job's webhook_url never changes, so one read per job is enough.
+        if job_id in self._job_urls:
+            self._job_urls.move_to_end(job_id)
+            return self._job_urls[job_id]
+        url: str | None
+        try:
+            url = (await self.hub.broker.get(job_id)).webhook_url
+        except JobNotFound:  # cleaned up already: nobody is waiting for it
+            url = None
+        self._job_urls[job_id] = url
+        if len(self._job_urls) > 100_000:
+            self._job_urls.popitem(last=False)
+        return url
+
+    async def deliveries_for(
+        self, event_id: str, event_type: str, data: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Outbox entries for one stream event."""
+        name = webhook_event(event_type, data)
+        if name is None:
+            return []
+        payload_data = {k: v for k, v in data.items() if k != "webhook_url"}
+        payload_data.setdefault("job_id", None)
+        targets: list[tuple[str | None, str, str | None]] = []
+        for reg in await self._current():
+            if name not in reg["events"]:
+                continue
+            filters = reg.get("filters")
+            if (
+                filters
+                and name != "worker_alert"
+                and not passes(NotificationFilters.model_validate(filters), data)
+            ):
+                continue
+            targets.append((reg["id"], reg["url"], reg.get("secret")))
+        if name != "worker_alert":
+            url = await self._job_webhook(data)
+            if url:
+                targets.append((None, url, None))
+        out = []
+        for webhook_id, url, secret in targets:
+            body = {
+                "webhook_id": webhook_id,
+                "event_type": name,
+                "timestamp": now_ms(),
+                "data": payload_data,
+            }
+            out.append(
+                {
+                    "id": f"{event_id}:{webhook_id or 'job'}",
+                    "webhook_id": webhook_id,
+                    "url": url,
+                    "secret": secret,
+                    "body": json.dumps(body, separators=(",", ":"), default=str),
+                    "attempt": 0,
+                }
+            )
+        return out
+
+    async def _ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(self.keys.events, GROUP, id="$", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def consume(self) -> None:
+        """Move stream events into the outbox; runs for the hub's lifetime."""
+        consumer = self.hub.hub_id
+        backoff = 0.1
+        next_reclaim = 0.0
+        while True:
+            try:
+                await self._ensure_group()
+                while True:
+                    batch: list[tuple[str, dict[Any, Any]]] = []
+                    if time.monotonic() >= next_reclaim:
+                        next_reclaim = time.monotonic() + 10
+                        claimed = await self.redis.xautoclaim(
+                            self.keys.events, GROUP, consumer, min_idle_time=30_000, count=500
+                        )
+                        batch.extend((_text(i), f) for i, f in claimed[1] if f)
+                    resp = await self.redis.xreadgroup(
+                        GROUP, consumer, {self.keys.events: ">"}, count=500, block=1000
+                    )
+                    for _stream, entries in resp or []:
+                        batch.extend((_text(i), f) for i, f in entries)
+                    if batch:
+                        await self._enqueue(batch)
+                    backoff = 0.1
+            except (RedisError, OSError) as exc:
+                log.warning("webhook consumer: %s", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    async def _enqueue(self, batch: list[tuple[str, dict[Any, Any]]]) -> None:
+        deliveries: list[dict[str, Any]] = []
+        for event_id, fields in batch:
+            parsed = parse_entry(fields)
+            if parsed is None:
+                continue
+            deliveries += await self.deliveries_for(event_id, *parsed)
+        now = now_ms()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for d in deliveries:
+                pipe.hsetnx(self.keys.webhook_deliveries, d["id"], json.dumps(d))
+                pipe.zadd(self.keys.webhook_outbox, {d["id"]: now}, nx=True)
+            pipe.xack(self.keys.events, GROUP, *[i for i, _ in batch])
+            await pipe.execute()
+
+    # ------------------------------------------------------------ delivery
+
+    async def deliver_due(self) -> int:
+        """POST every due delivery once (concurrently); reschedule or drop failures."""
+        due = await self.redis.zrangebyscore(
+            self.keys.webhook_outbox, "-inf", now_ms(), start=0, num=100
+        )
+        if not due:
+            return 0
+        ids = [_text(d) for d in due]
+        raws = await self.redis.hmget(self.keys.webhook_deliveries, ids)
+        jobs = [self._attempt(i, json.loads(r)) for i, r in zip(ids, raws, strict=True) if r]
+        for i, r in zip(ids, raws, strict=True):
+            if not r:
+                await self.redis.zrem(self.keys.webhook_outbox, i)
+        await asyncio.gather(*jobs)
+        return len(jobs)
+
+    async def _post(self, d: dict[str, Any]) -> str | None:
+        """One attempt; None on success, else why it failed."""
+        if self.hub.settings.webhook_deny_private and await resolves_private(d["url"]):
+            return "private address refused"
+        body = d["body"].encode()
+        headers = {
+            "Content-Type": "application/json",
+            "X-EMPQ-Delivery": d["id"],
+            "User-Agent": "empq-hub",
+        }
+        if d.get("secret"):
+            headers["X-EMPQ-Signature"] = sign(d["secret"], body)
+        try:
+            resp = await self.client.post(d["url"], content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None if resp.status_code < 300 else f"HTTP {resp.status_code}"
+
+    async def _attempt(self, delivery_id: str, d: dict[str, Any]) -> None:
+        error = await self._post(d)
+        if error is None:
+            self.hub.metrics.webhook_deliveries.inc()
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.zrem(self.keys.webhook_outbox, delivery_id)
+                pipe.hdel(self.keys.webhook_deliveries, delivery_id)
+                await pipe.execute()
+            return
+        attempt = int(d.get("attempt", 0))
+        final = attempt >= len(self.delays) or error == "private address refused"
+        self.hub.metrics.webhook_failures.labels("true" if final else "false").inc()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if final:
+                log.warning(
+                    "webhook %s to %s dropped after %d attempts: %s",
+                    delivery_id,
+                    d["url"],
+                    attempt + 1,
+                    error,
+                )
+                pipe.zrem(self.keys.webhook_outbox, delivery_id)
+                pipe.hdel(self.keys.webhook_deliveries, delivery_id)
+            else:
+                d["attempt"] = attempt + 1
+                d["last_error"] = error
+                due = now_ms() + int(self.delays[attempt] * 1000)
+                pipe.hset(self.keys.webhook_deliveries, delivery_id, json.dumps(d))
+                pipe.zadd(self.keys.webhook_outbox, {delivery_id: due})
+            await pipe.execute()
+
+
+def public(record: dict[str, Any]) -> dict[str, Any]:
+    """A registration as the API shows it: the secret is never echoed."""
+    shown = {k: v for k, v in record.items() if k != "secret"}
+    shown["has_secret"] = bool(record.get("secret"))
+    return shown

@@ -1,0 +1,224 @@
+"""What the hub does with each worker → hub message of CONTRACT §4."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError as PydanticValidationError
+
+from empq import errors
+from empq.hub.auth import matches
+from empq.hub.connections import Connection
+from empq.hub.registry import LocalWorker, dumps
+from empq.matching import RunningJob
+from empq.models import WorkerCapabilities
+from empq.protocol import (
+    ClaimJob,
+    CompleteJob,
+    Disconnect,
+    FailJob,
+    JobAcceptedByWorker,
+    ProtocolError,
+    RegisterWorker,
+    UpdateCapabilities,
+    UpdateJobProgress,
+    WorkerHeartbeat,
+    WorkerStatusMessage,
+    error_message,
+    now_ms,
+    out,
+)
+from empq.status import ACTIVE_STATUSES
+
+if TYPE_CHECKING:
+    from empq.hub.runtime import Hub
+
+log = logging.getLogger("empq.hub.workers")
+
+
+def registered(conn: Connection) -> LocalWorker:
+    """The worker registered on this connection, or a protocol error."""
+    if conn.worker is None:
+        raise ProtocolError("NOT_REGISTERED", "send register_worker before this message")
+    return conn.worker
+
+
+async def register_worker(hub: Hub, conn: Connection, msg: RegisterWorker) -> None:
+    tokens = hub.settings.worker_tokens
+    if tokens and not matches(msg.auth_token, tokens):
+        conn.send(
+            error_message("AUTH_FAILED", "worker token not accepted", worker_id=msg.worker_id)
+        )
+        conn.close()
+        log.warning("worker %s refused: bad token", msg.worker_id)
+        return
+    lw = await hub.registry.register(conn, msg.worker_id, msg.capabilities, msg.status)
+    conn.worker = lw
+    conn.authenticated = True
+    for job_id in msg.current_jobs:
+        if job_id in lw.held:
+            continue
+        try:
+            job = await hub.broker.get(job_id)
+        except errors.JobNotFound:
+            continue
+        if job.worker_id == msg.worker_id and job.status in ACTIVE_STATUSES:
+            lw.held[job_id] = RunningJob(job.customer_id, job.requirements.customer_isolation)
+    conn.send(
+        out(
+            "worker_registered",
+            worker_id=msg.worker_id,
+            status=lw.sync_info().status,
+            assigned_connection_id=conn.id,
+            hub_http_url=hub.http_url,
+            heartbeat_timeout=hub.settings.heartbeat_timeout,
+        )
+    )
+    await hub.broker.publish("worker_registered", dumps(lw.sync_info()))
+    log.info("worker %s registered", msg.worker_id, extra={"worker_id": msg.worker_id})
+
+
+async def claim_job(hub: Hub, conn: Connection, msg: ClaimJob) -> None:
+    lw = registered(conn)
+    lw.offered_at = 0.0
+    wanted = min(msg.max_jobs, lw.free_slots)
+    if wanted <= 0:
+        conn.send(out("no_job_available", worker_id=lw.worker_id, reason="no free slot"))
+        return
+    t0 = time.perf_counter()
+    assignments = await hub.broker.claim(
+        lw.worker_id, lw.caps, lw.state, max_jobs=wanted, preferred_types=msg.preferred_types
+    )
+    hub.metrics.claim_latency.observe(time.perf_counter() - t0)
+    if not assignments:
+        conn.send(out("no_job_available", worker_id=lw.worker_id))
+        return
+    for a in assignments:
+        job = a.job
+        lw.held[job.id] = RunningJob(job.customer_id, job.requirements.customer_isolation)
+        conn.send(
+            out(
+                "job_assigned",
+                job_id=job.id,
+                worker_id=lw.worker_id,
+                job_type=job.type,
+                priority=job.priority,
+                payload=job.payload,
+                requirements=job.requirements.model_dump(mode="json"),
+                claim_token=a.claim_token,
+                claim_timeout=a.claim_timeout,
+                customer_id=job.customer_id,
+                workflow_id=job.workflow_id,
+                step_number=job.step_number,
+                attempts=job.attempts,
+                max_retries=job.max_retries,
+            )
+        )
+
+
+async def job_accepted(hub: Hub, conn: Connection, msg: JobAcceptedByWorker) -> None:
+    registered(conn)
+    await hub.broker.accept(msg.job_id, msg.claim_token)
+
+
+async def update_progress(hub: Hub, conn: Connection, msg: UpdateJobProgress) -> None:
+    registered(conn)
+    text = msg.message
+    if text is None and msg.current_step is not None:
+        text = f"step {msg.current_step}" + (f"/{msg.total_steps}" if msg.total_steps else "")
+    await hub.broker.progress(msg.job_id, msg.claim_token, msg.progress, text)
+
+
+async def complete_job(hub: Hub, conn: Connection, msg: CompleteJob) -> None:
+    lw = registered(conn)
+    await hub.broker.complete(msg.job_id, msg.claim_token, msg.result, msg.processing_time)
+    lw.held.pop(msg.job_id, None)
+    lw.info.jobs_completed += 1
+    conn.send(out("job_completed_ack", job_id=msg.job_id, worker_id=lw.worker_id))
+
+
+async def fail_job(hub: Hub, conn: Connection, msg: FailJob) -> None:
+    lw = registered(conn)
+    result = await hub.broker.fail(
+        msg.job_id, msg.claim_token, msg.error, retry=msg.retry, error_details=msg.error_details
+    )
+    lw.held.pop(msg.job_id, None)
+    lw.info.jobs_failed += 1
+    conn.send(
+        out(
+            "job_failed_ack",
+            job_id=msg.job_id,
+            worker_id=lw.worker_id,
+            retry_scheduled=result.retry_scheduled,
+            retry_delay=result.retry_delay,
+        )
+    )
+
+
+async def heartbeat(hub: Hub, conn: Connection, msg: WorkerHeartbeat) -> None:
+    lw = registered(conn)
+    await hub.registry.heartbeat(lw, msg.status, msg.system_info, msg.connector_status)
+    conn.send(
+        out(
+            "worker_heartbeat_ack",
+            worker_id=lw.worker_id,
+            next_heartbeat_expected=now_ms() + int(hub.settings.heartbeat_timeout * 1000),
+        )
+    )
+
+
+async def worker_status(hub: Hub, conn: Connection, msg: WorkerStatusMessage) -> None:
+    lw = registered(conn)
+    lw.info.status = msg.status
+    if msg.capabilities is not None:
+        lw.set_capabilities(msg.capabilities)
+    await hub.registry.save(lw)
+    data = dumps(lw.sync_info())
+    if msg.available_slots is not None:
+        data["available_slots"] = msg.available_slots
+    await hub.broker.publish("worker_status", data)
+
+
+def merged_capabilities(current: WorkerCapabilities, changes: dict[str, Any]) -> WorkerCapabilities:
+    """`update_capabilities`: each named top-level key replaced, the rest kept."""
+    merged = current.model_dump()
+    merged.update(changes)
+    try:
+        return WorkerCapabilities.model_validate(merged)
+    except PydanticValidationError as exc:
+        details = [
+            {"field": "capability_changes." + ".".join(map(str, e["loc"])), "message": e["msg"]}
+            for e in exc.errors(include_url=False)
+        ]
+        fields = ", ".join(d["field"] for d in details)
+        raise ProtocolError(
+            "VALIDATION_ERROR", f"bad capability_changes: {fields}", details
+        ) from exc
+
+
+async def update_capabilities(hub: Hub, conn: Connection, msg: UpdateCapabilities) -> None:
+    lw = registered(conn)
+    lw.set_capabilities(merged_capabilities(lw.caps, msg.capability_changes))
+    await hub.registry.save(lw)
+    await hub.broker.publish("worker_status", dumps(lw.sync_info()))
+
+
+async def disconnect(hub: Hub, conn: Connection, msg: Disconnect) -> None:
+    lw = registered(conn)
+    await worker_gone(hub, lw.worker_id, msg.reason or "worker disconnected")
+    conn.worker = None
+
+
+async def worker_gone(hub: Hub, worker_id: str, reason: str) -> list[str]:
+    """Requeue a departed worker's jobs, mark it offline and tell everyone."""
+    jobs = await hub.broker.requeue_worker_jobs(worker_id, reason)
+    await hub.registry.mark_offline(worker_id)
+    await hub.broker.publish(
+        "worker_disconnected", {"worker_id": worker_id, "reason": reason, "jobs_affected": jobs}
+    )
+    log.info(
+        "worker %s gone (%s); requeued %s", worker_id, reason, jobs, extra={"worker_id": worker_id}
+    )
+    return jobs

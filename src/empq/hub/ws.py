@@ -1,0 +1,204 @@
+"""The WebSocket endpoint (`/ws` on the REST port and `/` on the WS port).
+
+Every frame is parsed with `protocol.parse_inbound`; a bad frame gets an `error`
+(or `unknown` for an unknown type) and the connection stays open. Messages are
+handled one at a time per connection, in order, so a worker's accept always
+lands before its complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from empq import errors
+from empq.hub import client_handlers as clients
+from empq.hub import worker_handlers as workers
+from empq.hub.auth import bearer, matches
+from empq.hub.connections import Connection
+from empq.protocol import (
+    InboundMessage,
+    ProtocolError,
+    UnknownMessageType,
+    error_message,
+    out,
+    parse_inbound,
+)
+
+if TYPE_CHECKING:
+    from empq.hub.runtime import Hub
+
+log = logging.getLogger("empq.hub.ws")
+
+Handler = Callable[["Hub", Connection, Any], Awaitable[None]]
+
+
+async def _ping(hub: Hub, conn: Connection, msg: Any) -> None:
+    conn.send(out("pong", worker_id=getattr(msg, "worker_id", None)))
+
+
+HANDLERS: dict[str, Handler] = {
+    "register_worker": workers.register_worker,
+    "claim_job": workers.claim_job,
+    "job_accepted_by_worker": workers.job_accepted,
+    "update_job_progress": workers.update_progress,
+    "complete_job": workers.complete_job,
+    "fail_job": workers.fail_job,
+    "worker_heartbeat": workers.heartbeat,
+    "worker_status": workers.worker_status,
+    "update_capabilities": workers.update_capabilities,
+    "disconnect": workers.disconnect,
+    "register_client": clients.register_client,
+    "submit_job": clients.submit_job,
+    "request_job_status": clients.request_job_status,
+    "cancel_job": clients.cancel_job,
+    "subscribe_job": clients.subscribe_job,
+    "unsubscribe_job": clients.subscribe_job,
+    "subscribe_job_notifications": clients.subscribe_notifications,
+    "subscribe_stats": clients.subscribe_stats,
+    "request_stats": clients.request_stats,
+    "subscribe_worker_updates": clients.subscribe_worker_updates,
+    "ping": _ping,
+}
+
+
+def server_version() -> str:
+    """The installed package version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("emp-job-queue")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _refusal(exc: Exception, msg_id: str | None, job_id: str | None) -> tuple[str, Any]:
+    """The `error` text and code for a handler failure."""
+    extra: dict[str, Any] = {}
+    if msg_id is not None:
+        extra["request_id"] = msg_id
+    if job_id is not None:
+        extra["job_id"] = job_id
+    if isinstance(exc, ProtocolError):
+        return exc.code, error_message(exc.code, exc.message, exc.details, **extra)
+    if isinstance(exc, errors.EmpqError):
+        return exc.code, error_message(exc.code, exc.message, exc.details, **extra)
+    return "INTERNAL_ERROR", error_message("INTERNAL_ERROR", "internal error", None, **extra)
+
+
+async def handle_text(hub: Hub, conn: Connection, raw: str | bytes) -> None:
+    """Parse and act on one frame; every failure becomes a reply, never a close."""
+    if len(raw) > hub.settings.max_message_bytes:
+        hub.metrics.message_errors.labels("MESSAGE_TOO_LARGE").inc()
+        conn.send(
+            error_message(
+                "MESSAGE_TOO_LARGE",
+                f"message of {len(raw)} bytes exceeds the limit of "
+                f"{hub.settings.max_message_bytes} bytes; dropped",
+                {"size": len(raw), "limit": hub.settings.max_message_bytes},
+            )
+        )
+        return
+    try:
+        msg: InboundMessage = parse_inbound(raw)
+    except UnknownMessageType as exc:
+        hub.metrics.message_errors.labels(exc.code).inc()
+        conn.send(
+            out(
+                "unknown",
+                error=exc.message,
+                error_code=exc.code,
+                received_type=exc.message_type,
+            )
+        )
+        return
+    except ProtocolError as exc:
+        hub.metrics.message_errors.labels(exc.code).inc()
+        conn.send(error_message(exc.code, exc.message, exc.details))
+        return
+    hub.metrics.messages.labels(msg.type).inc()
+    try:
+        await HANDLERS[msg.type](hub, conn, msg)
+    except (ProtocolError, errors.EmpqError) as exc:
+        code, reply = _refusal(exc, msg.id, getattr(msg, "job_id", None))
+        hub.metrics.message_errors.labels(code).inc()
+        conn.send(reply)
+    except (RedisError, OSError) as exc:
+        log.warning("redis error handling %s: %s", msg.type, exc)
+        hub.metrics.message_errors.labels("UNAVAILABLE").inc()
+        conn.send(
+            error_message(
+                "UNAVAILABLE", f"queue storage unavailable: {exc}", None, request_id=msg.id
+            )
+        )
+    except Exception as exc:
+        log.exception("handling %s failed", msg.type)
+        code, reply = _refusal(exc, msg.id, getattr(msg, "job_id", None))
+        hub.metrics.message_errors.labels(code).inc()
+        conn.send(reply)
+
+
+async def _reader(hub: Hub, conn: Connection, ws: WebSocket) -> bool:
+    """Handle frames until the peer goes (True) or the hub closes the socket (False)."""
+    while not conn.closing:
+        frame = await ws.receive()
+        if frame["type"] == "websocket.disconnect":
+            return True
+        raw = frame.get("text")
+        if raw is None:
+            raw = frame.get("bytes") or b""
+        await handle_text(hub, conn, raw)
+    return False
+
+
+async def serve_socket(hub: Hub, ws: WebSocket) -> None:
+    """Run one connection to its end."""
+    await ws.accept()
+    conn = Connection(ws)
+    token = bearer(ws.headers) or ws.query_params.get("api_key")
+    conn.authenticated = not hub.settings.api_keys or matches(token, hub.settings.api_keys)
+    conn.on_overflow.append(lambda _c: hub.metrics.slow_consumers.inc())
+    hub.connections.add(conn)
+    hub.metrics.connections.inc()
+    conn.send(
+        out(
+            "connection_established",
+            message=f"connected to empq hub {hub.hub_id}",
+            server_version=server_version(),
+            connection_id=conn.id,
+            hub_id=hub.hub_id,
+            hub_http_url=hub.http_url,
+        )
+    )
+    try:
+        async with asyncio.TaskGroup() as tg:
+            writer = tg.create_task(conn.writer())
+            peer_gone = True
+            try:
+                peer_gone = await _reader(hub, conn, ws)
+            finally:
+                conn.close()
+                if peer_gone and not writer.done():
+                    writer.cancel()
+    except* (WebSocketDisconnect, RuntimeError, OSError) as group:
+        log.debug("connection %s ended: %s", conn.id, group.exceptions)
+    finally:
+        hub.connections.remove(conn)
+        hub.metrics.connections.dec()
+        lw = conn.worker
+        if lw is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await hub.registry.detach(lw)
+                await hub.broker.publish(
+                    "worker_status",
+                    {"worker_id": lw.worker_id, "status": lw.info.status, "connected": False},
+                )
+
+
+__all__ = ["HANDLERS", "handle_text", "serve_socket"]
