@@ -72,6 +72,15 @@ class HubSettings(BrokerSettings):
     worker_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
     webhook_deny_private: bool = False
     public_url: str | None = None
+    webhook_retry_delays: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [1, 5, 15]
+    )
+    alert_queue_depth: Annotated[int, Field(ge=1)] = 1000
+
+    @field_validator("webhook_retry_delays", mode="before")
+    @classmethod
+    def _webhook_delays(cls, value: object) -> object:
+        return _split(value)
 
     @field_validator("api_keys", "worker_tokens", mode="before")
     @classmethod
