@@ -56,9 +56,20 @@ class RunningServer:
         """Stop serving: open sockets are closed, new connections refused."""
         if self._server is None or self._task is None:
             return
+        # Like a process dying: drop every open connection and in-flight request at once.
         self._server.should_exit = True
         self._server.force_exit = True
-        await asyncio.wait_for(self._task, 10)
+        state = self._server.server_state
+        for conn in list(state.connections):
+            transport = getattr(conn, "transport", None)
+            if transport is not None:
+                transport.abort()
+        for task in list(state.tasks):
+            task.cancel()
+        # Shut down directly rather than waiting for uvicorn's 0.1 s exit poll.
+        await asyncio.wait_for(self._server.shutdown(), 10)
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
         self._server = None
         self._task = None
 

@@ -215,7 +215,10 @@ class ComfyUIConnector(Connector):
             try:
                 while not tracker.done:
                     try:
-                        frame = await asyncio.wait_for(ws.recv(), self.history_poll)
+                        # asyncio.timeout, not wait_for: 3.11's wait_for can swallow the
+                        # cancellation that enforces the job's own time limit.
+                        async with asyncio.timeout(self.history_poll):
+                            frame = await ws.recv()
                     except TimeoutError:
                         # Quiet for a while: a missed frame must not hang the job.
                         if await self._finished(tracker):
