@@ -108,6 +108,13 @@ class WorkerSettings(CommonSettings):
     simulation_duration: Annotated[float, Field(ge=0)] = 2.0
     simulation_steps: Annotated[int, Field(ge=1)] = 10
     simulation_failure_rate: Annotated[float, Field(ge=0, le=1)] = 0
+    # Worker runtime (issue 4): the hub's REST base for artifact uploads (default: what
+    # the hub announces, else the WebSocket host on port 3001), the optional status
+    # HTTP port, and how long SIGTERM waits for running jobs before handing them back.
+    hub_http_url: str | None = None
+    http_host: str = "127.0.0.1"
+    http_port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    shutdown_grace: Annotated[float, Field(ge=0)] = 30
 
     @field_validator("connectors", mode="before")
     @classmethod

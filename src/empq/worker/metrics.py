@@ -1,0 +1,66 @@
+"""The worker's own Prometheus metrics and the recent-jobs record its status page shows."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+@dataclass(slots=True)
+class FinishedJob:
+    """One job this worker ended, for the status page."""
+
+    job_id: str
+    job_type: str
+    outcome: str
+    seconds: float
+    ended_at: float
+    error: str | None = None
+
+
+class WorkerMetrics:
+    """Counters in a registry of their own (several workers may share a process in tests)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.jobs = Counter(
+            "empq_worker_jobs",
+            "Jobs this worker ended, by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.processing = Histogram(
+            "empq_worker_processing_seconds",
+            "Time from assignment to outcome",
+            buckets=(0.001, 0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 1800),
+            registry=self.registry,
+        )
+        self.running = Gauge("empq_worker_running_jobs", "Jobs running now", registry=self.registry)
+        self.connected = Gauge(
+            "empq_worker_connected", "1 while connected to the hub", registry=self.registry
+        )
+        self.connector_healthy = Gauge(
+            "empq_worker_connector_healthy",
+            "1 when the connector's service answers",
+            ["connector"],
+            registry=self.registry,
+        )
+        self.recent: deque[FinishedJob] = deque(maxlen=50)
+        self._ends: deque[float] = deque()
+
+    def finished(self, job: FinishedJob) -> None:
+        """Record a job's end."""
+        self.jobs.labels(job.outcome).inc()
+        self.processing.observe(job.seconds)
+        self.recent.appendleft(job)
+        self._ends.append(job.ended_at)
+
+    def jobs_last_hour(self) -> int:
+        """How many jobs ended in the past hour."""
+        cutoff = time.time() - 3600
+        while self._ends and self._ends[0] < cutoff:
+            self._ends.popleft()
+        return len(self._ends)

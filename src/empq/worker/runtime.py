@@ -1,0 +1,338 @@
+"""The worker process: connect, register, pull jobs, run them, survive the hub going away.
+
+Lifecycle (`Worker.run`): start the connectors, then in one task group run the
+connection loop, the optional status HTTP server and the jobs themselves. Jobs
+belong to the worker, not to a connection, so they keep running while the link is
+down and report when it is back. A stop request (SIGTERM/SIGINT, or the `stop`
+event) drains: no more claims, running jobs get `shutdown_grace` seconds to finish,
+the rest are cancelled at their service and handed back with `disconnect`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import time
+
+import httpx
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from empq.config import WorkerSettings
+from empq.connectors.base import Connector, JobContext
+from empq.connectors.registry import create_connectors
+from empq.errors import AuthError
+from empq.models import WorkerCapabilities
+from empq.protocol import (
+    ClaimJob,
+    Disconnect,
+    RegisterWorker,
+    WorkerStatusMessage,
+)
+from empq.status import WorkerStatus
+from empq.worker.artifacts import HubArtifacts, derive_http_url
+from empq.worker.capabilities import load_capabilities, merge_connector_additions
+from empq.worker.jobs import PROGRESS_INTERVAL, ActiveJob, JobExecutor
+from empq.worker.link import HubLink
+from empq.worker.messages import JobAssigned, Welcome
+from empq.worker.metrics import WorkerMetrics
+from empq.worker.session import Session
+
+log = logging.getLogger("empq.worker")
+
+RECONNECT_MIN = 0.2
+RECONNECT_MAX = 30.0
+CANCEL_TIMEOUT = 10.0
+
+
+class Worker:
+    """One worker: its connectors, its jobs and its link to the hub."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        *,
+        capabilities: WorkerCapabilities | None = None,
+        connectors: list[Connector] | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> None:
+        self.settings = settings
+        self.worker_id = settings.worker_id
+        self.connectors = (
+            connectors
+            if connectors is not None
+            else create_connectors(settings.connectors, settings)
+        )
+        self.capabilities = capabilities or load_capabilities(settings)
+        self.stop = stop if stop is not None else asyncio.Event()
+        self._own_signals = stop is None
+        self.link = HubLink()
+        self.metrics = WorkerMetrics()
+        self.executor = JobExecutor(self.worker_id, self.link, self.metrics)
+        self.jobs: dict[str, ActiveJob] = {}
+        self.draining = False
+        self.hub_http_url = settings.hub_http_url
+        self.started_at = time.time()
+        self.connector_status: dict[str, dict[str, object]] = {}
+        self.claim_wanted = asyncio.Event()
+        self.registered = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._tg: asyncio.TaskGroup | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._reconnect_after: float | None = None
+        self._fatal: BaseException | None = None
+
+    # ------------------------------------------------------------------ state
+    @property
+    def slots(self) -> int:
+        return self.capabilities.performance.concurrent_jobs
+
+    @property
+    def status(self) -> WorkerStatus:
+        if self.draining:
+            return WorkerStatus.DRAINING
+        return WorkerStatus.BUSY if self.jobs else WorkerStatus.IDLE
+
+    def held_jobs(self) -> list[str]:
+        """Jobs this worker still holds: running, or finished with the outcome unacknowledged."""
+        return list(dict.fromkeys([*self.jobs, *self.link.owed_jobs]))
+
+    def ready(self) -> bool:
+        """Connected, registered and not draining (for orchestrators' `/ready`)."""
+        return self.registered.is_set() and self.link.connected and not self.draining
+
+    def request_stop(self) -> None:
+        """Begin the graceful shutdown (what SIGTERM does)."""
+        self.stop.set()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def run(self) -> None:
+        """Run until stopped; returns after a clean drain, raises `AuthError` if refused."""
+        loop = asyncio.get_running_loop()
+        if self._own_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop.set)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                for connector in self.connectors:
+                    await connector.start()
+                    stack.push_async_callback(connector.close)
+                self._http = await stack.enter_async_context(httpx.AsyncClient(timeout=60))
+                await self._add_connector_capabilities()
+                async with asyncio.TaskGroup() as tg:
+                    self._tg = tg
+                    link_task = tg.create_task(self._connection_loop(), name="hub-link")
+                    status_task = None
+                    if self.settings.http_port is not None:
+                        from empq.worker.status_http import serve_status
+
+                        status_task = tg.create_task(serve_status(self), name="status-http")
+                    await self.stop.wait()
+                    await self._drain()
+                    link_task.cancel()
+                    if status_task is not None:
+                        status_task.cancel()
+        finally:
+            if self._own_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+        if self._fatal is not None:
+            raise self._fatal
+
+    async def _add_connector_capabilities(self) -> None:
+        additions = []
+        for connector in self.connectors:
+            try:
+                async with asyncio.timeout(30):
+                    additions.append(await connector.capabilities())
+            except (TimeoutError, OSError) as exc:
+                log.warning("connector %s capabilities unavailable: %s", connector.name, exc)
+        self.capabilities = merge_connector_additions(self.capabilities, additions)
+
+    async def _drain(self) -> None:
+        self.draining = True
+        log.info(
+            "draining: %d job(s) running, grace %.0f s",
+            len(self.jobs),
+            self.settings.shutdown_grace,
+        )
+        await self.link.send(
+            WorkerStatusMessage(
+                type="worker_status",
+                worker_id=self.worker_id,
+                status=WorkerStatus.DRAINING,
+                available_slots=0,
+            )
+        )
+        try:
+            async with asyncio.timeout(self.settings.shutdown_grace):
+                await self._idle.wait()
+        except TimeoutError:
+            cut = list(self.jobs.values())
+            log.warning("grace over: handing back %s", [j.job_id for j in cut])
+            await asyncio.gather(*(self.cancel_job(j, "shutdown") for j in cut))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CANCEL_TIMEOUT):
+                    await self._idle.wait()
+        if not await self.link.wait_settled(5.0):
+            log.warning("outcomes never acknowledged: %s", self.link.owed_jobs)
+        # Graceful goodbye: the hub requeues anything still held by us at once.
+        await self.link.send(
+            Disconnect(type="disconnect", worker_id=self.worker_id, reason="worker shutting down")
+        )
+
+    # ------------------------------------------------------------------ connection
+    async def _connection_loop(self) -> None:
+        failures = 0
+        while True:
+            self._reconnect_after = None
+            try:
+                async with connect(
+                    self.settings.hub_url,
+                    max_size=16 * 2**20,
+                    open_timeout=10,
+                    ping_interval=20,
+                    ping_timeout=20,
+                    additional_headers=self._auth_headers(),
+                ) as ws:
+                    registered = await Session(self, ws).run()
+                    if registered:
+                        failures = 0
+            except AuthError as exc:
+                log.error("hub refused this worker: %s", exc.message)
+                self._fatal = exc
+                self.stop.set()
+                return
+            except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as exc:
+                log.info("hub link down: %s: %s", type(exc).__name__, exc)
+            finally:
+                self.link.ws = None
+                self.registered.clear()
+                self.metrics.connected.set(0)
+            delay = self._reconnect_after
+            if delay is None:
+                # Exponential back-off with full jitter, so a fleet does not reconnect in step.
+                delay = random.uniform(0, min(RECONNECT_MAX, RECONNECT_MIN * 2**failures))
+            failures += 1
+            await asyncio.sleep(delay)
+
+    def _auth_headers(self) -> dict[str, str]:
+        token = self.settings.worker_token
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def registration(self) -> RegisterWorker:
+        """The `register_worker` message, naming jobs still held from before a reconnect."""
+        return RegisterWorker(
+            type="register_worker",
+            worker_id=self.worker_id,
+            capabilities=self.capabilities,
+            status=self.status,
+            auth_token=self.settings.worker_token,
+            current_jobs=self.held_jobs(),
+        )
+
+    def welcomed(self, welcome: Welcome) -> None:
+        """Take what the hub says about itself (its REST base for artifacts)."""
+        if welcome.hub_http_url and not self.settings.hub_http_url:
+            self.hub_http_url = welcome.hub_http_url
+
+    def on_server_disconnect(self, reconnect_after: float | None) -> None:
+        """The hub asked us to go away for `reconnect_after` seconds."""
+        self._reconnect_after = reconnect_after
+
+    # ------------------------------------------------------------------ jobs
+    def connector_for(self, a: JobAssigned) -> Connector:
+        """The connector serving the job's `service_type` (else its type, else the first)."""
+        wanted = a.requirements.service_type or a.job_type
+        for connector in self.connectors:
+            if wanted in connector.services or wanted == connector.name:
+                return connector
+        return self.connectors[0]
+
+    def start_job(self, a: JobAssigned) -> None:
+        """Run an assigned job in the worker's task group."""
+        if a.job_id in self.jobs:
+            return  # the hub repeated an assignment we already run
+        assert self._tg is not None
+        assert self._http is not None
+        artifacts = HubArtifacts(
+            self._http,
+            self.hub_http_url or derive_http_url(self.settings.hub_url),
+            a.job_id,
+            a.claim_token,
+            self.settings.worker_token,
+        )
+        context = JobContext(
+            id=a.job_id,
+            type=a.job_type,
+            payload=a.payload,
+            requirements=a.requirements,
+            priority=a.priority,
+            customer_id=a.customer_id,
+            workflow_id=a.workflow_id,
+            step_number=a.step_number,
+            artifacts=artifacts,
+        )
+        job = ActiveJob(a, context, self.connector_for(a))
+        self.jobs[a.job_id] = job
+        self._idle.clear()
+        self.metrics.running.set(len(self.jobs))
+        job.task = self._tg.create_task(self._run_job(job), name=f"job-{a.job_id}")
+
+    async def _run_job(self, job: ActiveJob) -> None:
+        try:
+            await self.executor.run(job)
+        finally:
+            self.jobs.pop(job.job_id, None)
+            self.metrics.running.set(len(self.jobs))
+            if not self.jobs:
+                self._idle.set()
+            self.claim_wanted.set()
+
+    def order_cancel(self, job_id: str) -> None:
+        """The hub cancelled `job_id`: stop it (in the background, not in the reader)."""
+        job = self.jobs.get(job_id)
+        if job is not None and job.cancel_reason is None and self._tg is not None:
+            self._tg.create_task(self.cancel_job(job, "cancelled"))
+
+    async def cancel_job(self, job: ActiveJob, reason: str) -> None:
+        """Tell the connector to stop the service's work, then cancel the job's task."""
+        job.cancel_reason = "cancelled" if reason == "cancelled" else "shutdown"
+        try:
+            async with asyncio.timeout(CANCEL_TIMEOUT):
+                await job.connector.cancel(job.context)
+        except TimeoutError:
+            log.warning(
+                "connector %s did not cancel job %s in time", job.connector.name, job.job_id
+            )
+        except Exception:  # the task is cancelled below whatever the connector did
+            log.exception("connector %s failed to cancel job %s", job.connector.name, job.job_id)
+        if job.task is not None:
+            job.task.cancel()
+
+    async def progress_flusher(self) -> None:
+        """Send each job's latest unsent progress every PROGRESS_INTERVAL."""
+        while True:
+            await asyncio.sleep(PROGRESS_INTERVAL)
+            for job in list(self.jobs.values()):
+                await self.executor.flush_progress(job)
+
+    def claim_job_message(self) -> ClaimJob:
+        """One `claim_job` for one job (one reply each keeps the slot count exact)."""
+        return ClaimJob(type="claim_job", worker_id=self.worker_id, max_jobs=1)
+
+
+async def run_worker(
+    settings: WorkerSettings,
+    *,
+    capabilities: WorkerCapabilities | None = None,
+    connectors: list[Connector] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run a worker until `stop` is set (or SIGTERM/SIGINT when `stop` is None)."""
+    caps = capabilities or load_capabilities(settings)
+    await Worker(settings, capabilities=caps, connectors=connectors, stop=stop).run()

@@ -1,0 +1,220 @@
+"""One connection to the hub, from hello to close: register, then read, claim and heartbeat.
+
+Claims are sent one job per `claim_job`, several in flight when several slots are
+free: each gets exactly one reply (`job_assigned` or `no_job_available`), so the
+count of outstanding claims stays exact. A `job_available` or a freed slot claims at
+once; otherwise a back-off poll (0.2 s doubling to 5 s) is the fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError as PydanticValidationError
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+
+from empq.errors import AuthError, HubUnavailable
+from empq.protocol import WorkerHeartbeat, WorkerStatusMessage
+from empq.worker.capabilities import system_info
+from empq.worker.messages import (
+    CancelJobOrder,
+    HubError,
+    JobAssigned,
+    ServerDisconnect,
+    Welcome,
+)
+
+if TYPE_CHECKING:
+    from empq.worker.runtime import Worker
+
+log = logging.getLogger("empq.worker.session")
+
+POLL_MIN = 0.2
+POLL_MAX = 5.0
+#: An unanswered claim is forgotten after this long, so a lost reply cannot stall claiming.
+CLAIM_REPLY_TIMEOUT = 10.0
+REGISTER_TIMEOUT = 10.0
+HEALTH_TIMEOUT = 5.0
+
+
+class _Closed(Exception):
+    """The socket closed: ends the session's task group."""
+
+
+class Session:
+    """The worker's life on one WebSocket connection."""
+
+    def __init__(self, worker: Worker, ws: ClientConnection) -> None:
+        self.worker = worker
+        self.ws = ws
+        self.outstanding = 0
+        self.outstanding_since = 0.0
+        self.poll_delay = POLL_MIN
+
+    async def run(self) -> bool:
+        """Serve the connection until it closes; True if registration succeeded."""
+        w = self.worker
+        await self._register()
+        w.link.ws = self.ws
+        w.registered.set()
+        w.metrics.connected.set(1)
+        log.info("registered with hub %s as %s", w.settings.hub_url, w.worker_id)
+        await w.link.resend_owed()
+        if w.draining:
+            await w.link.send(self._status_message())
+        w.claim_wanted.set()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._claimer())
+                tg.create_task(self._heartbeats())
+                tg.create_task(w.progress_flusher())
+                await self._reader()
+                raise _Closed
+        except* _Closed:
+            pass
+        return True
+
+    async def _register(self) -> None:
+        w = self.worker
+        await self.ws.send(w.registration().dump())
+        try:
+            async with asyncio.timeout(REGISTER_TIMEOUT):
+                while True:
+                    msg = _decode(await self.ws.recv())
+                    kind = msg.get("type")
+                    if kind in ("connection_established", "worker_registered"):
+                        w.welcomed(Welcome.model_validate(msg))
+                        if kind == "worker_registered":
+                            return
+                    elif kind == "error":
+                        err = HubError.model_validate(msg)
+                        if err.error_code == "AUTH_FAILED":
+                            raise AuthError(err.error or "worker token refused")
+                        raise HubUnavailable(f"hub refused registration: {err.error}")
+        except TimeoutError as exc:
+            raise HubUnavailable("hub did not answer register_worker") from exc
+
+    async def _reader(self) -> None:
+        try:
+            async for raw in self.ws:
+                msg = _decode(raw)
+                try:
+                    self._handle(msg)
+                except PydanticValidationError as exc:
+                    log.warning("ignoring malformed %r from hub: %s", msg.get("type"), exc)
+        except ConnectionClosed:
+            pass
+
+    def _handle(self, msg: dict[str, Any]) -> None:
+        w = self.worker
+        kind = msg.get("type")
+        if kind == "job_assigned":
+            self._claim_answered()
+            self.poll_delay = POLL_MIN
+            if w.draining:
+                # Claimed just before the stop: run it within the grace like the rest.
+                log.info("job %s assigned while draining; running it", msg.get("job_id"))
+            w.start_job(JobAssigned.model_validate(msg))
+            w.claim_wanted.set()
+        elif kind == "no_job_available":
+            self._claim_answered()
+            self.poll_delay = min(POLL_MAX, self.poll_delay * 2)
+        elif kind == "job_available":
+            self.poll_delay = POLL_MIN
+            w.claim_wanted.set()
+        elif kind in ("job_completed_ack", "job_failed_ack"):
+            if isinstance(msg.get("job_id"), str):
+                w.link.settle(msg["job_id"])
+        elif kind == "cancel_job":
+            order = CancelJobOrder.model_validate(msg)
+            log.info("hub cancelled job %s: %s", order.job_id, order.reason)
+            w.order_cancel(order.job_id)
+        elif kind == "server_disconnect":
+            bye = ServerDisconnect.model_validate(msg)
+            log.info("hub going away (%s); back in %s s", bye.reason, bye.reconnect_after)
+            w.on_server_disconnect(bye.reconnect_after)
+        elif kind == "error":
+            err = HubError.model_validate(msg)
+            if err.job_id is not None and err.job_id in w.link.owed_jobs:
+                # The hub refused an outcome (stale claim, already final): nothing to retry.
+                log.warning("hub refused outcome of job %s: %s", err.job_id, err.error)
+                w.link.settle(err.job_id)
+            else:
+                log.warning("hub error %s: %s", err.error_code, err.error)
+
+    def _claim_answered(self) -> None:
+        self.outstanding = max(0, self.outstanding - 1)
+
+    async def _claimer(self) -> None:
+        w = self.worker
+        while True:
+            try:
+                async with asyncio.timeout(self.poll_delay):
+                    await w.claim_wanted.wait()
+            except TimeoutError:
+                pass  # the fallback poll
+            w.claim_wanted.clear()
+            if w.draining:
+                continue
+            now = time.monotonic()
+            if self.outstanding and now - self.outstanding_since > CLAIM_REPLY_TIMEOUT:
+                self.outstanding = 0
+            free = w.slots - len(w.jobs) - self.outstanding
+            if free <= 0:
+                continue
+            if not self.outstanding:
+                self.outstanding_since = now
+            self.outstanding += free
+            claim = w.claim_job_message().dump()
+            for _ in range(free):
+                await self.ws.send(claim)
+
+    async def _heartbeats(self) -> None:
+        w = self.worker
+        while True:
+            status = await self._connector_status()
+            await w.link.send(
+                WorkerHeartbeat(
+                    type="worker_heartbeat",
+                    worker_id=w.worker_id,
+                    status=w.status,
+                    current_jobs=w.held_jobs(),
+                    system_info=system_info(),
+                    connector_status=status,
+                )
+            )
+            await asyncio.sleep(w.settings.heartbeat_interval)
+
+    async def _connector_status(self) -> dict[str, Any]:
+        w = self.worker
+        status: dict[str, Any] = {}
+        for connector in w.connectors:
+            try:
+                async with asyncio.timeout(HEALTH_TIMEOUT):
+                    health = await connector.health()
+                entry: dict[str, Any] = health.model_dump()
+            except TimeoutError:
+                entry = {"healthy": False, "detail": "health check timed out"}
+            w.metrics.connector_healthy.labels(connector.name).set(1 if entry["healthy"] else 0)
+            status[connector.name] = entry
+        w.connector_status = status
+        return status
+
+    def _status_message(self) -> WorkerStatusMessage:
+        w = self.worker
+        return WorkerStatusMessage(
+            type="worker_status", worker_id=w.worker_id, status=w.status, available_slots=0
+        )
+
+
+def _decode(raw: str | bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
