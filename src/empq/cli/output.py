@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -15,7 +16,10 @@ from rich.table import Table
 from empq.models import Job, WorkerInfo
 from empq.sdk import Explanation
 
-console = Console(highlight=False)
+# A pipe has no width; 80 columns would cut job ids in tables, so use a roomy default
+# there unless COLUMNS says otherwise.
+_PIPE_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
+console = Console(highlight=False, width=_PIPE_WIDTH)
 err_console = Console(stderr=True, highlight=False)
 
 STATUS_STYLE = {
@@ -60,18 +64,18 @@ def job_json(job: Job) -> dict[str, Any]:
     return data
 
 
-def ago(when: datetime | None) -> str:
-    """`12s ago` style, or `-`."""
+def age(when: datetime | None) -> str:
+    """How long ago, compactly (`12s`, `5m`, `1.5h`, `2.0d`), or `-`."""
     if when is None:
         return "-"
     seconds = max(0.0, (datetime.now(UTC) - when).total_seconds())
     if seconds < 60:
-        return f"{seconds:.0f}s ago"
+        return f"{seconds:.0f}s"
     if seconds < 3600:
-        return f"{seconds / 60:.0f}m ago"
+        return f"{seconds / 60:.0f}m"
     if seconds < 86400:
-        return f"{seconds / 3600:.1f}h ago"
-    return f"{seconds / 86400:.1f}d ago"
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
 
 
 def output_files(job: Job) -> list[str]:
@@ -109,7 +113,7 @@ def show_job(job: Job) -> None:
         "started": job.started_at,
         "completed": job.completed_at,
     }
-    rows += [(k, f"{v.isoformat()} ({ago(v)})") for k, v in times.items() if v is not None]
+    rows += [(k, f"{v.isoformat()} ({age(v)} ago)") for k, v in times.items() if v is not None]
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
@@ -128,28 +132,35 @@ def show_result(job: Job) -> None:
 
 def jobs_table(jobs: Iterable[Job]) -> Table:
     """`empq jobs`."""
+    jobs = list(jobs)
+    columns = ["ID", "TYPE", "STATUS", "PRI", "PROG", "WORKER", "AGE"]
+    customers = any(job.customer_id for job in jobs)
+    if customers:
+        columns.insert(6, "CUSTOMER")
     table = Table(box=None, header_style="bold")
-    for name in ("ID", "TYPE", "STATUS", "PRI", "PROGRESS", "WORKER", "CUSTOMER", "CREATED"):
-        table.add_column(name, no_wrap=name in ("ID", "STATUS"))
+    for name in columns:
+        table.add_column(name, no_wrap=True, overflow="ellipsis")
     for job in jobs:
-        table.add_row(
+        row = [
             escape(job.id),
             escape(job.type),
             styled(job.status.value),
             str(job.priority),
             f"{job.progress:.0f}%",
             escape(job.worker_id or "-"),
-            escape(job.customer_id or "-"),
-            ago(job.created_at),
-        )
+            age(job.created_at),
+        ]
+        if customers:
+            row.insert(6, escape(job.customer_id or "-"))
+        table.add_row(*row)
     return table
 
 
 def workers_table(workers: Iterable[WorkerInfo]) -> Table:
     """`empq workers`."""
     table = Table(box=None, header_style="bold")
-    for name in ("WORKER", "STATUS", "SERVICES", "SLOTS", "JOBS", "DONE", "FAILED", "HEARTBEAT"):
-        table.add_column(name, no_wrap=name == "WORKER")
+    for name in ("WORKER", "STATUS", "SERVICES", "SLOTS", "JOBS", "DONE", "FAILED", "SEEN"):
+        table.add_column(name, no_wrap=name != "JOBS", overflow="ellipsis")
     for worker in workers:
         caps = worker.capabilities
         status = worker.status.value if worker.connected else "offline"
@@ -161,7 +172,7 @@ def workers_table(workers: Iterable[WorkerInfo]) -> Table:
             escape(", ".join(worker.current_jobs) or "-"),
             str(worker.jobs_completed),
             str(worker.jobs_failed),
-            ago(worker.last_heartbeat),
+            age(worker.last_heartbeat),
         )
     return table
 

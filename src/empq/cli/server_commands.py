@@ -103,12 +103,10 @@ def hub(
         },
     )
     configure(settings)
-    from empq.dev import embedded_redis
     from empq.hub.server import serve
 
-    with embedded_redis(settings) as url:
-        settings = settings.model_copy(update={"redis_url": url})
-        asyncio.run(serve(settings))
+    # serve() starts the embedded Redis itself when no URL is set
+    asyncio.run(serve(settings))
 
 
 def worker(

@@ -13,7 +13,7 @@ from empq.errors import HubUnavailable
 from empq.models import Job
 from empq.protocol import SubscribeJob
 from empq.sdk.socket import Backoff, decode, open_socket, recv_until
-from empq.status import ACTIVE_STATUSES, JobStatus, is_final
+from empq.status import ACTIVE_STATUSES, JobStatus
 
 _EVENT_TYPES = frozenset({"job_update", "job_completed", "job_failed", "job_progress"})
 
@@ -23,7 +23,7 @@ _VISIBLE = ("status", "progress", "message", "worker_id", "attempts", "result", 
 
 def job_is_final(job: Job) -> bool:
     """Whether `job` will not change again without an explicit retry."""
-    return is_final(job.status, job.attempts, job.max_retries)
+    return job.is_final
 
 
 class JobStream:
