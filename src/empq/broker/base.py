@@ -30,6 +30,8 @@ Clock = Callable[[], int]
 PRIORITY_BANDS = {"0-24": (0, 24), "25-49": (25, 49), "50-74": (50, 74), "75-100": (75, 100)}
 
 _PEEK_DEPTH = 4
+_CONTENDED_PEEK_DEPTH = 16
+_CANDIDATE_CACHE = 1024
 _CLAIM_ROUNDS = 64
 _VERDICT_CACHE = 4096
 
@@ -108,6 +110,8 @@ class BrokerBase:
             int, tuple[WorkerCapabilities, StaticVerdicts, bytes, list[str]]
         ]
         self._verdicts = OrderedDict()
+        # Claim candidates per eligible signature set (see claiming.py).
+        self._candidates: dict[tuple[str, ...], Any] = {}
 
     async def close(self) -> None:
         """Close the Redis client."""

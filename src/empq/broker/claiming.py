@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from empq.broker.base import (
+    _CANDIDATE_CACHE,
     _CLAIM_ROUNDS,
+    _CONTENDED_PEEK_DEPTH,
     _PEEK_DEPTH,
     _VERDICT_CACHE,
     Assignment,
@@ -20,6 +25,14 @@ from empq.matching import (
     dynamic_reasons,
 )
 from empq.models import WorkerCapabilities
+
+
+@dataclass(slots=True)
+class _Candidates:
+    """The best queued members a peek saw, valid while `enqueued` is unchanged."""
+
+    enqueued: bytes
+    members: list[tuple[str, str]]  # (order key, signature), best first
 
 
 class ClaimMixin(QueryMixin):
@@ -73,50 +86,67 @@ class ClaimMixin(QueryMixin):
             state = state.with_job(RunningJob(job.customer_id, job.requirements.customer_isolation))
         return out
 
+    async def _peek(self, eligible: list[str], depth: int) -> _Candidates | None:
+        """The best `depth` queued members across these queues; None if signatures changed."""
+        k = self.keys
+        reply = await self.scripts.peek(
+            keys=[k.signatures_version, k.counts, *(k.sig_queue(s) for s in eligible)],
+            args=[depth],
+        )
+        if reply[0] != self._sig_version:
+            await self._refresh_signatures()
+            return None
+        members = [
+            (reply[i].decode(), eligible[int(reply[i + 1]) - 1]) for i in range(2, len(reply), 2)
+        ]
+        return _Candidates(reply[1], members)
+
     async def _claim_one(
         self, worker_id: str, caps: WorkerCapabilities, state: WorkerState
     ) -> Assignment | None:
         k = self.keys
+        depth = _PEEK_DEPTH
         for _ in range(_CLAIM_ROUNDS):
             eligible = self._eligible(caps, state)
-            reply = await self.scripts.peek(
-                keys=[k.signatures_version, *(k.sig_queue(s) for s in eligible)],
-                args=[_PEEK_DEPTH],
-            )
-            if reply[0] != self._sig_version:
-                await self._refresh_signatures()
+            cache_key = tuple(eligible)
+            cands = self._candidates.get(cache_key)
+            if cands is None or not cands.members:
+                cands = await self._peek(eligible, depth)
+                if cands is None:
+                    continue
+                if not cands.members:
+                    return None
+                if len(self._candidates) >= _CANDIDATE_CACHE:
+                    self._candidates.clear()
+                self._candidates[cache_key] = cands
+            tried = cands.members[:_CONTENDED_PEEK_DEPTH]
+            keys = [k.queued, k.claims, k.running, k.worker_jobs(worker_id), k.counts, k.events]
+            token = f"{secrets.token_hex(12)}.{worker_id}"
+            now = self.clock()
+            timeout = self.settings.claim_timeout
+            args: list[Any] = [
+                worker_id,
+                token,
+                now,
+                now + int(timeout * 1000),
+                self._maxlen,
+                cands.enqueued,
+            ]
+            for member, sig in tried:
+                keys += [k.job(member.partition("|")[2]), k.sig_queue(sig)]
+                args.append(member)
+            won = await self.scripts.claim(keys=keys, args=args)
+            if won == 0:  # jobs joined a queue since the peek: they may be better
+                self._candidates.pop(cache_key, None)
                 continue
-            if len(reply) == 1:
-                return None
-            for i in range(1, len(reply), 2):
-                member = reply[i].decode()
-                sig = eligible[int(reply[i + 1]) - 1]
-                job_id = member.partition("|")[2]
-                token = f"{secrets.token_hex(12)}.{worker_id}"
-                now = self.clock()
-                timeout = self.settings.claim_timeout
-                raw = await self.scripts.claim(
-                    keys=[
-                        k.job(job_id),
-                        k.sig_queue(sig),
-                        k.queued,
-                        k.claims,
-                        k.running,
-                        k.worker_jobs(worker_id),
-                        k.counts,
-                        k.events,
-                    ],
-                    args=[
-                        member,
-                        job_id,
-                        worker_id,
-                        token,
-                        now,
-                        now + int(timeout * 1000),
-                        self._maxlen,
-                    ],
-                )
-                if raw:
-                    return Assignment(job_from_hash(job_id, decode_hash(raw)), token, timeout)
-            # Every candidate went to other workers between peek and claim: look again.
+            if not won:  # other claimers took every candidate: look deeper
+                self._candidates.pop(cache_key, None)
+                depth = _CONTENDED_PEEK_DEPTH
+                continue
+            member = won[0].decode()
+            # Every candidate before the one we won is taken too.
+            with contextlib.suppress(ValueError):
+                del cands.members[: [m for m, _ in cands.members].index(member) + 1]
+            job = job_from_hash(member.partition("|")[2], decode_hash(won[1]))
+            return Assignment(job, token, timeout)
         return None

@@ -105,8 +105,8 @@ class QueryMixin(BrokerBase):
             pipe.zlexcount(self.keys.queued, f"[{100 - hi:03d}", f"({100 - lo + 1:03d}")
         pipe.zcard(self.keys.delayed)
         counts_raw, stats_raw, *bands, delayed = await pipe.execute()
-        counts = {s.value: 0 for s in JobStatus}
-        counts.update({k.decode(): int(v) for k, v in counts_raw.items()})
+        raw_counts = {k.decode(): int(v) for k, v in counts_raw.items()}
+        counts = {s.value: raw_counts.get(s.value, 0) for s in JobStatus}
         totals = {k.decode(): float(v) for k, v in stats_raw.items()}
         completed = totals.get("completed_total", 0.0)
         return {
@@ -115,6 +115,7 @@ class QueryMixin(BrokerBase):
             "queue_depth": counts["queued"],
             "delayed_retries": int(delayed),
             "completed_total": int(completed),
+            "enqueued_total": raw_counts.get("enqueued", 0),
             "failed_total": int(totals.get("failed_total", 0.0)),
             "avg_wait_seconds": totals.get("wait_seconds_sum", 0.0) / completed
             if completed

@@ -19,6 +19,7 @@ redis.call('ZADD', KEYS[3], 0, f[5])
 if redis.call('HSETNX', KEYS[6], f[6], f[7]) == 1 then redis.call('SET', KEYS[7], ARGV[4]) end
 redis.call('HINCRBY', KEYS[5], st, -1)
 redis.call('HINCRBY', KEYS[5], 'queued', 1)
+redis.call('HINCRBY', KEYS[5], 'enqueued', 1)
 redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[2], '*', 'type', 'job_update', 'data',
   cjson.encode({job_id = id, status = 'queued', previous_status = st, progress = 0,
                 job_type = f[2], customer_id = f[3] or nil, priority = tonumber(f[4]),

@@ -37,6 +37,7 @@ redis.call('ZADD', KEYS[2], 0, f[8])
 redis.call('ZADD', KEYS[3], 0, f[8])
 if redis.call('HSETNX', KEYS[9], f[9], f[10]) == 1 then redis.call('SET', KEYS[10], ARGV[6]) end
 redis.call('HINCRBY', KEYS[8], 'queued', 1)
+redis.call('HINCRBY', KEYS[8], 'enqueued', 1)
 redis.call('XADD', KEYS[12], 'MAXLEN', '~', ARGV[4], '*', 'type', 'job_update', 'data',
   cjson.encode({job_id = id, status = 'queued', previous_status = st, progress = 0,
                 message = ARGV[2], previous_worker_id = f[3] or nil, job_type = f[4],

@@ -55,6 +55,7 @@ for i = 4, #ARGV do
       redis.call('SET', KEYS[4], ARGV[3])
     end
     redis.call('HINCRBY', KEYS[5], 'queued', 1)
+    redis.call('HINCRBY', KEYS[5], 'enqueued', 1)
     redis.call('ZADD', KEYS[7], seq, d.id)
     if d.cust then redis.call('ZADD', cust_key, seq, d.id) end
     redis.call('ZADD', type_key, seq, d.id)
