@@ -300,3 +300,15 @@ async def test_queued_specs_counts_by_signature(broker: Broker) -> None:
     await broker.submit_many([job(), job(), job(requirements={"service_type": "x"})])
     counts = sorted(n for _, n in (await broker.queued_specs()).values())
     assert counts == [1, 2]
+
+
+async def test_check_claim_accepts_only_the_holder(broker: Broker) -> None:
+    a = await claimed(broker)
+    await broker.check_claim(a.job.id, a.claim_token)
+    with pytest.raises(StaleClaim):
+        await broker.check_claim(a.job.id, "other.w")
+    with pytest.raises(JobNotFound):
+        await broker.check_claim("nope", a.claim_token)
+    await broker.complete(a.job.id, a.claim_token, {})
+    with pytest.raises(StaleClaim):
+        await broker.check_claim(a.job.id, a.claim_token)

@@ -25,11 +25,16 @@ class EventsMixin(BrokerBase):
         return cast(bytes, eid).decode()
 
     @staticmethod
-    def _events(entries: list[Any]) -> list[Event]:
-        return [
-            Event(eid.decode(), fields[b"type"].decode(), json.loads(fields[b"data"]))
-            for eid, fields in entries
-        ]
+    def parse_entry(eid: bytes | str, fields: dict[bytes, bytes]) -> Event:
+        """An `Event` from one raw stream entry (as XREAD or XREADGROUP return it)."""
+        return Event(
+            eid.decode() if isinstance(eid, bytes) else eid,
+            fields[b"type"].decode(),
+            json.loads(fields[b"data"]),
+        )
+
+    def _events(self, entries: list[Any]) -> list[Event]:
+        return [self.parse_entry(eid, fields) for eid, fields in entries]
 
     async def read_events(
         self, last_id: str = "$", block_ms: int = 1000, count: int = 500

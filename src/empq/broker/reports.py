@@ -10,11 +10,22 @@ from empq.broker.base import (
     FailResult,
     _worker_of_token,
 )
+from empq.errors import JobNotFound, StaleClaim
 from empq.status import JobStatus
 
 
 class ReportsMixin(BrokerBase):
     """Fenced worker reports."""
+
+    async def check_claim(self, job_id: str, token: str) -> None:
+        """Raise unless `token` holds the job now (e.g. before storing an artifact upload)."""
+        raw = await self._r.hmget(self.keys.job(job_id), ["status", "claim_token"])
+        if raw[0] is None:
+            raise JobNotFound(job_id)
+        if raw[1] is None or raw[1].decode() != token:
+            raise StaleClaim(
+                job_id, f"claim token does not hold the job (job is {raw[0].decode()})"
+            )
 
     async def accept(self, job_id: str, token: str) -> None:
         """The worker took the job (assigned -> accepted)."""

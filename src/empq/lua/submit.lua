@@ -66,7 +66,7 @@ for i = 4, #ARGV do
     redis.call('XADD', KEYS[8], 'MAXLEN', '~', maxlen, '*', 'type', 'job_update', 'data',
       cjson.encode({job_id = d.id, status = 'queued', progress = 0,
                     job_type = d.fields.type, customer_id = cust, priority = ep,
-                    attempts = 0, signature = d.sig}))
+                    attempts = 0, signature = d.sig, webhook_url = d.fields.webhook_url}))
     results[#results + 1] = {d.id, 1}
     members[#results] = member
   end
