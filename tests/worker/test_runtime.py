@@ -1,0 +1,82 @@
+"""A worker against a real hub: pull, run, report, and the claim rules that protect jobs."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.support.hub_fixtures import HubHandle
+from tests.worker.conftest import WAIT, GateConnector, running_worker, submit, wait_for_job
+
+
+async def test_worker_completes_a_simulation_job(hub: HubHandle) -> None:
+    async with running_worker(hub.ws_url) as worker, hub.client() as client:
+        job_id = await submit(client, payload={"steps": 3})
+        done = await wait_for_job(client, job_id)
+        assert done["status"] == "completed"
+        assert done["result"] == {"simulated": True, "steps": 3, "output_files": []}
+        assert done["worker_id"] == worker.worker_id
+
+
+async def test_connector_failure_is_reported_with_its_type_and_retried(hub: HubHandle) -> None:
+    async with running_worker(hub.ws_url), hub.client() as client:
+        job_id = await submit(client, payload={"fail": True}, max_retries=0)
+        done = await wait_for_job(client, job_id, "failed")
+        assert done["error_details"]["error_type"] == "simulated_failure"
+        assert done["error_details"]["retryable"] is True
+        assert done["result"] is None
+
+
+async def test_unusable_payload_fails_at_once_without_retry(hub: HubHandle) -> None:
+    async with running_worker(hub.ws_url), hub.client() as client:
+        job_id = await submit(client, payload={"steps": "many"}, max_retries=3)
+        done = await wait_for_job(client, job_id, "failed")
+        assert done["error_details"]["error_type"] == "invalid_payload"
+        assert done["attempts"] == 1, "a payload error must not be retried"
+
+
+async def test_runs_up_to_concurrent_jobs_at_once_and_reports_progress(hub: HubHandle) -> None:
+    gate = GateConnector()
+    async with (
+        running_worker(hub.ws_url, connectors=[gate], concurrent_jobs=3) as worker,
+        hub.client() as client,
+    ):
+        ids = [await submit(client) for _ in range(5)]
+        await gate.wait_active(3)
+        assert len(worker.jobs) == 3
+        running = await wait_for_job(client, gate.started[0], "in_progress")
+        assert running["progress"] == 50
+        assert running["message"] == "half way"
+        gate.gate.set()
+        for job_id in ids:
+            assert (await wait_for_job(client, job_id))["status"] == "completed"
+        assert gate.peak == 3
+
+
+async def test_outputs_go_to_the_hub_artifact_store(hub: HubHandle) -> None:
+    gate = GateConnector()
+    gate.gate.set()
+    async with running_worker(hub.ws_url, connectors=[gate]), hub.client() as client:
+        job_id = await submit(client)
+        done = await wait_for_job(client, job_id)
+        assert done["status"] == "completed"
+        (url,) = done["result"]["output_files"]
+        fetched = await client.get(url)
+        assert fetched.status_code == 200
+        assert fetched.text == f"result of {job_id}"
+
+
+async def test_cancel_stops_the_connector_and_frees_the_slot(hub: HubHandle) -> None:
+    gate = GateConnector()
+    async with running_worker(hub.ws_url, connectors=[gate]) as worker, hub.client() as client:
+        first = await submit(client)
+        await gate.wait_active(1)
+        reply = await client.post(f"/api/jobs/{first}/cancel")
+        assert reply.status_code == 200
+        async with asyncio.timeout(WAIT), gate.changed:
+            await gate.changed.wait_for(lambda: gate.active == 0)
+        assert gate.cancelled == [first]
+        gate.gate.set()
+        second = await submit(client)
+        assert (await wait_for_job(client, second))["status"] == "completed"
+        assert (await wait_for_job(client, first))["status"] == "cancelled"
+        assert worker.metrics.jobs.labels("cancelled")._value.get() == 1
