@@ -1,0 +1,47 @@
+"""empq: a distributed, pull-based job queue for AI workloads on Redis.
+
+What users import lives here::
+
+    from empq import Client, AsyncClient, Connector, Job, JobStatus
+"""
+
+from empq.connectors.base import Connector, JobContext
+from empq.errors import (
+    AuthError,
+    ConnectorError,
+    EmpqError,
+    HubUnavailable,
+    InvalidTransition,
+    JobNotFound,
+    StaleClaim,
+    ValidationError,
+    WorkerNotFound,
+)
+from empq.models import Job, JobSubmission, Requirements, WorkerCapabilities
+from empq.sdk import AsyncClient, Client
+from empq.status import JobStatus, WorkerStatus
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncClient",
+    "AuthError",
+    "Client",
+    "Connector",
+    "ConnectorError",
+    "EmpqError",
+    "HubUnavailable",
+    "InvalidTransition",
+    "Job",
+    "JobContext",
+    "JobNotFound",
+    "JobStatus",
+    "JobSubmission",
+    "Requirements",
+    "StaleClaim",
+    "ValidationError",
+    "WorkerCapabilities",
+    "WorkerNotFound",
+    "WorkerStatus",
+    "__version__",
+]
