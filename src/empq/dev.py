@@ -55,7 +55,7 @@ def embedded_redis(settings: HubSettings) -> Iterator[str]:
         return
     server = RedisServer(settings.data_dir / "redis", persistent=True)
     server.start()
-    log.info("embedded Redis on %s (data in %s)", server.url, server.data_dir)
+    log.debug("embedded Redis on %s (data in %s)", server.url, server.data_dir)
     try:
         yield server.url
     finally:
@@ -174,13 +174,21 @@ class DevSupervisor:
                     worker_env.setdefault("EMPQ_CONNECTORS", "simulation")
                     worker_env["EMPQ_HUB_URL"] = f"ws://{ws_host}:{self.settings.ws_port}"
                     worker_env["EMPQ_WORKER_ID"] = f"dev-worker-{n}"
+                    # running jobs must finish or be handed back before the supervisor's
+                    # grace period ends and it kills what is left
+                    worker_env.setdefault("EMPQ_SHUTDOWN_GRACE", str(max(1.0, self.grace / 2)))
                     colour = _COLOURS[(n - 1) % len(_COLOURS)]
                     await self._start(
                         Child(f"worker-{n}", [*cli, "worker"], worker_env, colour), tasks
                     )
                 url = dashboard_url(self.settings)
-                self.say(f"dashboard: {url}   (Ctrl-C stops everything)", "bold green")
-                self.console.print(f"Dashboard: {url}", highlight=False)
+                self.console.print(
+                    Text.assemble(
+                        ("empq dev is running. Dashboard: ", "bold green"),
+                        (url, "bold underline"),
+                        ("   (Ctrl-C stops everything)", "dim"),
+                    )
+                )
             await self._stop.wait()
             await self._shutdown()
 

@@ -21,6 +21,7 @@ _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))
     "message",
     "asctime",
     "taskName",
+    "color_message",  # uvicorn's coloured duplicate of the message
 }
 
 #: Third-party loggers that are chatty at `info`; they follow our level only at `debug`.

@@ -218,7 +218,7 @@ def _follow_live(client: Client, job_id: str, timeout: float | None) -> Job:
         for job in _snapshots(client, job_id, timeout):
             last = job
             worker = f"on {escape(job.worker_id)}" if job.worker_id else ""
-            message = f" {escape(job.message)}" if job.message else ""
+            message = f" {escape(job.message)}" if job.message and not job.is_final else ""
             progress.update(
                 task,
                 completed=100 if job.status == JobStatus.COMPLETED else job.progress,

@@ -140,7 +140,16 @@ def worker(
         str | None, typer.Option(help="Token the hub expects [env EMPQ_WORKER_TOKEN].")
     ] = None,
     http_port: Annotated[
-        int | None, typer.Option(help="Serve /health and /metrics on this port.")
+        int | None,
+        typer.Option(help="Serve the worker's status page on this port [env EMPQ_HTTP_PORT]."),
+    ] = None,
+    hub_http_url: Annotated[
+        str | None,
+        typer.Option(help="Hub REST URL for artifact uploads [env EMPQ_HUB_HTTP_URL]."),
+    ] = None,
+    shutdown_grace: Annotated[
+        float | None,
+        typer.Option(help="Seconds running jobs get on SIGTERM [env EMPQ_SHUTDOWN_GRACE]."),
     ] = None,
     log_level: LogLevel = None,
     log_format: LogFormat = None,
@@ -156,6 +165,9 @@ def worker(
             "concurrent_jobs": concurrent_jobs,
             "heartbeat_interval": heartbeat_interval,
             "worker_token": worker_token,
+            "http_port": http_port,
+            "hub_http_url": hub_http_url,
+            "shutdown_grace": shutdown_grace,
             "log_level": log_level,
             "log_format": log_format,
         },
@@ -165,7 +177,7 @@ def worker(
     from empq.worker.runtime import run_worker
 
     caps = load_capabilities(settings, service or None, concurrent_jobs)
-    asyncio.run(run_worker(settings, capabilities=caps, http_port=http_port))
+    asyncio.run(run_worker(settings, capabilities=caps))
 
 
 def dev(
