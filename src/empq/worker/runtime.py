@@ -79,6 +79,8 @@ class Worker:
         self.connector_status: dict[str, dict[str, object]] = {}
         self.claim_wanted = asyncio.Event()
         self.registered = asyncio.Event()
+        self.registrations = 0
+        self.link_changed = asyncio.Condition()
         self._idle = asyncio.Event()
         self._idle.set()
         self._tg: asyncio.TaskGroup | None = None
@@ -104,6 +106,11 @@ class Worker:
     def ready(self) -> bool:
         """Connected, registered and not draining (for orchestrators' `/ready`)."""
         return self.registered.is_set() and self.link.connected and not self.draining
+
+    async def wait_registered(self, after: int = 0) -> None:
+        """Until the worker has registered more than `after` times (reconnects count)."""
+        async with self.link_changed:
+            await self.link_changed.wait_for(lambda: self.registrations > after)
 
     def request_stop(self) -> None:
         """Begin the graceful shutdown (what SIGTERM does)."""

@@ -40,6 +40,8 @@ POLL_MAX = 5.0
 CLAIM_REPLY_TIMEOUT = 10.0
 REGISTER_TIMEOUT = 10.0
 HEALTH_TIMEOUT = 5.0
+#: `error_code`s meaning the job is no longer this worker's.
+LOST = frozenset({"STALE_CLAIM", "INVALID_TRANSITION", "JOB_NOT_FOUND"})
 
 
 class _Closed(Exception):
@@ -62,6 +64,9 @@ class Session:
         await self._register()
         w.link.ws = self.ws
         w.registered.set()
+        async with w.link_changed:
+            w.registrations += 1
+            w.link_changed.notify_all()
         w.metrics.connected.set(1)
         log.info("registered with hub %s as %s", w.settings.hub_url, w.worker_id)
         await w.link.resend_owed()
@@ -144,6 +149,11 @@ class Session:
                 # The hub refused an outcome (stale claim, already final): nothing to retry.
                 log.warning("hub refused outcome of job %s: %s", err.job_id, err.error)
                 w.link.settle(err.job_id)
+            elif err.job_id is not None and err.job_id in w.jobs and err.error_code in LOST:
+                # The job was requeued or ended without us (e.g. after a long disconnect):
+                # its result would be refused, so stop spending the GPU on it.
+                log.warning("lost the claim on job %s (%s); stopping it", err.job_id, err.error)
+                w.order_cancel(err.job_id)
             else:
                 log.warning("hub error %s: %s", err.error_code, err.error)
 

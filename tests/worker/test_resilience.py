@@ -1,0 +1,180 @@
+"""Workers surviving the world: hub restarts, SIGTERM drains, SIGKILL, many workers at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from empq.redis_server import free_port
+from tests.support.hub_fixtures import HubHandle, HubProcess
+from tests.worker.conftest import (
+    WAIT,
+    GateConnector,
+    WorkerProcess,
+    running_worker,
+    start_worker_process,
+    submit,
+    wait_for_job,
+)
+
+pytestmark = pytest.mark.slow
+
+
+async def wait_ready(port: int, proc: WorkerProcess, within: float = WAIT) -> None:
+    """Until the worker process's `/ready` says it is registered with the hub."""
+    async with httpx.AsyncClient(timeout=1.0) as http:
+        try:
+            async with asyncio.timeout(within):
+                while True:
+                    assert proc.proc.poll() is None, proc.log()
+                    with contextlib.suppress(httpx.HTTPError):
+                        if (await http.get(f"http://127.0.0.1:{port}/ready")).status_code == 200:
+                            return
+                    await asyncio.sleep(0.05)  # polling a child process: no event to await
+        except TimeoutError:
+            raise AssertionError(f"worker never ready:\n{proc.log()}") from None
+
+
+async def test_running_job_survives_a_hub_restart(
+    hub_process: Callable[..., AbstractAsyncContextManager[HubProcess]],
+) -> None:
+    gate = GateConnector()
+    async with hub_process() as hubp, running_worker(hubp.ws_url, connectors=[gate]) as worker:
+        async with httpx.AsyncClient(base_url=hubp.http_url, timeout=5) as client:
+            first = await submit(client)
+            await gate.wait_active(1)
+        before = worker.registrations
+        await hubp.stop()
+        await hubp.start()
+        async with asyncio.timeout(WAIT):
+            await worker.wait_registered(after=before)
+        gate.gate.set()
+        async with httpx.AsyncClient(base_url=hubp.http_url, timeout=5) as client:
+            done = await wait_for_job(client, first)
+            assert done["status"] == "completed", "the result made during the restart counts"
+            assert done["attempts"] == 0
+            second = await submit(client)
+            assert (await wait_for_job(client, second))["status"] == "completed"
+
+
+async def test_sigterm_lets_the_running_job_finish_then_exits_0(
+    hub: HubHandle, tmp_path: Path
+) -> None:
+    port = free_port()
+    proc = start_worker_process(
+        tmp_path, hub.ws_url, EMPQ_HTTP_PORT=str(port), EMPQ_SHUTDOWN_GRACE="20"
+    )
+    try:
+        await wait_ready(port, proc)
+        async with hub.client() as client:
+            running = await submit(client, payload={"duration": 1.0, "steps": 5})
+            await wait_for_job(client, running, "in_progress")
+            proc.signal(signal.SIGTERM)
+            waiting = await submit(client)
+            assert await proc.wait() == 0, proc.log()
+            assert (await wait_for_job(client, running))["status"] == "completed"
+            left = (await client.get(f"/api/jobs/{waiting}")).json()
+            assert left["status"] == "queued", "a draining worker takes no new job"
+    finally:
+        if proc.proc.poll() is None:
+            proc.proc.kill()
+
+
+async def test_sigterm_hands_back_a_job_that_outlives_the_grace(
+    hub: HubHandle, tmp_path: Path
+) -> None:
+    port = free_port()
+    proc = start_worker_process(
+        tmp_path, hub.ws_url, EMPQ_HTTP_PORT=str(port), EMPQ_SHUTDOWN_GRACE="0.3"
+    )
+    try:
+        await wait_ready(port, proc)
+        async with hub.client() as client:
+            job_id = await submit(client, payload={"duration": 60, "steps": 60})
+            await wait_for_job(client, job_id, "in_progress")
+            proc.signal(signal.SIGTERM)
+            assert await proc.wait() == 0, proc.log()
+            back = await wait_for_job(client, job_id, "queued")
+            assert back["worker_id"] in (None, "")
+    finally:
+        if proc.proc.poll() is None:
+            proc.proc.kill()
+
+
+async def test_sigkill_mid_job_and_another_worker_finishes_it(
+    hub_factory: Callable[..., AbstractAsyncContextManager[HubHandle]], tmp_path: Path
+) -> None:
+    async with hub_factory(heartbeat_timeout=2, retry_delays=[0]) as hub:
+        port = free_port()
+        doomed = start_worker_process(
+            tmp_path, hub.ws_url, EMPQ_HTTP_PORT=str(port), EMPQ_HEARTBEAT_INTERVAL="0.5"
+        )
+        try:
+            await wait_ready(port, doomed)
+            async with hub.client() as client:
+                job_id = await submit(client, payload={"duration": 30, "steps": 30})
+                started = await wait_for_job(client, job_id, "in_progress")
+                assert started["worker_id"] == doomed.worker_id
+                doomed.proc.kill()
+                await doomed.wait()
+                rescue = GateConnector()
+                rescue.gate.set()
+                async with running_worker(
+                    hub.ws_url, connectors=[rescue], heartbeat_interval=0.5
+                ) as rescuer:
+                    done = await wait_for_job(client, job_id, "completed", within=15)
+                    assert done["worker_id"] == rescuer.worker_id
+                    assert done["attempts"] >= 1
+        finally:
+            if doomed.proc.poll() is None:
+                doomed.proc.kill()
+
+
+async def _metric(http: httpx.AsyncClient, port: int, name: str) -> float:
+    text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    for line in text.splitlines():
+        if line.startswith(name):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_three_workers_complete_300_jobs_exactly_once(hub: HubHandle, tmp_path: Path) -> None:
+    ports = [free_port() for _ in range(3)]
+    procs = [
+        start_worker_process(tmp_path, hub.ws_url, EMPQ_HTTP_PORT=str(p), EMPQ_CONCURRENT_JOBS="4")
+        for p in ports
+    ]
+    try:
+        for port, proc in zip(ports, procs, strict=True):
+            await wait_ready(port, proc)
+        async with hub.client() as client:
+            jobs: list[dict[str, Any]] = [
+                {"type": "sim", "requirements": {"service_type": "simulation"}, "payload": {}}
+                for _ in range(300)
+            ]
+            reply = await client.post("/api/jobs/batch", json={"jobs": jobs})
+            assert reply.status_code == 201, reply.text
+            ids = [j["job_id"] for j in reply.json()["jobs"]]
+            for job_id in ids:
+                done = await wait_for_job(client, job_id, within=30)
+                assert done["status"] == "completed"
+                assert done["attempts"] == 0
+        async with httpx.AsyncClient(timeout=2) as http:
+            counts = [
+                await _metric(http, p, 'empq_worker_jobs_total{outcome="completed"}') for p in ports
+            ]
+        assert sum(counts) == 300, f"jobs run {counts}: some job ran twice or not at all"
+        assert all(c > 0 for c in counts), f"every worker should have pulled work: {counts}"
+    finally:
+        for proc in procs:
+            proc.signal(signal.SIGTERM)
+        for proc in procs:
+            assert await proc.wait() == 0, proc.log()
