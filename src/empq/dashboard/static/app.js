@@ -58,6 +58,11 @@ const fetchUnknownJobs = debounce(async () => {
   }));
 }, 150);
 
+// A job that changes status changes the counts: ask for fresh stats at once rather
+// than waiting for the next broadcast (debounced, so a burst costs one request).
+let live = null;
+const requestStatsSoon = debounce(() => live && live.send({ type: "request_stats" }), 250);
+
 // Heartbeats are not broadcast one by one; the worker list is re-read with each
 // stats tick so heartbeat ages and current jobs stay true.
 const refreshWorkers = debounce(loadWorkers, 300);
@@ -72,13 +77,16 @@ function onMessage(msg) {
       break;
     case "job_update":
     case "job_completed":
-    case "job_failed":
+    case "job_failed": {
+      const before = store.jobs.get(msg.job_id)?.status;
       if (store.applyJobEvent(msg)) {
         store.mergeJob({ ...store.jobs.get(msg.job_id), id: msg.job_id });
         unknownJobs.add(msg.job_id);
         fetchUnknownJobs();
       }
+      if (store.jobs.get(msg.job_id)?.status !== before) requestStatsSoon();
       break;
+    }
     case "worker_registered":
     case "worker_status":
       store.mergeWorker(msg);
@@ -150,7 +158,7 @@ function openJob(id) {
 
 function start() {
   onKeyNeeded(askForKey);
-  const live = new LiveConnection({ onMessage, onState, onConnected });
+  live = new LiveConnection({ onMessage, onState, onConnected });
   $("#key-button").addEventListener("click", async () => {
     const key = await askForKey(currentKey() ? "Replace the API key stored in this browser." : "Enter an API key for this hub.");
     if (key) {

@@ -22,6 +22,7 @@ export class LiveConnection {
     this.lastEventId = null;
     this.everConnected = false;
     this.stopped = false;
+    this.askingKey = false;
     this.clientId = `dashboard-${Math.random().toString(36).slice(2, 10)}`;
   }
 
@@ -38,7 +39,13 @@ export class LiveConnection {
   stop() {
     this.stopped = true;
     clearTimeout(this.timer);
-    if (this.ws) this.ws.close(1000, "dashboard closed");
+    if (this.ws) {
+      const old = this.ws;
+      this.ws = null;
+      old.onclose = null;
+      old.close(1000, "dashboard closed");
+    }
+    this.handlers.onState("offline", "stopped");
   }
 
   /** Drop the current socket and connect again now (after a new API key, say). */
@@ -111,9 +118,16 @@ export class LiveConnection {
   }
 
   async onAuthError(msg) {
+    // Every subscribe sent before the key was checked is refused too: ask only once.
+    if (this.askingKey) return;
+    this.askingKey = true;
     this.handlers.onState("auth", msg.error || "API key needed");
-    const key = await requestKey(currentKey() ? "The hub refused this API key." : "The hub needs an API key.");
-    if (key) this.reconnectNow();
+    try {
+      const key = await requestKey(currentKey() ? "The hub refused this API key." : "The hub needs an API key.");
+      if (key) this.reconnectNow();
+    } finally {
+      this.askingKey = false;
+    }
   }
 
   scheduleReconnect(reason) {

@@ -22,13 +22,15 @@ export function renderOverview() {
   } else {
     const failed = s.byStatus.failed || 0;
     const tp = s.throughput;
+    // Averages over zero finished jobs are not zero seconds; show them as unknown.
+    const noneDone = tp.completed === 0;
     mount(cards,
       card("stat-queued", "Queued", fmtNumber(s.queued, 0)),
       card("stat-running", "Running", fmtNumber(s.running, 0)),
       card("stat-throughput", "Throughput", tp.perMinute === null ? "—" : `${fmtNumber(tp.perMinute)}/min`,
         tp.completed !== null ? `${tp.completed} done · ${failed} failed` : null),
-      card("stat-wait", "Avg wait", fmtDuration(s.avgWait)),
-      card("stat-run", "Avg run", fmtDuration(s.avgRun)),
+      card("stat-wait", "Avg wait", noneDone ? "—" : fmtDuration(s.avgWait), "queued → started"),
+      card("stat-run", "Avg run", noneDone ? "—" : fmtDuration(s.avgRun), "started → done"),
       card("stat-workers", "Workers", fmtNumber(s.workersTotal, 0),
         Object.entries(s.workersByStatus).filter(([, n]) => n).map(([k, n]) => `${n} ${k}`).join(" · ") || null));
   }
