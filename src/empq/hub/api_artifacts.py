@@ -23,9 +23,7 @@ async def check_claim(hub: Hub, job_id: str, token: str) -> None:
     """The job must be held (assigned/accepted/in progress) under exactly this token."""
     # The broker keeps the current claim token in the job hash (claim.lua).
     redis: Any = hub.broker.redis
-    status, current = await redis.hmget(
-        hub.broker.keys.job(job_id), ["status", "claim_token"]
-    )
+    status, current = await redis.hmget(hub.broker.keys.job(job_id), ["status", "claim_token"])
     if status is None:
         raise JobNotFound(job_id)
     held = status.decode() in {s.value for s in ACTIVE_STATUSES}

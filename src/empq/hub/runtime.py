@@ -93,14 +93,7 @@ class Hub:
 
     async def stop(self) -> None:
         """Cancel and await every background task, then give up leases and close I/O."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                try:
-                    await task
-                except Exception:
-                    log.exception("background task %s ended with an error", task.get_name())
+        await asyncio.gather(*(cancel_and_wait(t) for t in self._tasks))
         self._tasks.clear()
         with contextlib.suppress(Exception):
             await self.leases.release_all()
@@ -117,6 +110,21 @@ class Hub:
             cached = warnings(spec, list(self.registry.known.values()))
             self._warn_cache[key] = cached
         return cached
+
+
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel a task and wait for it to end, cancelling again if it swallowed one.
+
+    Python 3.11's `asyncio.wait_for` (used inside redis-py) can lose a cancellation
+    that races with its inner future finishing; one `cancel()` is then not enough.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.2)
+    if not task.cancelled() and task.exception() is not None:
+        log.error(
+            "background task %s ended with an error", task.get_name(), exc_info=task.exception()
+        )
 
 
 def tasks_ttl(interval: float, floor: float) -> float:

@@ -121,9 +121,8 @@ async def running(settings: HubSettings, app: FastAPI | None = None) -> AsyncIte
         handle.hub.begin_shutdown()
         await asyncio.sleep(GRACE_SECONDS if handle.hub.connections.all else 0)
         ws.should_exit = True
-        await ws_task
         api.should_exit = True
-        await api_task
+        await asyncio.gather(ws_task, api_task)
 
 
 async def serve(settings: HubSettings, *, ready: asyncio.Event | None = None) -> None:
