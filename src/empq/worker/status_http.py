@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import html
 import time
@@ -116,5 +117,8 @@ async def serve_status(worker: Worker) -> None:
     server = _Server(config)
     try:
         await server.serve()
-    finally:
-        server.should_exit = True
+    except asyncio.CancelledError:
+        # Cancelled mid-serve: close the listening socket and open connections now.
+        server.force_exit = True
+        await server.shutdown()
+        raise

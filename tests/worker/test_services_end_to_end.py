@@ -1,0 +1,96 @@
+"""Hub → worker → real-protocol service → artifact store → client, end to end."""
+
+from __future__ import annotations
+
+import httpx
+
+from empq.config import WorkerSettings
+from empq.connectors.a1111 import A1111Connector
+from empq.connectors.comfyui import ComfyUIConnector
+from empq.redis_server import free_port
+from tests.fakes.a1111_server import PNG, running_a1111
+from tests.fakes.comfyui_server import running_comfyui
+from tests.support.hub_fixtures import HubHandle
+from tests.worker.conftest import running_worker, submit, wait_for_job
+
+WORKFLOW = {
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8}},
+    "2": {"class_type": "Sampler", "inputs": {"image": ["1", 0], "steps": 20}},
+    "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "e2e"}},
+}
+
+
+async def test_comfyui_job_outputs_are_fetchable_from_the_hub(hub: HubHandle) -> None:
+    async with running_comfyui() as (_, comfy):
+        connector = ComfyUIConnector(WorkerSettings(comfyui_url=comfy.url))
+        async with (
+            running_worker(hub.ws_url, connectors=[connector], services=["comfyui"]),
+            hub.client() as client,
+        ):
+            job_id = await submit(
+                client,
+                type="text_to_image",
+                payload={"workflow": WORKFLOW},
+                requirements={"service_type": "comfyui"},
+            )
+            done = await wait_for_job(client, job_id)
+            assert done["status"] == "completed", done
+            (url,) = done["result"]["output_files"]
+            image = await client.get(url)
+            assert image.content.startswith(b"\x89PNG")
+            assert image.headers["content-type"] == "image/png"
+            assert "3" in done["result"]["outputs"]
+
+
+async def test_comfyui_validation_error_fails_the_job_without_retry(hub: HubHandle) -> None:
+    async with running_comfyui() as (_, comfy):
+        connector = ComfyUIConnector(WorkerSettings(comfyui_url=comfy.url))
+        async with (
+            running_worker(hub.ws_url, connectors=[connector], services=["comfyui"]),
+            hub.client() as client,
+        ):
+            bad = {"1": {"class_type": "Missing", "inputs": {}}}
+            job_id = await submit(
+                client, payload={"workflow": bad}, requirements={"service_type": "comfyui"}
+            )
+            done = await wait_for_job(client, job_id, "failed")
+            assert done["error_details"]["error_type"] == "invalid_payload"
+            assert done["attempts"] == 1
+
+
+async def test_a1111_images_are_stored_as_artifacts_not_base64(hub: HubHandle) -> None:
+    async with running_a1111() as (_, a1111):
+        connector = A1111Connector(WorkerSettings(a1111_url=a1111.url), poll_interval=0.01)
+        async with (
+            running_worker(hub.ws_url, connectors=[connector], services=["a1111"]),
+            hub.client() as client,
+        ):
+            job_id = await submit(
+                client,
+                payload={"prompt": "a cat", "steps": 10},
+                requirements={"service_type": "a1111"},
+            )
+            done = await wait_for_job(client, job_id)
+            assert done["status"] == "completed", done
+            (url,) = done["result"]["output_files"]
+            assert (await client.get(url)).content == PNG + b"\x00"
+            assert len(str(done["result"])) < 2000, "no image bytes inline in the result"
+
+
+async def test_status_port_serves_health_ready_metrics_and_page(hub: HubHandle) -> None:
+    port = free_port()
+    async with (
+        running_worker(hub.ws_url, http_port=port) as worker,
+        hub.client() as client,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as status,
+    ):
+        await wait_for_job(client, await submit(client))
+        assert (await status.get("/health")).json()["worker_id"] == worker.worker_id
+        ready = await status.get("/ready")
+        assert ready.status_code == 200
+        assert ready.json()["connected"] is True
+        metrics = (await status.get("/metrics")).text
+        assert 'empq_worker_jobs_total{outcome="completed"} 1.0' in metrics
+        page = (await status.get("/")).text
+        assert worker.worker_id in page
+        assert "completed" in page
