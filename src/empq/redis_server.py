@@ -37,11 +37,14 @@ def find_redis_server() -> str:
     )
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port(below: int = 65536) -> int:
+    """A TCP port on 127.0.0.1 below `below` that was free a moment ago."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port < below:
+            return port
 
 
 class RedisServer:
@@ -58,11 +61,13 @@ class RedisServer:
         port: int | None = None,
         persistent: bool = True,
         binary: str | None = None,
+        extra_args: list[str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.port = port or free_port()
         self.persistent = persistent and data_dir is not None
         self.binary = binary or find_redis_server()
+        self.extra_args = list(extra_args or [])
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -99,6 +104,7 @@ class RedisServer:
             ]
         else:
             args += ["--appendonly", "no", "--logfile", ""]
+        args += self.extra_args
         self.process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
         )

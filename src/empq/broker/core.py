@@ -23,8 +23,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from redis.asyncio import BlockingConnectionPool, Redis
-
 from empq.broker.base import Clock, SubmitResult, wall_clock_ms
 from empq.broker.claiming import ClaimMixin
 from empq.broker.events import EventsMixin
@@ -33,6 +31,7 @@ from empq.codec import spec_of, submission_fields
 from empq.config import BrokerSettings
 from empq.errors import InvalidTransition, JobNotFound
 from empq.models import Job, JobSubmission, utc_from_ms
+from empq.redis_client import make_client
 from empq.status import JobStatus
 
 
@@ -44,11 +43,7 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
         """A broker with its own client for `settings.redis_url`."""
         if settings.redis_url is None:
             raise ValueError("redis_url is required (start an embedded RedisServer first)")
-        # A blocking pool: a burst of callers waits for a connection instead of failing.
-        pool = BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=settings.redis_max_connections, timeout=30
-        )
-        client: Redis = Redis.from_pool(pool)
+        client = make_client(settings.redis_url, settings.redis_max_connections)
         broker = cls(client, settings, clock=clock)
         await client.ping()
         return broker

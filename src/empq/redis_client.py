@@ -1,0 +1,35 @@
+"""The Redis client for an `EMPQ_REDIS_URL`: a single server or a Redis Cluster.
+
+`redis://` and `rediss://` (TLS) name one server (or a proxy); `redis+cluster://` and
+`rediss+cluster://` name any node of a Redis Cluster, whose other nodes the client
+discovers. Every key of a deployment shares one hash tag (see `keys.py`), so the whole
+queue lives in one slot and every script runs on the node that owns it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
+
+_CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def is_cluster_url(url: str) -> bool:
+    """Whether the URL names a Redis Cluster."""
+    return url.partition("://")[0] in _CLUSTER_SCHEMES
+
+
+def make_client(url: str, max_connections: int = 64) -> Redis:
+    """A client for `url` (not yet connected). Replies are bytes (no decoding)."""
+    scheme, sep, rest = url.partition("://")
+    if scheme in _CLUSTER_SCHEMES:
+        cluster: Any = RedisCluster.from_url(
+            f"{_CLUSTER_SCHEMES[scheme]}{sep}{rest}", max_connections=max_connections
+        )
+        # RedisCluster speaks the same commands; typed as Redis for the callers.
+        return cluster  # type: ignore[no-any-return]
+    # A blocking pool: a burst of callers waits for a connection instead of failing.
+    pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=30)
+    return Redis.from_pool(pool)
