@@ -181,6 +181,7 @@ class DevSupervisor:
                     await self._start(
                         Child(f"worker-{n}", [*cli, "worker"], worker_env, colour), tasks
                     )
+                await self._workers_registered()
                 url = dashboard_url(self.settings)
                 self.console.print(
                     Text.assemble(
@@ -223,9 +224,7 @@ class DevSupervisor:
 
     async def _hub_ready(self, hub: Child) -> bool:
         """Wait until the hub answers `/ready`; False if it died or we were told to stop."""
-        url = f"http://127.0.0.1:{self.settings.hub_port}/ready"
-        if self.settings.hub_host not in ("0.0.0.0", "::", "127.0.0.1", "localhost"):
-            url = f"http://{self.settings.hub_host}:{self.settings.hub_port}/ready"
+        url = self._api_url("/ready")
         deadline = asyncio.get_running_loop().time() + READY_TIMEOUT
         async with httpx.AsyncClient(timeout=1.0) as http:
             while asyncio.get_running_loop().time() < deadline:
@@ -241,6 +240,37 @@ class DevSupervisor:
         self.exit_code = 1
         self._stop.set()
         return False
+
+    def _api_url(self, path: str) -> str:
+        host = self.settings.hub_host
+        if host in ("0.0.0.0", "::", "localhost"):
+            host = "127.0.0.1"
+        return f"http://{host}:{self.settings.hub_port}{path}"
+
+    async def _workers_registered(self) -> None:
+        """Wait (a while) until every dev worker shows in `/api/workers`.
+
+        Only then is the dashboard URL printed, so a job submitted right after it
+        finds its worker instead of a "no workers are registered" warning.
+        """
+        wanted = {f"dev-worker-{n}" for n in range(1, self.workers + 1)}
+        if not wanted:
+            return
+        keys = self.settings.api_keys
+        headers = {"Authorization": f"Bearer {keys[0]}"} if keys else {}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READY_TIMEOUT
+        async with httpx.AsyncClient(timeout=1.0, headers=headers) as http:
+            while loop.time() < deadline and not self._stop.is_set():
+                with contextlib.suppress(httpx.TransportError, ValueError):
+                    reply = await http.get(self._api_url("/api/workers"))
+                    seen = {w.get("worker_id") for w in reply.json().get("workers", [])}
+                    if wanted <= seen:
+                        return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), 0.1)
+        if not self._stop.is_set():
+            self.say(f"not every worker registered within {READY_TIMEOUT:g}s", "bold yellow")
 
     async def _shutdown(self) -> None:
         """Workers first (they hand jobs back), then the hub; TERM, grace, then KILL."""
