@@ -1,0 +1,131 @@
+"""Webhooks: registered and per-job, signed, retried, durable (CONTRACT §5)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from empq.broker import Broker
+from empq.config import BrokerSettings
+from empq.models import JobSubmission
+from tests.hub.conftest import Receiver, json_of
+from tests.support.hub_fixtures import HubFactory, HubHandle, raw_worker
+
+
+async def test_webhook_registration_crud(hub: HubHandle) -> None:
+    async with hub.client() as http:
+        r = await http.post(
+            "/api/webhooks",
+            json={"url": "http://example.test/h", "events": ["job_completed"], "secret": "s"},
+        )
+        assert r.status_code == 201
+        hook = r.json()
+        assert hook["events"] == ["job_completed"]
+        assert "secret" not in hook
+        assert hook["has_secret"] is True
+        listed = (await http.get("/api/webhooks")).json()["webhooks"]
+        assert [h["id"] for h in listed] == [hook["id"]]
+        assert (await http.get(f"/api/webhooks/{hook['id']}")).json()["url"] == hook["url"]
+        assert (await http.delete(f"/api/webhooks/{hook['id']}")).status_code == 204
+        r = await http.get(f"/api/webhooks/{hook['id']}")
+        assert r.status_code == 404
+        assert r.json()["error"]["code"] == "WEBHOOK_NOT_FOUND"
+        r = await http.post("/api/webhooks", json={"url": "ftp://x", "events": ["nope"]})
+        assert r.status_code == 422
+        assert {d["field"] for d in r.json()["error"]["details"]} == {"url", "events.0"}
+
+
+async def test_registered_webhook_gets_signed_job_events(
+    hub: HubHandle, receiver: Receiver
+) -> None:
+    async with hub.client() as http, raw_worker(hub.ws_url, "w") as w:
+        await http.post(
+            "/api/webhooks",
+            json={"url": receiver.url + "/hook", "secret": "s3", "events": ["job_completed"]},
+        )
+        job_id = (await http.post("/api/jobs", json={"type": "t"})).json()["job_id"]
+        a = await w.request({"type": "claim_job"}, "job_assigned")
+        await w.request(
+            {
+                "type": "complete_job",
+                "job_id": job_id,
+                "claim_token": a["claim_token"],
+                "result": {"ok": 1},
+            },
+            "job_completed_ack",
+        )
+        d = await receiver.next()
+        body = json_of(d)
+        assert body["event_type"] == "job_completed"
+        assert body["data"]["job_id"] == job_id
+        assert body["data"]["result"] == {"ok": 1}
+        assert isinstance(body["timestamp"], int)
+        assert body["webhook_id"]
+        expected = "sha256=" + hmac.new(b"s3", d.body, hashlib.sha256).hexdigest()
+        assert d.headers["x-empq-signature"] == expected
+
+
+async def test_per_job_webhook_and_filters(hub: HubHandle, receiver: Receiver) -> None:
+    async with hub.client() as http:
+        await http.post(
+            "/api/webhooks",
+            json={
+                "url": receiver.url + "/acme",
+                "events": ["job_status_change"],
+                "filters": {"customer_id": "acme"},
+            },
+        )
+        job_id = (
+            await http.post("/api/jobs", json={"type": "t", "webhook_url": receiver.url + "/mine"})
+        ).json()["job_id"]
+        first = await receiver.next()
+        assert first.path == "/mine"
+        assert "x-empq-signature" not in first.headers
+        body = json_of(first)
+        assert body["event_type"] == "job_status_change"
+        assert body["data"]["job_id"] == job_id
+        assert body["data"]["status"] == "queued"
+        acme = (await http.post("/api/jobs", json={"type": "t", "customer_id": "acme"})).json()
+        second = await receiver.next()
+        assert second.path == "/acme"
+        assert json_of(second)["data"]["job_id"] == acme["job_id"]
+
+
+async def test_failing_endpoint_is_retried_with_backoff(
+    hub_factory: HubFactory, receiver: Receiver
+) -> None:
+    receiver.fail_first = 2
+    async with hub_factory(webhook_retry_delays="0.05,0.05") as hub, hub.client() as http:
+        await http.post(
+            "/api/webhooks", json={"url": receiver.url + "/h", "events": ["job_status_change"]}
+        )
+        job_id = (await http.post("/api/jobs", json={"type": "t"})).json()["job_id"]
+        d = await receiver.next()
+        assert json_of(d)["data"]["job_id"] == job_id
+        assert receiver.seen == 3
+        metrics = (await http.get("/metrics")).text
+        assert 'empq_webhook_failures_total{final="false"} 2.0' in metrics
+
+
+async def test_events_while_no_hub_runs_are_delivered_after_restart(
+    hub_factory: HubFactory, receiver: Receiver, redis_url: str
+) -> None:
+    async with hub_factory() as hub, hub.client() as http:
+        await http.post(
+            "/api/webhooks", json={"url": receiver.url + "/h", "events": ["job_status_change"]}
+        )
+    broker = await Broker.connect(BrokerSettings(redis_url=redis_url))
+    try:
+        result = await broker.submit(JobSubmission(type="while-down"))
+    finally:
+        await broker.close()
+    async with hub_factory():
+        d = await receiver.next()
+        assert json_of(d)["data"]["job_id"] == result.job_id
+
+
+async def test_private_targets_refused_when_configured(hub_factory: HubFactory) -> None:
+    async with hub_factory(webhook_deny_private=True) as hub, hub.client() as http:
+        r = await http.post("/api/webhooks", json={"url": "http://127.0.0.1:9/h"})
+        assert r.status_code == 422
+        assert r.json()["error"]["details"][0]["field"] == "url"
