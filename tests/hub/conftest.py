@@ -56,8 +56,8 @@ async def receiver() -> AsyncIterator[Receiver]:
     app = Starlette(routes=[Route("/{path:path}", hook, methods=["POST"])])
     server = _Quiet(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off"))
     task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.005)  # uvicorn has no started-event to await
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no started-event to await
+        await asyncio.sleep(0.005)
     port = server.servers[0].sockets[0].getsockname()[1]
     rec.url = f"http://127.0.0.1:{port}"
     yield rec

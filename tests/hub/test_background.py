@@ -6,35 +6,39 @@ from tests.support.hub_fixtures import HubFactory, RawPeer, raw_worker
 
 
 async def test_silent_worker_loses_its_jobs_and_monitors_hear(hub_factory: HubFactory) -> None:
-    async with hub_factory(heartbeat_timeout=0.5) as hub, hub.client() as http:
-        async with RawPeer.connect(hub.ws_url) as mon, raw_worker(hub.ws_url, "quiet") as w:
-            await mon.request({"type": "subscribe_worker_updates"}, "subscription_confirmed")
-            job_id = (await http.post("/api/jobs", json={"type": "t"})).json()["job_id"]
-            a = await w.request({"type": "claim_job"}, "job_assigned")
-            await w.send(
-                {
-                    "type": "job_accepted_by_worker",
-                    "job_id": job_id,
-                    "claim_token": a["claim_token"],
-                }
-            )
-            gone = await mon.expect("worker_disconnected", within=5)
-            assert gone["worker_id"] == "quiet"
-            assert gone["jobs_affected"] == [job_id]
-            assert gone["reason"] == "heartbeat timeout"
-            job = (await http.get(f"/api/jobs/{job_id}")).json()
-            assert job["status"] == "queued"
-            assert job["attempts"] == 1
-            err = await w.request(
-                {
-                    "type": "complete_job",
-                    "job_id": job_id,
-                    "claim_token": a["claim_token"],
-                    "result": {},
-                },
-                "error",
-            )
-            assert err["error_code"] in ("STALE_CLAIM", "NOT_REGISTERED")
+    async with (
+        hub_factory(heartbeat_timeout=0.5) as hub,
+        hub.client() as http,
+        RawPeer.connect(hub.ws_url) as mon,
+        raw_worker(hub.ws_url, "quiet") as w,
+    ):
+        await mon.request({"type": "subscribe_worker_updates"}, "subscription_confirmed")
+        job_id = (await http.post("/api/jobs", json={"type": "t"})).json()["job_id"]
+        a = await w.request({"type": "claim_job"}, "job_assigned")
+        await w.send(
+            {
+                "type": "job_accepted_by_worker",
+                "job_id": job_id,
+                "claim_token": a["claim_token"],
+            }
+        )
+        gone = await mon.expect("worker_disconnected", within=5)
+        assert gone["worker_id"] == "quiet"
+        assert gone["jobs_affected"] == [job_id]
+        assert gone["reason"] == "heartbeat timeout"
+        job = (await http.get(f"/api/jobs/{job_id}")).json()
+        assert job["status"] == "queued"
+        assert job["attempts"] == 1
+        err = await w.request(
+            {
+                "type": "complete_job",
+                "job_id": job_id,
+                "claim_token": a["claim_token"],
+                "result": {},
+            },
+            "error",
+        )
+        assert err["error_code"] in ("STALE_CLAIM", "NOT_REGISTERED")
 
 
 async def test_heartbeating_worker_keeps_its_jobs(hub_factory: HubFactory) -> None:
