@@ -6,11 +6,14 @@ import asyncio
 
 from empq.config import HubSettings
 from empq.hub.server import serve
+from empq.logging import configure
 
 
 def main() -> None:
     """Run the hub until SIGINT or SIGTERM."""
-    asyncio.run(serve(HubSettings()))
+    settings = HubSettings()
+    configure(settings)
+    asyncio.run(serve(settings))
 
 
 if __name__ == "__main__":
