@@ -101,6 +101,9 @@ function onMessage(msg) {
     case "error":
       toast(`Hub: ${msg.error || msg.error_code}`, "error");
       break;
+    case "server_disconnect":
+      toast(`Hub going away (${msg.reason || "restart"}); reconnecting…`, "info");
+      break;
     default:
       break; // connection_established, client_registered, confirmations
   }

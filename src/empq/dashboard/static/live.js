@@ -23,6 +23,7 @@ export class LiveConnection {
     this.everConnected = false;
     this.stopped = false;
     this.askingKey = false;
+    this.hintMs = null; // reconnect delay the hub asked for in server_disconnect
     this.clientId = `dashboard-${Math.random().toString(36).slice(2, 10)}`;
   }
 
@@ -107,6 +108,12 @@ export class LiveConnection {
       return; // the hub only sends JSON; anything else is not ours to show
     }
     if (!msg || typeof msg.type !== "string") return;
+    if (msg.type === "server_disconnect") {
+      // A hub going down on purpose says when to come back; that beats guessing.
+      const after = Number(msg.reconnect_after);
+      this.attempt = 0;
+      this.hintMs = Number.isFinite(after) && after >= 0 ? after * 1000 : null;
+    }
     if (msg.type === "error" && isAuthError(msg)) {
       this.onAuthError(msg);
       return;
@@ -132,7 +139,8 @@ export class LiveConnection {
 
   scheduleReconnect(reason) {
     if (this.stopped) return;
-    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.attempt);
+    const base = this.hintMs ?? Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.attempt);
+    this.hintMs = null;
     // Jitter spreads out many dashboards reconnecting to a restarted hub.
     const delay = Math.round(base * (0.75 + Math.random() * 0.5));
     this.attempt += 1;
