@@ -7,6 +7,7 @@ the suite fast.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 
 import pytest
@@ -132,3 +133,20 @@ def test_bad_setting_names_flag_and_variable(empq: Empq) -> None:
     assert result.code == 1
     assert "--hub-port" in result.err
     assert "EMPQ_HUB_PORT" in result.err
+
+
+@pytest.mark.parametrize("command", ["hub", "dev"])
+def test_a_taken_port_is_one_line_naming_the_setting(
+    empq: Empq, command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("EMPQ_HUB_PORT", str(port))
+        result = empq(command)
+    assert result.code == 1
+    assert result.err.strip() == (
+        f"empq: cannot listen on 127.0.0.1:{port} (--hub-port / EMPQ_HUB_PORT): "
+        "Address already in use"
+    )

@@ -93,8 +93,10 @@ async def test_cancel_then_retry(client: AsyncClient) -> None:
     job = await client.submit(type="render", requirements=SIM)
     cancelled = await client.cancel(job.id)
     assert cancelled.status == JobStatus.CANCELLED
-    with pytest.raises(InvalidTransition):
+    with pytest.raises(InvalidTransition) as caught:
         await client.cancel(job.id)
+    assert caught.value.job_id == job.id
+    assert caught.value.status == "cancelled"
     requeued = await client.retry(job.id)
     assert requeued.status == JobStatus.QUEUED
     with pytest.raises(JobNotFound):

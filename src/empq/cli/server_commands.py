@@ -8,6 +8,7 @@ start fast and work on machines that only submit jobs.
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -15,7 +16,7 @@ import pydantic
 import typer
 
 from empq.config import CommonSettings, HubSettings, WorkerSettings
-from empq.errors import ValidationError
+from empq.errors import EmpqError, ValidationError
 from empq.logging import configure
 
 S = TypeVar("S", bound=CommonSettings)
@@ -43,6 +44,23 @@ def build_settings(cls: type[S], flags: dict[str, Any]) -> S:
         flag = "--" + str(first["field"]).replace("_", "-")
         env = "EMPQ_" + str(first["field"]).upper()
         raise ValidationError(f"bad setting {flag} / {env}: {first['message']}", errors) from exc
+
+
+def ensure_ports_free(settings: HubSettings) -> None:
+    """Fail with one line naming the setting when a hub port is taken (uvicorn would
+    only exit with a traceback)."""
+    for port, flag in ((settings.hub_port, "--hub-port / EMPQ_HUB_PORT"),
+                       (settings.ws_port, "--ws-port / EMPQ_WS_PORT")):  # fmt: skip
+        if port == 0:
+            continue
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((settings.hub_host, port))
+            except OSError as exc:
+                raise EmpqError(
+                    f"cannot listen on {settings.hub_host}:{port} ({flag}): {exc.strerror}"
+                ) from exc
 
 
 def hub(
@@ -103,6 +121,7 @@ def hub(
         },
     )
     configure(settings)
+    ensure_ports_free(settings)
     from empq.hub.server import serve
 
     # serve() starts the embedded Redis itself when no URL is set
@@ -207,6 +226,7 @@ def dev(
         },
     )
     configure(settings)
+    ensure_ports_free(settings)
     from empq.dev import run_dev
 
     raise typer.Exit(run_dev(settings, workers=workers))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from typing import Any
 
 import httpx
@@ -86,6 +87,19 @@ def _field_errors(details: Any) -> list[dict[str, Any]]:
     return []
 
 
+def _conflict(job_id: str, message: str, details: Any) -> InvalidTransition:
+    """The hub's 409 as `InvalidTransition`, keeping its own wording."""
+    current = details.get("status") if isinstance(details, dict) else None
+    if current is None:  # the hub says "cannot cancel job 'x': it is completed"
+        found = re.search(r"it is (\w+)", message)
+        current = found.group(1) if found else "in a state that forbids it"
+    action = re.match(r"cannot (\w+)", message)
+    exc = InvalidTransition(job_id, str(current), action.group(1) if action else "change")
+    exc.message = message
+    exc.args = (message,)
+    return exc
+
+
 def raise_for_reply(
     response: httpx.Response, *, job_id: str | None = None, worker_id: str | None = None
 ) -> None:
@@ -107,11 +121,7 @@ def raise_for_reply(
             message = f"{message} (fields: {fields})"
         raise ValidationError(message, errors)
     if status == 409 and job_id is not None:
-        current = details.get("status") if isinstance(details, dict) else None
-        exc = InvalidTransition(job_id, str(current or "in a state that forbids it"), "change")
-        exc.message = message
-        exc.args = (message,)
-        raise exc
+        raise _conflict(job_id, message, details)
     if status in (502, 503, 504):
         raise HubUnavailable(f"hub unavailable ({status}): {message}", details=details)
     err = EmpqError(f"hub replied {status}: {message}", details=details)
