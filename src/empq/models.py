@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from empq.status import JobStatus, WorkerStatus, is_final
 
 Priority = Annotated[int, Field(ge=0, le=100)]
-NonNegative = Annotated[float, Field(ge=0)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class Isolation(StrEnum):
@@ -58,7 +58,7 @@ class Requirements(Strict):
     hardware: HardwareRequirements = Field(default_factory=HardwareRequirements)
     customer_isolation: Isolation = Isolation.NONE
     quality_level: Literal["fast", "balanced", "quality"] | None = None
-    timeout_minutes: Annotated[float, Field(gt=0)] = 30
+    timeout_minutes: Annotated[float, Field(gt=0, le=525_600, allow_inf_nan=False)] = 30
     geographic_region: str | None = None
     compliance: list[str] = Field(default_factory=list)
     cost_tier: Literal["economy", "standard", "premium"] | None = None
