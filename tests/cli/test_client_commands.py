@@ -70,7 +70,7 @@ async def client(hub: HubHandle) -> AsyncIterator[AsyncClient]:
         yield c
 
 
-async def test_submit_json_then_status_json(hub: HubHandle) -> None:
+async def test_submit_json_then_status_json(hub: HubHandle, inproc: InProc) -> None:
     submitted = one_json(
         await empq(
             "submit", "--hub", hub.http_url, "--type", "upscale", "--service", "simulation",
@@ -80,7 +80,7 @@ async def test_submit_json_then_status_json(hub: HubHandle) -> None:
     assert submitted["status"] == "queued"
     assert submitted["position"] == 1
     assert submitted["job_id"] == submitted["id"]
-    shown = one_json(await empq("status", submitted["id"], "--hub", hub.http_url, "--json"))
+    shown = one_json(await inproc("status", submitted["id"], "--hub", hub.http_url, "--json"))
     assert shown["id"] == submitted["id"]
     assert shown["priority"] == 70
     assert shown["payload"] == {"scale": 4}
@@ -97,8 +97,8 @@ async def test_submit_prints_the_id_and_warns_when_no_worker_fits(
     assert "warning:" in result.err
 
 
-async def test_status_of_unknown_job_is_one_line_and_exit_1(hub: HubHandle) -> None:
-    result = await empq("status", "nope", "--hub", hub.http_url)
+async def test_status_of_unknown_job_is_one_line_and_exit_1(hub: HubHandle, inproc: InProc) -> None:
+    result = await inproc("status", "nope", "--hub", hub.http_url)
     assert result.code == 1
     assert result.err.strip() == "empq: job 'nope' not found"
 

@@ -7,10 +7,19 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
+from empq.cli.main import run
 from empq.sdk import AsyncClient
 from empq.status import JobStatus
-from tests.cli.support import empq_argv, run_empq
+from tests.cli.support import Result, empq_argv
 from tests.support.hub_fixtures import HubHandle
+
+
+def in_process(capsys: pytest.CaptureFixture[str], *args: str) -> Result:
+    code = run(list(args))
+    captured = capsys.readouterr()
+    return Result(code, captured.out, captured.err)
 
 
 async def test_worker_flags_register_it_and_it_runs_jobs(hub: HubHandle) -> None:
@@ -38,17 +47,23 @@ async def test_worker_flags_register_it_and_it_runs_jobs(hub: HubHandle) -> None
     assert code == 0
 
 
-def test_missing_capabilities_file_is_a_usage_error(tmp_path: Path) -> None:
-    result = run_empq("worker", "--capabilities", str(tmp_path / "nope.yaml"))
+def test_missing_capabilities_file_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = in_process(capsys, "worker", "--capabilities", str(tmp_path / "nope.yaml"))
     assert result.code == 2
     assert "--capabilities" in result.err
     assert len(result.err.strip().splitlines()) == 1
 
 
-def test_invalid_capabilities_file_names_the_field(tmp_path: Path) -> None:
+def test_invalid_capabilities_file_names_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     caps = tmp_path / "worker.yaml"
     caps.write_text("services: [comfyui]\nhardware: {gpu_memory_gb: lots}\n")
-    result = run_empq("worker", "--capabilities", str(caps), "--hub-url", "ws://127.0.0.1:9/")
+    result = in_process(
+        capsys, "worker", "--capabilities", str(caps), "--hub-url", "ws://127.0.0.1:9/"
+    )
     assert result.code == 1
     assert "hardware.gpu_memory_gb" in result.err
     assert len(result.err.strip().splitlines()) == 1
