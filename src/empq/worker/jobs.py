@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from pydantic_core import PydanticSerializationError
 
 from empq.connectors.base import Connector, JobContext
 from empq.errors import ConnectorError
@@ -38,6 +39,8 @@ class ActiveJob:
     current_step: str | int | None = None
     total_steps: int | None = None
     unsent: bool = False
+    accepted: bool = False
+    finished: bool = False
     last_sent: float = 0.0
     cancel_reason: CancelReason | None = None
 
@@ -68,9 +71,29 @@ class JobExecutor:
         self.link = link
         self.metrics = metrics
 
+    async def ensure_accepted(self, job: ActiveJob) -> None:
+        """Send `job_accepted_by_worker` once (it must precede progress).
+
+        Deferred rather than sent on assignment: a job that ends within
+        PROGRESS_INTERVAL goes straight from `assigned` to its outcome (the contract
+        allows it), which saves a message and a broker write per fast job.
+        """
+        if job.accepted or job.finished or job.cancel_reason is not None:
+            return
+        a = job.assignment
+        job.accepted = await self.link.send(
+            JobAcceptedByWorker(
+                type="job_accepted_by_worker",
+                job_id=a.job_id,
+                claim_token=a.claim_token,
+                worker_id=self.worker_id,
+            )
+        )
+
     async def flush_progress(self, job: ActiveJob) -> None:
         """Send the job's latest progress if it has not gone out yet."""
-        if job.unsent and job.cancel_reason is None:
+        await self.ensure_accepted(job)
+        if job.unsent and not job.finished and job.cancel_reason is None:
             job.unsent = False
             job.last_sent = time.monotonic()
             await self.link.send(job.progress_message(self.worker_id))
@@ -97,14 +120,6 @@ class JobExecutor:
     async def run(self, job: ActiveJob) -> None:
         """Accept, process, and report the outcome; never raises for a job's own failure."""
         a = job.assignment
-        await self.link.send(
-            JobAcceptedByWorker(
-                type="job_accepted_by_worker",
-                job_id=a.job_id,
-                claim_token=a.claim_token,
-                worker_id=self.worker_id,
-            )
-        )
         outcome: CompleteJob | FailJob | None
         label = "failed"
         error: str | None = None
@@ -125,22 +140,24 @@ class JobExecutor:
             log.exception("connector %s crashed on job %s", job.connector.name, a.job_id)
             error = f"{type(exc).__name__}: {exc}"
             outcome = self._fail(job, f"connector crashed: {error}", "connector_crashed", True)
+        job.finished = True  # no accept or progress may follow the outcome
         seconds = time.monotonic() - job.started
         if outcome is not None:
             if isinstance(outcome, CompleteJob):
                 outcome.processing_time = seconds
             # Shielded: the outcome must be recorded even if shutdown cancels us now.
-            await asyncio.shield(self.link.send_outcome(a.job_id, outcome))
+            try:
+                text = outcome.dump()
+            except PydanticSerializationError as exc:
+                text = self._fail(job, f"result is not JSON: {exc}", "invalid_result", False).dump()
+                label = "failed"
+            await asyncio.shield(self.link.send_outcome(a.job_id, text))
         self.metrics.finished(FinishedJob(a.job_id, a.job_type, label, seconds, time.time(), error))
 
     def _complete(self, job: ActiveJob, result: Any) -> CompleteJob | FailJob:
         if not isinstance(result, dict):
             problem = f"connector returned {type(result).__name__}, not a dict"
             return self._fail(job, problem, "invalid_result", False)
-        try:
-            json.dumps(result)
-        except (TypeError, ValueError) as exc:
-            return self._fail(job, f"result is not JSON: {exc}", "invalid_result", False)
         return CompleteJob(
             type="complete_job",
             job_id=job.job_id,

@@ -54,9 +54,8 @@ class HubLink:
             return False
         return True
 
-    async def send_outcome(self, job_id: str, message: Message) -> None:
-        """Owe `message` until the hub answers it; send it now if connected."""
-        text = message.dump()
+    async def send_outcome(self, job_id: str, text: str) -> None:
+        """Owe the outcome `text` until the hub answers it; send it now if connected."""
         self._owed[job_id] = (text, 1)
         self._all_settled.clear()
         await self._send_text(text)
@@ -75,6 +74,12 @@ class HubLink:
                 continue
             self._owed[job_id] = (text, sends + 1)
             await self._send_text(text)
+
+    async def close(self) -> None:
+        """Close the socket normally (code 1000), as a worker leaving on purpose does."""
+        ws = self.ws
+        if ws is not None:
+            await ws.close()
 
     async def wait_settled(self, within: float) -> bool:
         """Wait until every owed outcome was answered; False if some still are not."""

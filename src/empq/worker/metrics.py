@@ -48,12 +48,16 @@ class WorkerMetrics:
             ["connector"],
             registry=self.registry,
         )
+        self._by_outcome: dict[str, Counter] = {}
         self.recent: deque[FinishedJob] = deque(maxlen=50)
         self._ends: deque[float] = deque()
 
     def finished(self, job: FinishedJob) -> None:
         """Record a job's end."""
-        self.jobs.labels(job.outcome).inc()
+        counter = self._by_outcome.get(job.outcome)
+        if counter is None:
+            counter = self._by_outcome[job.outcome] = self.jobs.labels(job.outcome)
+        counter.inc()
         self.processing.observe(job.seconds)
         self.recent.appendleft(job)
         self._ends.append(job.ended_at)

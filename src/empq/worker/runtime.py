@@ -87,6 +87,7 @@ class Worker:
         self._http: httpx.AsyncClient | None = None
         self._reconnect_after: float | None = None
         self._fatal: BaseException | None = None
+        self._closing = False
 
     # ------------------------------------------------------------------ state
     @property
@@ -140,6 +141,11 @@ class Worker:
                         status_task = tg.create_task(serve_status(self), name="status-http")
                     await self.stop.wait()
                     await self._drain()
+                    self._closing = True
+                    await self.link.close()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(5):
+                            await asyncio.shield(link_task)
                     link_task.cancel()
                     if status_task is not None:
                         status_task.cancel()
@@ -201,6 +207,8 @@ class Worker:
                 async with connect(
                     self.settings.hub_url,
                     max_size=16 * 2**20,
+                    # Small JSON messages: deflate costs both ends more CPU than it saves.
+                    compression=None,
                     open_timeout=10,
                     ping_interval=20,
                     ping_timeout=20,
@@ -220,6 +228,8 @@ class Worker:
                 self.link.ws = None
                 self.registered.clear()
                 self.metrics.connected.set(0)
+            if self._closing:
+                return
             delay = self._reconnect_after
             if delay is None:
                 # Exponential back-off with full jitter, so a fleet does not reconnect in step.
@@ -322,7 +332,7 @@ class Worker:
             job.task.cancel()
 
     async def progress_flusher(self) -> None:
-        """Send each job's latest unsent progress every PROGRESS_INTERVAL."""
+        """Every PROGRESS_INTERVAL: accept jobs still running, send unsent progress."""
         while True:
             await asyncio.sleep(PROGRESS_INTERVAL)
             for job in list(self.jobs.values()):
