@@ -14,13 +14,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from rich.console import Console
@@ -45,6 +48,17 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
     """Ask Linux to SIGTERM this child when the supervisor dies, whatever the cause."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _json_record(process: str, line: str) -> dict[str, Any]:
+    """A child's JSON log line with `process` added, or a plain line wrapped as a record."""
+    with contextlib.suppress(ValueError):
+        record = json.loads(line)
+        if isinstance(record, dict):
+            record.setdefault("process", process)
+            return record
+    ts = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {"ts": ts, "level": "info", "logger": "empq.dev", "process": process, "message": line}
 
 
 @contextlib.contextmanager
@@ -115,7 +129,18 @@ class DevSupervisor:
 
     def say(self, line: str, style: str = "bold") -> None:
         """A line from the supervisor itself."""
-        self.console.print(Text.assemble(("dev".rjust(10) + " | ", style), line))
+        self.emit("dev", line, style)
+
+    def emit(self, process: str, line: str, style: str) -> None:
+        """One line of merged output, labelled with the process it came from.
+
+        Console format: `   worker-1 | <line>`. JSON format (`EMPQ_LOG_FORMAT=json`):
+        one object per line with a `process` key, so machines can still parse it.
+        """
+        if self.settings.log_format == "json":
+            self.console.out(json.dumps(_json_record(process, line)), highlight=False)
+        else:
+            self.console.print(Text.assemble((process.rjust(10) + " | ", style), line))
 
     async def run(self) -> int:
         """Start everything, relay logs, and stop cleanly; returns the exit code."""
@@ -183,13 +208,16 @@ class DevSupervisor:
                     )
                 await self._workers_registered()
                 url = dashboard_url(self.settings)
-                self.console.print(
-                    Text.assemble(
-                        ("empq dev is running. Dashboard: ", "bold green"),
-                        (url, "bold underline"),
-                        ("   (Ctrl-C stops everything)", "dim"),
+                if self.settings.log_format == "json":
+                    self.say(f"empq dev is running. Dashboard: {url}")
+                else:
+                    self.console.print(
+                        Text.assemble(
+                            ("empq dev is running. Dashboard: ", "bold green"),
+                            (url, "bold underline"),
+                            ("   (Ctrl-C stops everything)", "dim"),
+                        )
                     )
-                )
             await self._stop.wait()
             await self._shutdown()
 
@@ -211,10 +239,8 @@ class DevSupervisor:
         """Copy the child's output, prefixed; then note how it ended."""
         assert child.process is not None
         assert child.process.stdout is not None
-        prefix = child.name.rjust(10) + " | "
         async for raw in child.process.stdout:
-            line = raw.decode(errors="replace").rstrip()
-            self.console.print(Text.assemble((prefix, child.colour), line))
+            self.emit(child.name, raw.decode(errors="replace").rstrip(), child.colour)
         code = await child.process.wait()
         child.done.set()
         if not self._stopping:
