@@ -171,16 +171,14 @@ def watch(
 
 def _follow(client: Client, job_id: str, *, as_json: bool, timeout: float | None) -> int:
     """Watch a job to its end; return the exit code (0 completed, 1 anything else)."""
-    last: Job | None = None
     try:
         if as_json:
             last = _follow_json(client, job_id, timeout)
         else:
             last = _follow_live(client, job_id, timeout)
     except WaitTimeout as exc:
-        last = exc.job
         if not as_json:
-            output.err_console.print(f"empq: {escape(str(exc))}")
+            output.error_line(str(exc))
         else:
             output.emit_json_line({**output.job_json(exc.job), "timed_out": True})
         return 1
@@ -189,13 +187,9 @@ def _follow(client: Client, job_id: str, *, as_json: bool, timeout: float | None
     return 0 if last.status == JobStatus.COMPLETED else 1
 
 
-def _snapshots(client: Client, job_id: str, timeout: float | None) -> Iterator[Job]:
-    return client.watch(job_id, timeout)
-
-
 def _follow_json(client: Client, job_id: str, timeout: float | None) -> Job:
     last: Job | None = None
-    for job in _snapshots(client, job_id, timeout):
+    for job in client.watch(job_id, timeout):
         output.emit_json_line(output.job_json(job))
         last = job
     assert last is not None
@@ -215,7 +209,7 @@ def _follow_live(client: Client, job_id: str, timeout: float | None) -> Job:
     last: Job | None = None
     with Progress(*columns, console=output.console, transient=False) as progress:
         task = progress.add_task(f"{escape(job_id)} queued", total=100, worker="")
-        for job in _snapshots(client, job_id, timeout):
+        for job in client.watch(job_id, timeout):
             last = job
             worker = f"on {escape(job.worker_id)}" if job.worker_id else ""
             message = f" {escape(job.message)}" if job.message and not job.is_final else ""

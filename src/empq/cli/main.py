@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import typer
 
-from empq.cli import client_commands, server_commands
+from empq.cli import client_commands, output, server_commands
 from empq.errors import EmpqError
 
 app = typer.Typer(
@@ -38,8 +38,7 @@ client_commands.register(app)
 
 
 def _fail(message: str, code: int) -> int:
-    sys.stderr.write(f"empq: {' '.join(message.split())}\n")
-    sys.stderr.flush()
+    output.error_line(message)
     return code
 
 

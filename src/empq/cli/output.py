@@ -20,7 +20,7 @@ from empq.sdk import Explanation
 # there unless COLUMNS says otherwise.
 _PIPE_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
 console = Console(highlight=False, width=_PIPE_WIDTH)
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 STATUS_STYLE = {
     "pending": "dim",
@@ -43,6 +43,12 @@ def styled(status: str) -> str:
     """A status word in its colour (rich markup)."""
     style = STATUS_STYLE.get(status, "white")
     return f"[{style}]{escape(status)}[/{style}]"
+
+
+def error_line(message: str) -> None:
+    """`empq: <message>` as one unwrapped line on stderr."""
+    sys.stderr.write(f"empq: {' '.join(message.split())}\n")
+    sys.stderr.flush()
 
 
 def emit_json(data: Any) -> None:
