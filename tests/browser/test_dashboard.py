@@ -206,6 +206,42 @@ async def test_submit_form_checks_the_json_payload_and_shows_the_hubs_field_erro
     assert [p for p in tab.problems if "422" not in p] == []
 
 
+async def test_jobs_table_filters_by_status_customer_and_type_and_pages_long_lists(
+    hub: HubHandle, tab: Tab
+) -> None:
+    bulk = [{"type": "bulk", "requirements": SIM, "customer_id": "big-co"} for _ in range(103)]
+    async with hub.client() as client:
+        reply = await client.post("/api/jobs/batch", json={"jobs": bulk})
+        assert reply.status_code == 201, reply.text
+    upscale = await submit(hub, type="upscale", customer_id="acme")
+    page = await open_dashboard(tab, hub)
+    rows = page.locator("tr.job-row")
+    await expect(rows).to_have_count(100)  # one page of the hub's list
+    await page.locator("#jobs-more").click()
+    await expect(rows).to_have_count(104)
+    await expect(page.locator("#jobs-more")).to_be_hidden()
+
+    await page.locator("#filter-customer").fill("acme")
+    await page.locator("#job-filters button[type=submit]").click()
+    await expect(rows).to_have_count(1)
+    await expect(row(page, upscale)).to_be_visible()
+    # A live job of another customer stays out of the filtered table.
+    other = await submit(hub, type="upscale", customer_id="zeta")
+    acme_too = await submit(hub, type="upscale", customer_id="acme")
+    await expect(row(page, acme_too)).to_be_visible()
+    await expect(row(page, other)).to_have_count(0)
+
+    await page.locator("#job-filters button[type=reset]").click()
+    await page.locator("#filter-type").fill("upscale")
+    await page.locator("#filter-status").select_option("cancelled")
+    await expect(rows).to_have_count(0)
+    async with hub.client() as client:
+        assert (await client.post(f"/api/jobs/{other}/cancel")).status_code == 200
+    await expect(row(page, other)).to_have_attribute("data-status", "cancelled")
+    await expect(rows).to_have_count(1)
+    assert tab.problems == []
+
+
 async def test_job_detail_shows_explain_history_fields_and_an_image_preview(
     hub: HubHandle, tab: Tab
 ) -> None:

@@ -17,12 +17,33 @@ const JOB_LIST_LIMIT = 100;
 
 // ------------------------------------------------------------ REST snapshots
 
+let nextCursor = null;
+
+function showMore(cursor) {
+  nextCursor = cursor || null;
+  $("#jobs-more").hidden = !nextCursor;
+}
+
 async function loadJobs() {
   try {
+    const fetchedAt = performance.now();
     const reply = await api.listJobs({ ...currentFilters(), limit: JOB_LIST_LIMIT });
-    store.setJobList(reply.jobs || []);
+    store.setJobList(reply.jobs || [], fetchedAt);
+    showMore(reply.next_cursor);
   } catch (err) {
     toast(`Could not load jobs: ${err.message}`, "error");
+  }
+}
+
+async function loadMoreJobs() {
+  if (!nextCursor) return;
+  try {
+    const fetchedAt = performance.now();
+    const reply = await api.listJobs({ ...currentFilters(), limit: JOB_LIST_LIMIT, cursor: nextCursor });
+    store.appendJobList(reply.jobs || [], fetchedAt);
+    showMore(reply.next_cursor);
+  } catch (err) {
+    toast(`Could not load more jobs: ${err.message}`, "error");
   }
 }
 
@@ -51,7 +72,8 @@ const fetchUnknownJobs = debounce(async () => {
   unknownJobs.clear();
   await Promise.all(ids.map(async (id) => {
     try {
-      store.mergeJob(await api.getJob(id));
+      const fetchedAt = performance.now();
+      store.mergeJob(await api.getJob(id), { fetchedAt });
     } catch {
       // gone already (cleaned up) or not visible to this key: the event row stays
     }
@@ -172,6 +194,7 @@ function start() {
   initOverview();
   initWorkers(openJob);
   initJobs({ onOpenJob: openJob, onReload: loadJobs });
+  $("#jobs-more").addEventListener("click", loadMoreJobs);
   initDetail();
   initSubmit();
   window.addEventListener("popstate", route);

@@ -12,6 +12,7 @@ class Store {
     this.jobs = new Map();
     this.jobOrder = []; // ids in the order of the last REST list (newest first)
     this.jobEvents = new Map();
+    this.liveAt = new Map(); // job id -> performance.now() of its last live event
     this.workers = new Map(); // connected workers
     this.offlineWorkers = new Map(); // recently seen, now gone
     this.stats = null;
@@ -33,22 +34,39 @@ class Store {
 
   // ------------------------------------------------------------------ jobs
 
-  setJobList(jobs) {
+  setJobList(jobs, fetchedAt = null) {
     this.jobOrder = [];
     for (const job of jobs) {
-      this.mergeJob(job, { quiet: true });
+      this.mergeJob(job, { quiet: true, fetchedAt });
       this.jobOrder.push(job.id);
     }
     this.emit("jobs");
   }
 
-  /** Merge a full job record (REST) into the store. */
-  mergeJob(job, { quiet = false } = {}) {
+  /** Add the next page of the REST list after the jobs already listed. */
+  appendJobList(jobs, fetchedAt = null) {
+    for (const job of jobs) {
+      this.mergeJob(job, { quiet: true, fetchedAt });
+      if (!this.jobOrder.includes(job.id)) this.jobOrder.push(job.id);
+    }
+    this.emit("jobs");
+  }
+
+  /**
+   * Merge a full job record (REST) into the store. `fetchedAt` is when its request
+   * started (performance.now()): a live event applied after that is newer than the
+   * record, so the record's live fields (status, progress, message, worker) lose.
+   */
+  mergeJob(job, { quiet = false, fetchedAt = null } = {}) {
     if (!job || !job.id) return;
     const old = this.jobs.get(job.id) || {};
-    // A REST record may be older than a live event already applied; keep the
-    // more advanced progress while the status is the same.
-    const merged = { ...old, ...job };
+    let incoming = job;
+    if (fetchedAt !== null && (this.liveAt.get(job.id) ?? -1) > fetchedAt) {
+      const { status, progress, message, worker_id: workerId, ...rest } = job;
+      incoming = rest;
+    }
+    const merged = { ...old, ...incoming };
+    // Same status but less progress: the record is a step behind the events.
     if (old.status === job.status && Number(old.progress) > Number(job.progress)) merged.progress = old.progress;
     this.jobs.set(job.id, merged);
     if (!this.jobEvents.has(job.id)) this.seedEvents(merged);
@@ -102,7 +120,10 @@ class Store {
       else if (!msg.will_retry) job.status = "failed";
     }
     this.jobs.set(id, job);
+    this.liveAt.set(id, performance.now());
     this.recordEvent(id, msg);
+    // A job dropped from the list by an earlier filter comes back when it changes.
+    if (known && !this.jobOrder.includes(id)) this.jobOrder.unshift(id);
     if (known) {
       this.emit("jobs");
       this.emit("job", id);

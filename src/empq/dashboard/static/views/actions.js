@@ -13,8 +13,9 @@ const armed = new Map(); // job id -> time the first click expires
 async function run(kind, jobId, button) {
   button.disabled = true;
   try {
+    const fetchedAt = performance.now();
     const job = kind === "cancel" ? await api.cancelJob(jobId) : await api.retryJob(jobId);
-    store.mergeJob(job);
+    store.mergeJob(job, { fetchedAt });
     toast(`${kind === "cancel" ? "Cancelled" : "Retrying"} job ${jobId}`, "ok");
   } catch (err) {
     toast(`Could not ${kind} job ${jobId}: ${err.message}`, "error");

@@ -127,7 +127,8 @@ async function loadExplain(id) {
 
 async function loadJob(id) {
   try {
-    store.mergeJob(await api.getJob(id), { quiet: true });
+    const fetchedAt = performance.now();
+    store.mergeJob(await api.getJob(id), { quiet: true, fetchedAt });
     lastStatus = store.jobs.get(id).status;
   } catch (err) {
     if (id === currentId) mount($("#detail-body"), h("p.error-box", { text: err.status === 404 ? "No such job." : err.message }));

@@ -5,7 +5,7 @@ import { store } from "../store.js";
 import { $, ACTIVE_STATUSES, FINAL_STATUSES, JOB_STATUSES, fmtTime, h, mount, progressBar, shortId, statusBadge } from "../util.js";
 import { actionButton } from "./actions.js";
 
-const MAX_ROWS = 200;
+const MAX_ROWS = 1000; // beyond this the table is unusable anyway; filter instead
 let openJob = () => {};
 let reload = () => {};
 let pending = false;

@@ -97,10 +97,11 @@ async function submit(e) {
   if (errors.length) return;
   $("#submit-go").disabled = true;
   try {
+    const fetchedAt = performance.now();
     const reply = await api.submitJob(submission);
     const warnings = Array.isArray(reply.warnings) ? reply.warnings : [];
     toast(`Submitted ${reply.job_id} (position ${reply.position ?? "?"})${warnings.length ? ` — ${warnings.join("; ")}` : ""}`, warnings.length ? "error" : "ok");
-    store.mergeJob({ id: reply.job_id, status: reply.status, position: reply.position, created_at: reply.created_at, ...submission, progress: 0 });
+    store.mergeJob({ id: reply.job_id, status: reply.status, position: reply.position, created_at: reply.created_at, ...submission, progress: 0 }, { fetchedAt });
     $("#submit-dialog").close();
   } catch (err) {
     const fields = typeof err.fieldErrors === "function" ? err.fieldErrors() : [];
