@@ -18,10 +18,17 @@ from tests.fakes.a1111_server import PNG, FakeA1111, running_a1111
 from tests.fakes.serving import RunningServer
 
 
-@pytest.fixture
-async def a1111() -> AsyncIterator[tuple[FakeA1111, RunningServer]]:
+@pytest.fixture(scope="module")
+async def _a1111_server() -> AsyncIterator[tuple[FakeA1111, RunningServer]]:
     async with running_a1111() as pair:
         yield pair
+
+
+@pytest.fixture
+def a1111(_a1111_server: tuple[FakeA1111, RunningServer]) -> tuple[FakeA1111, RunningServer]:
+    """The module's fake A1111, reset to a fresh state for this test."""
+    _a1111_server[0].reset()
+    return _a1111_server
 
 
 @pytest.fixture

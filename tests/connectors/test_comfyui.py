@@ -28,10 +28,19 @@ def graph(steps: int = 3, *, extra: dict[str, Any] | None = None) -> dict[str, A
     return g
 
 
-@pytest.fixture
-async def comfy() -> AsyncIterator[tuple[FakeComfyUI, RunningServer]]:
+@pytest.fixture(scope="module")
+async def _comfy_server() -> AsyncIterator[tuple[FakeComfyUI, RunningServer]]:
     async with running_comfyui() as pair:
         yield pair
+
+
+@pytest.fixture
+def comfy(
+    _comfy_server: tuple[FakeComfyUI, RunningServer],
+) -> tuple[FakeComfyUI, RunningServer]:
+    """The module's fake ComfyUI, reset to a fresh state for this test."""
+    _comfy_server[0].reset()
+    return _comfy_server
 
 
 @pytest.fixture

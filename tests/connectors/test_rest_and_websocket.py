@@ -27,6 +27,9 @@ class Service:
     """A tiny HTTP + WebSocket service with remote jobs that advance one step per poll."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.cancelled: list[str] = []
         self.ws_cancelled = asyncio.Event()
@@ -109,11 +112,18 @@ class Service:
         )
 
 
-@pytest.fixture
-async def service() -> AsyncIterator[tuple[Service, RunningServer]]:
+@pytest.fixture(scope="module")
+async def _service() -> AsyncIterator[tuple[Service, RunningServer]]:
     svc = Service()
     async with serve(svc.app()) as server:
         yield svc, server
+
+
+@pytest.fixture
+def service(_service: tuple[Service, RunningServer]) -> tuple[Service, RunningServer]:
+    """The module's service with no remote jobs yet."""
+    _service[0].reset()
+    return _service
 
 
 async def test_rest_sync_returns_the_reply(service: tuple[Service, RunningServer]) -> None:

@@ -43,6 +43,14 @@ class FakeA1111:
     _running: bool = False
     _interrupted: bool = False
 
+    def reset(self) -> None:
+        """Forget recorded calls and test hooks (a fresh server, same port)."""
+        self.interrupts = 0
+        self.requests.clear()
+        self.progress_polls = 0
+        self.fail_next = 0
+        self.hold = None
+
     def _validate(self, body: Any, endpoint: str) -> list[dict[str, Any]]:
         if not isinstance(body, dict):
             return [

@@ -75,6 +75,18 @@ class FakeComfyUI:
     hold: asyncio.Event | None = None
     executing_started: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def reset(self) -> None:
+        """Forget every prompt, file and recorded call (a fresh server, same port)."""
+        self.history.clear()
+        self.files.clear()
+        self.pending.clear()
+        self.interrupts.clear()
+        self.deleted.clear()
+        self.cache.clear()
+        self.counter = 0
+        self.hold = None
+        self._interrupt_flag = False
+
     # -------------------------------------------------------------- websocket
     async def send(self, client_id: str | None, mtype: str, data: dict[str, Any]) -> None:
         ws = self.sockets.get(client_id) if client_id else None
