@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,11 +71,13 @@ async def client(hub: HubHandle) -> AsyncIterator[AsyncClient]:
         yield c
 
 
-async def test_submit_json_then_status_json(hub: HubHandle, inproc: InProc) -> None:
+async def test_submit_json_then_status_json(hub: HubHandle, inproc: InProc, tmp_path: Path) -> None:
+    payload = tmp_path / "payload.json"
+    payload.write_text('{"scale": 4}')
     submitted = one_json(
         await empq(
             "submit", "--hub", hub.http_url, "--type", "upscale", "--service", "simulation",
-            "--priority", "70", "--payload", '{"scale": 4}', "--customer", "acme", "--json",
+            "--priority", "70", "--payload", f"@{payload}", "--customer", "acme", "--json",
         )
     )  # fmt: skip
     assert submitted["status"] == "queued"

@@ -95,6 +95,7 @@ def test_usage_errors_are_one_line_and_exit_2(empq: Empq, args: list[str], menti
     [
         (["submit", "--type", "t", "--payload", "{not json"], "--payload"),
         (["submit", "--type", "t", "--payload", "[1, 2]"], "--payload"),
+        (["submit", "--type", "t", "--payload", "@/nonexistent/payload.json"], "--payload"),
         (["submit", "--type", "t", "--priority", "300"], "priority"),
         (["submit", "--type", "t", "--requirements", '{"gpu": 1}'], "requirements.gpu"),
         (["jobs", "--status", "sleeping"], "status"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -59,9 +60,17 @@ def connect(hub: str, api_key: str | None) -> Iterator[Client]:
 
 
 def parse_json_object(option: str, text: str | None) -> dict[str, Any] | None:
-    """`--payload '{"a": 1}'` as a dict; `ValidationError` naming the option otherwise."""
+    """`--payload '{"a": 1}'` (or `@file.json`) as a dict; `ValidationError` naming the option."""
     if text is None:
         return None
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as exc:
+            raise ValidationError(
+                f"{option}: cannot read {text[1:]!r}: {exc.strerror}",
+                [{"field": option, "message": f"cannot read file: {exc.strerror}"}],
+            ) from exc
     try:
         value = json.loads(text)
     except ValueError as exc:
@@ -83,10 +92,12 @@ def submit(
         str | None, typer.Option("--service", "-s", help="requirements.service_type.")
     ] = None,
     priority: Annotated[int | None, typer.Option("--priority", "-p", help="0..100.")] = None,
-    payload: Annotated[str | None, typer.Option(help="JSON object for the connector.")] = None,
+    payload: Annotated[
+        str | None, typer.Option(help="JSON object for the connector, or @file.json.")
+    ] = None,
     customer: Annotated[str | None, typer.Option(help="customer_id.")] = None,
     requirements: Annotated[
-        str | None, typer.Option(help="JSON object of requirements (CONTRACT §2).")
+        str | None, typer.Option(help="JSON object of requirements, or @file.json.")
     ] = None,
     workflow_id: Annotated[str | None, typer.Option(help="Workflow this step belongs to.")] = None,
     workflow_priority: Annotated[int | None, typer.Option(help="The workflow's priority.")] = None,
