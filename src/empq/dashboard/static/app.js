@@ -155,6 +155,8 @@ function askForKey(reason) {
   const dialog = $("#key-dialog");
   $("#key-reason").textContent = reason;
   $("#key-input").value = "";
+  // Escape closes a dialog without touching returnValue: clear the last answer.
+  dialog.returnValue = "";
   return new Promise((resolve) => {
     const done = () => {
       dialog.removeEventListener("close", done);
@@ -183,6 +185,7 @@ function openJob(id) {
 
 function start() {
   onKeyNeeded(askForKey);
+  $("#key-cancel").addEventListener("click", () => $("#key-dialog").close("cancel"));
   live = new LiveConnection({ onMessage, onState, onConnected });
   $("#key-button").addEventListener("click", async () => {
     const key = await askForKey(currentKey() ? "Replace the API key stored in this browser." : "Enter an API key for this hub.");

@@ -6,6 +6,11 @@ import { toMs } from "./util.js";
 const HISTORY_POINTS = 450; // 15 min at the 2 s stats interval
 const EVENTS_PER_JOB = 200;
 const MAX_ALERTS = 20;
+// The page stays open all day: beyond this many jobs the oldest finished ones are
+// forgotten (the hub still has them; filters and "Load more" fetch them again).
+const MAX_JOBS = 3000;
+const MAX_GONE_WORKERS = 50;
+const FINAL = new Set(["completed", "failed", "timeout", "cancelled"]);
 
 class Store {
   constructor() {
@@ -72,9 +77,26 @@ class Store {
     if (!this.jobEvents.has(job.id)) this.seedEvents(merged);
     if (!quiet) {
       if (!this.jobOrder.includes(job.id)) this.jobOrder.unshift(job.id);
+      this.prune();
       this.emit("jobs");
       this.emit("job", job.id);
     }
+  }
+
+  /** Forget the oldest finished jobs once there are more than MAX_JOBS. */
+  prune() {
+    if (this.jobs.size <= MAX_JOBS) return;
+    const listed = new Set(this.jobOrder);
+    const victims = [...this.jobOrder].reverse().concat([...this.jobs.keys()].filter((id) => !listed.has(id)));
+    for (const id of victims) {
+      if (this.jobs.size <= MAX_JOBS * 0.9) break;
+      const job = this.jobs.get(id);
+      if (!job || !FINAL.has(job.status)) continue;
+      this.jobs.delete(id);
+      this.jobEvents.delete(id);
+      this.liveAt.delete(id);
+    }
+    this.jobOrder = this.jobOrder.filter((id) => this.jobs.has(id));
   }
 
   /** Start a job's history from the timestamps in its record (events before page load). */
@@ -178,6 +200,7 @@ class Store {
     const old = this.workers.get(id) || this.offlineWorkers.get(id) || { worker_id: id };
     this.workers.delete(id);
     this.offlineWorkers.set(id, { ...old, ...detail, worker_id: id, connected: false, status: "offline", gone_at: Date.now() });
+    if (this.offlineWorkers.size > MAX_GONE_WORKERS) this.offlineWorkers.delete(this.offlineWorkers.keys().next().value);
     this.emit("workers");
   }
 

@@ -137,7 +137,14 @@ async function loadJob(id) {
   if (id === currentId) render();
 }
 
+/** Object URLs hold the image bytes until revoked: free them when the job changes. */
+function releasePreviews() {
+  for (const url of blobUrls.values()) URL.revokeObjectURL(url);
+  blobUrls.clear();
+}
+
 export function openDetail(id) {
+  if (id !== currentId) releasePreviews();
   currentId = id;
   explainData = null;
   explainError = null;
@@ -151,6 +158,7 @@ export function openDetail(id) {
 }
 
 export function closeDetail() {
+  releasePreviews();
   currentId = null;
   $("#detail").hidden = true;
   document.body.classList.remove("detail-open");
