@@ -216,5 +216,8 @@ async def test_api_key_is_required_and_sent(hub_factory: HubFactory) -> None:
                 await wrong.submit(type="render")
         async with AsyncClient(h.http_url, api_key="s3cret") as c:
             job = await c.submit(type="render")
-            await c.cancel(job.id)
-            assert (await c.wait(job.id, timeout=5)).status == JobStatus.CANCELLED
+            snapshots = c.watch(job.id, timeout=10)
+            assert (await anext(snapshots)).status == JobStatus.QUEUED
+            await c.cancel(job.id)  # the ending arrives over the authenticated WebSocket
+            assert (await anext(snapshots)).status == JobStatus.CANCELLED
+            await snapshots.aclose()  # type: ignore[attr-defined]
