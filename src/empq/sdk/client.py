@@ -44,8 +44,8 @@ def validate_submission(fields: Mapping[str, Any]) -> JobSubmission:
             {"field": ".".join(str(p) for p in e["loc"]) or "(job)", "message": e["msg"]}
             for e in exc.errors(include_url=False)
         ]
-        names = ", ".join(e["field"] for e in errors)
-        raise ValidationError(f"invalid job: bad fields {names}", errors) from exc
+        problems = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        raise ValidationError(f"invalid job: {problems}", errors) from exc
 
 
 def _submitted(submission: JobSubmission, reply: Mapping[str, Any]) -> SubmittedJob:
