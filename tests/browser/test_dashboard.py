@@ -397,6 +397,9 @@ async def test_screenshot_at_1280x800_shows_queue_workers_and_live_progress(
         )
         await expect(page.locator("#workers-live .worker")).to_have_count(2)
         await expect(page.locator(".worker-connectors .health.good")).to_have_count(2)
+        await expect(page.locator("#stat-queued .card-value")).to_have_text("3")
+        await expect(page.locator("#stat-running .card-value")).to_have_text("2")
+        await expect(page.locator("#stat-throughput .card-sub")).to_contain_text("1 done")
         await page.screenshot(path=str(artifacts_dir / "dashboard.png"))
     assert tab.problems == []
 
@@ -419,6 +422,11 @@ async def test_usable_on_a_phone_without_sideways_scrolling(
         assert detail_box is not None
         assert detail_box["width"] <= 390
         await page.locator("#detail-close").click()
+        cancel = page.locator('tr.job-row button[data-action="cancel"]').first
+        box = await cancel.bounding_box()  # actions reachable without scrolling sideways
+        assert box is not None
+        assert box["x"] + box["width"] <= 390
+        await page.evaluate("window.scrollTo(0, 0)")
         await page.screenshot(path=str(artifacts_dir / "dashboard-phone.png"), full_page=True)
         assert phone.problems == []
     finally:

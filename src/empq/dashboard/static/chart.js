@@ -3,8 +3,6 @@
 
 const NS = "http://www.w3.org/2000/svg";
 const BAND_COLORS = ["#e5484d", "#f59e0b", "#3b82f6", "#10b981", "#8b5cf6", "#64748b", "#ec4899"];
-const W = 640;
-const H = 220;
 const PAD = { l: 36, r: 10, t: 10, b: 22 };
 
 function svg(tag, attrs = {}, text) {
@@ -31,7 +29,10 @@ function niceMax(value) {
  * Bands are stacked in the order of `bandNames` (highest priority on top).
  */
 export function drawQueueChart(container, history, bandNames) {
-  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", class: "chart", preserveAspectRatio: "none" });
+  // Draw in the container's own pixels so text is never stretched.
+  const W = Math.max(240, Math.round(container.clientWidth || 640));
+  const H = Math.max(120, Math.round(container.clientHeight || 170));
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", class: "chart" });
   const title = svg("title", {}, "Queued jobs by priority band over time");
   root.append(title);
   if (history.length < 1) {
@@ -46,8 +47,9 @@ export function drawQueueChart(container, history, bandNames) {
     else counts.queued = p.queued || 0;
     return { t: p.t, counts, running: p.running || 0 };
   });
-  const t0 = series[0].t;
-  const t1 = Math.max(series[series.length - 1].t, t0 + 1000);
+  // At least a minute wide, ending at the latest point: new data enters on the right.
+  const t1 = series[series.length - 1].t;
+  const t0 = Math.min(series[0].t, t1 - 60_000);
   const stackTotal = (pt) => names.reduce((a, n) => a + (pt.counts[n] || 0), 0);
   const maxY = niceMax(Math.max(1, ...series.map((pt) => Math.max(stackTotal(pt), pt.running))));
   const x = (t) => PAD.l + ((t - t0) / (t1 - t0)) * (W - PAD.l - PAD.r);
@@ -70,7 +72,11 @@ export function drawQueueChart(container, history, bandNames) {
     const tops = series.map((pt, k) => base[k] + (pt.counts[name] || 0));
     const upper = series.map((pt, k) => `${x(pt.t).toFixed(1)},${y(tops[k]).toFixed(1)}`);
     const lower = series.map((pt, k) => `${x(pt.t).toFixed(1)},${y(base[k]).toFixed(1)}`).reverse();
-    const pts = series.length === 1 ? [`${PAD.l},${y(tops[0])}`, `${W - PAD.r},${y(tops[0])}`, `${W - PAD.r},${y(0)}`, `${PAD.l},${y(0)}`] : [...upper, ...lower];
+    // One sample has no width in time: show it as a thin bar at "now".
+    const xr = W - PAD.r;
+    const pts = series.length === 1
+      ? [`${xr - 4},${y(tops[0])}`, `${xr},${y(tops[0])}`, `${xr},${y(base[0])}`, `${xr - 4},${y(base[0])}`]
+      : [...upper, ...lower];
     root.append(svg("polygon", { points: pts.join(" "), fill: bandColor(i), "fill-opacity": 0.55, stroke: bandColor(i), "stroke-width": 1, "data-band": name }));
     tops.forEach((v, k) => { base[k] = v; });
   });

@@ -37,7 +37,7 @@ function row(job) {
   h("td.mono", {}, h("a.job-link", { href: `#job/${job.id}`, onclick: (e) => { e.preventDefault(); openJob(job.id); }, title: job.id, text: shortId(job.id) })),
   h("td", { text: job.type || "—" }),
   h("td", {}, statusBadge(job.status)),
-  h("td.num", { text: priority ?? "—", title: job.workflow_priority !== null && job.workflow_priority !== undefined ? "workflow priority" : "priority" }),
+  h("td.num.hide-phone", { text: priority ?? "—", title: job.workflow_priority !== null && job.workflow_priority !== undefined ? "workflow priority" : "priority" }),
   h("td.hide-narrow", { text: job.customer_id || "—" }),
   h("td.hide-narrow.mono", { text: job.worker_id ? shortId(job.worker_id) : "—", title: job.worker_id || "" }),
   h("td.progress-cell", {}, progressBar(job.status === "completed" ? 100 : job.progress, job.status),

@@ -73,4 +73,13 @@ function renderStatusCounts() {
 export function initOverview() {
   store.on("stats", renderOverview);
   renderOverview();
+  // The chart is drawn in pixels: redraw it when its box changes size.
+  let width = 0;
+  new ResizeObserver((entries) => {
+    const w = Math.round(entries[0].contentRect.width);
+    if (w !== width) {
+      width = w;
+      drawQueueChart($("#queue-chart"), store.history, bandNames());
+    }
+  }).observe($("#queue-chart"));
 }
