@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from empq.config import WorkerSettings
 from empq.connectors.base import Connector, JobContext
 from empq.connectors.registry import create_connectors
-from empq.errors import AuthError
+from empq.errors import AuthError, EmpqError, HubUnavailable
 from empq.models import WorkerCapabilities
 from empq.protocol import (
     ClaimJob,
@@ -81,8 +81,9 @@ class Worker:
         self.registered = asyncio.Event()
         self.registrations = 0
         self.link_changed = asyncio.Condition()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        #: Set while no job runs (a finished job's outcome is already owed by then).
+        self.idle = asyncio.Event()
+        self.idle.set()
         self._tg: asyncio.TaskGroup | None = None
         self._http: httpx.AsyncClient | None = None
         self._reconnect_after: float | None = None
@@ -142,10 +143,12 @@ class Worker:
                     await self.stop.wait()
                     await self._drain()
                     self._closing = True
-                    await self.link.close()
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(5):
-                            await asyncio.shield(link_task)
+                    if self.link.connected:
+                        # A normal close (1000) ends the session; the loop then returns.
+                        await self.link.close()
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(5):
+                                await asyncio.shield(link_task)
                     link_task.cancel()
                     if status_task is not None:
                         status_task.cancel()
@@ -162,8 +165,8 @@ class Worker:
             try:
                 async with asyncio.timeout(30):
                     additions.append(await connector.capabilities())
-            except (TimeoutError, OSError) as exc:
-                log.warning("connector %s capabilities unavailable: %s", connector.name, exc)
+            except Exception:  # a connector that cannot describe itself still runs
+                log.exception("connector %s capabilities unavailable", connector.name)
         self.capabilities = merge_connector_additions(self.capabilities, additions)
 
     async def _drain(self) -> None:
@@ -183,14 +186,14 @@ class Worker:
         )
         try:
             async with asyncio.timeout(self.settings.shutdown_grace):
-                await self._idle.wait()
+                await self.idle.wait()
         except TimeoutError:
             cut = list(self.jobs.values())
             log.warning("grace over: handing back %s", [j.job_id for j in cut])
             await asyncio.gather(*(self.cancel_job(j, "shutdown") for j in cut))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(CANCEL_TIMEOUT):
-                    await self._idle.wait()
+                    await self.idle.wait()
         if not await self.link.wait_settled(5.0):
             log.warning("outcomes never acknowledged: %s", self.link.owed_jobs)
         # Graceful goodbye: the hub requeues anything still held by us at once.
@@ -222,8 +225,21 @@ class Worker:
                 self._fatal = exc
                 self.stop.set()
                 return
-            except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as exc:
+            except (
+                OSError,
+                TimeoutError,
+                InvalidHandshake,
+                ConnectionClosed,
+                HubUnavailable,
+            ) as exc:
                 log.info("hub link down: %s: %s", type(exc).__name__, exc)
+            except InvalidURI as exc:
+                log.error("EMPQ_HUB_URL is not a WebSocket URL: %s", exc)
+                self._fatal = EmpqError(f"EMPQ_HUB_URL is not a ws:// or wss:// URL: {exc}")
+                self.stop.set()
+                return
+            except Exception:  # keep the worker (and its running jobs) alive; retry later
+                log.exception("hub session failed; reconnecting")
             finally:
                 self.link.ws = None
                 self.registered.clear()
@@ -281,7 +297,7 @@ class Worker:
             self.hub_http_url or derive_http_url(self.settings.hub_url),
             a.job_id,
             a.claim_token,
-            self.settings.worker_token,
+            worker_token=self.settings.worker_token,
         )
         context = JobContext(
             id=a.job_id,
@@ -296,7 +312,7 @@ class Worker:
         )
         job = ActiveJob(a, context, self.connector_for(a))
         self.jobs[a.job_id] = job
-        self._idle.clear()
+        self.idle.clear()
         self.metrics.running.set(len(self.jobs))
         job.task = self._tg.create_task(self._run_job(job), name=f"job-{a.job_id}")
 
@@ -307,7 +323,7 @@ class Worker:
             self.jobs.pop(job.job_id, None)
             self.metrics.running.set(len(self.jobs))
             if not self.jobs:
-                self._idle.set()
+                self.idle.set()
             self.claim_wanted.set()
 
     def order_cancel(self, job_id: str) -> None:

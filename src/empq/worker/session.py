@@ -80,8 +80,8 @@ class Session:
                 tg.create_task(w.progress_flusher())
                 await self._reader()
                 raise _Closed
-        except* _Closed:
-            pass
+        except* (_Closed, ConnectionClosed):
+            pass  # the socket is gone; the worker reconnects
         return True
 
     async def _register(self) -> None:
@@ -112,6 +112,8 @@ class Session:
                     self._handle(msg)
                 except PydanticValidationError as exc:
                     log.warning("ignoring malformed %r from hub: %s", msg.get("type"), exc)
+                except Exception:  # one bad message must not take the worker down
+                    log.exception("failed to handle %r from hub", msg.get("type"))
         except ConnectionClosed:
             pass
 
@@ -210,6 +212,9 @@ class Session:
                 entry: dict[str, Any] = health.model_dump()
             except TimeoutError:
                 entry = {"healthy": False, "detail": "health check timed out"}
+            except Exception as exc:  # a broken health check is reported, not fatal
+                log.exception("connector %s health check failed", connector.name)
+                entry = {"healthy": False, "detail": f"health check failed: {exc}"}
             w.metrics.connector_healthy.labels(connector.name).set(1 if entry["healthy"] else 0)
             status[connector.name] = entry
         w.connector_status = status
