@@ -74,6 +74,18 @@ class RawWorker:
         )
         await self.expect("job_completed_ack")
 
+    async def fail(self, job: dict[str, Any], error: str, *, retry: bool) -> dict[str, Any]:
+        """Fail a claimed job; returns the hub's `job_failed_ack`."""
+        await self.send(
+            "fail_job",
+            job_id=job["job_id"],
+            claim_token=job["claim_token"],
+            error=error,
+            retry=retry,
+            error_details={"error_type": "out_of_memory", "retryable": retry},
+        )
+        return await self.expect("job_failed_ack")
+
     async def heartbeat(self, current_jobs: list[str], status: str = "busy") -> None:
         """Send a heartbeat with connector health, and wait for the ack."""
         await self.send(

@@ -49,14 +49,24 @@ async def test_cancel_from_the_page_cancels_the_running_job_and_tells_its_worker
     assert tab.problems == []
 
 
-async def test_retry_from_the_page_queues_a_cancelled_job_again(hub: HubHandle, tab: Tab) -> None:
-    job_id = await submit(hub)
-    async with hub.client() as client:
-        assert (await client.post(f"/api/jobs/{job_id}/cancel")).status_code == 200
+async def test_a_failed_job_shows_its_error_and_retry_from_the_detail_queues_it_again(
+    hub: HubHandle, tab: Tab
+) -> None:
     page = await open_dashboard(tab, hub)
-    await row(page, job_id).locator('button[data-action="retry"]').click()
+    job_id = await submit(hub, max_retries=0)
+    async with raw_worker(hub.ws_url, "gpu-oom") as worker:
+        job = await worker.claim()
+        ack = await worker.fail(job, "CUDA out of memory", retry=False)
+        assert ack["retry_scheduled"] is False
+    await expect(row(page, job_id)).to_have_attribute("data-status", "failed")
+    await row(page, job_id).locator("a.job-link").click()
+    await expect(page.locator("#detail-result .error-box")).to_contain_text("CUDA out of memory")
+    await expect(page.locator("#detail-result")).to_contain_text("out_of_memory")
+    await page.locator('#detail button[data-action="retry"]').click()
+    await expect(page.locator("#detail .detail-status .badge")).to_have_text("queued")
     await expect(row(page, job_id)).to_have_attribute("data-status", "queued")
     assert (await get_job(hub, job_id))["status"] == "queued"
+    assert tab.problems == []
 
 
 async def test_submit_form_checks_the_json_payload_and_shows_the_hubs_field_errors(
