@@ -42,6 +42,8 @@ READY_TIMEOUT = 30.0
 
 _COLOURS = ("cyan", "green", "yellow", "magenta", "blue", "bright_cyan", "bright_green")
 _PR_SET_PDEATHSIG = 1
+#: Longest log line relayed from a child.
+_LINE_LIMIT = 1024 * 1024
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -150,7 +152,13 @@ class DevSupervisor:
         try:
             with embedded_redis(self.settings) as redis_url:
                 self.say(f"Redis at {redis_url}")
-                await self._run_children(redis_url)
+                try:
+                    await self._run_children(redis_url)
+                finally:
+                    # children are still alive here only if the supervisor itself failed
+                    for child in self.children:
+                        if child.running:
+                            child.signal_group(signal.SIGKILL)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
@@ -230,6 +238,7 @@ class DevSupervisor:
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            limit=_LINE_LIMIT,
         )
         self.children.append(child)
         self.say(f"started {child.name} (pid {child.process.pid})")
@@ -239,7 +248,15 @@ class DevSupervisor:
         """Copy the child's output, prefixed; then note how it ended."""
         assert child.process is not None
         assert child.process.stdout is not None
-        async for raw in child.process.stdout:
+        stdout = child.process.stdout
+        while True:
+            try:
+                raw = await stdout.readline()
+            except ValueError:  # one line above the reader's limit: asyncio drops it
+                self.emit(child.name, "[a line over 1 MiB was dropped]", child.colour)
+                continue
+            if not raw:
+                break
             self.emit(child.name, raw.decode(errors="replace").rstrip(), child.colour)
         code = await child.process.wait()
         child.done.set()
