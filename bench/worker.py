@@ -260,12 +260,12 @@ async def main() -> None:
         return
     print(f"direct connector call: {1000 * direct:.4f} ms/job (no queue)")
     print(
-        f"{'slots':>5} {'jobs':>6} {'jobs/s':>8} {'wall ms/job':>11} {'worker CPU ms/job':>17} "
-        f"{'overhead ms/job':>15}"
+        f"{'hub':>5} {'slots':>5} {'jobs':>6} {'jobs/s':>8} {'wall ms/job':>11} "
+        f"{'worker CPU ms/job':>17} {'overhead ms/job':>15}"
     )
     for r in rows:
         print(
-            f"{r['concurrency']:>5} {r['jobs']:>6} {r['jobs_per_s']:>8.0f} "
+            f"{r['hub']:>5} {r['concurrency']:>5} {r['jobs']:>6} {r['jobs_per_s']:>8.0f} "
             f"{r['wall_ms_per_job']:>11.3f} {r['worker_cpu_ms_per_job']:>17.3f} "
             f"{r['overhead_ms_per_job']:>15.3f}"
         )
