@@ -201,7 +201,7 @@ async def test_subscribe_stats_streams_broadcasts(client: AsyncClient) -> None:
         first = await asyncio.wait_for(anext(stream), 5)
         second = await asyncio.wait_for(anext(stream), 5)
     finally:
-        await stream.aclose()  # type: ignore[attr-defined]
+        await stream.aclose()
     assert first["jobs_by_status"]["queued"] == 1
     assert "queue_depth" in second
 
@@ -220,4 +220,4 @@ async def test_api_key_is_required_and_sent(hub_factory: HubFactory) -> None:
             assert (await anext(snapshots)).status == JobStatus.QUEUED
             await c.cancel(job.id)  # the ending arrives over the authenticated WebSocket
             assert (await anext(snapshots)).status == JobStatus.CANCELLED
-            await snapshots.aclose()  # type: ignore[attr-defined]
+            await snapshots.aclose()

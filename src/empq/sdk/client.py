@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -214,7 +214,7 @@ class AsyncClient:
 
     # ------------------------------------------------------------------ events
 
-    async def watch(self, job_id: str, timeout: float | None = None) -> AsyncIterator[Job]:  # noqa: ASYNC109 - a deadline across yields
+    async def watch(self, job_id: str, timeout: float | None = None) -> AsyncGenerator[Job, None]:  # noqa: ASYNC109 - a deadline across yields
         """Yield a `Job` snapshot at every change, ending after the one with a final status.
 
         Follows the hub's WebSocket (`subscribe_job`); after every (re)connect it
@@ -252,7 +252,9 @@ class AsyncClient:
         assert last is not None  # watch yields at least once or raises
         return last
 
-    async def subscribe_stats(self, interval: float | None = None) -> AsyncIterator[dict[str, Any]]:
+    async def subscribe_stats(
+        self, interval: float | None = None
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """Yield the hub's `stats_broadcast` every `interval` seconds (hub default 5)."""
         backoff = Backoff()
         request = SubscribeStats(type="subscribe_stats", enabled=True, interval_seconds=interval)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Generator, Iterable, Mapping
 from concurrent.futures import Future
 from types import TracebackType
 from typing import Any, TypeVar
@@ -45,7 +45,7 @@ class _Portal:
             future.cancel()
             raise
 
-    def iterate(self, agen: AsyncIterator[T]) -> Iterator[T]:
+    def iterate(self, agen: AsyncIterator[T]) -> Generator[T, None, None]:
         try:
             while True:
                 try:
@@ -160,15 +160,18 @@ class Client:
         """See `AsyncClient.stats`."""
         return self._portal.call(self._async.stats())
 
-    def watch(self, job_id: str, timeout: float | None = None) -> Iterator[Job]:
-        """See `AsyncClient.watch`; breaking out of the loop closes the subscription."""
+    def watch(self, job_id: str, timeout: float | None = None) -> Generator[Job, None, None]:
+        """See `AsyncClient.watch`; breaking out of the loop (or `.close()`) ends the
+        subscription."""
         return self._portal.iterate(self._async.watch(job_id, timeout))
 
     def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """See `AsyncClient.wait`."""
         return self._portal.call(self._async.wait(job_id, timeout))
 
-    def subscribe_stats(self, interval: float | None = None) -> Iterator[dict[str, Any]]:
+    def subscribe_stats(
+        self, interval: float | None = None
+    ) -> Generator[dict[str, Any], None, None]:
         """See `AsyncClient.subscribe_stats`."""
         return self._portal.iterate(self._async.subscribe_stats(interval))
 
