@@ -35,7 +35,7 @@ class BrokerSettings(CommonSettings):
     """Where the queue lives and how it treats jobs."""
 
     redis_url: str | None = None
-    redis_max_connections: Annotated[int, Field(ge=1)] = 64
+    redis_max_connections: Annotated[int, Field(ge=1)] = 1000
     key_prefix: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")] = "empq"
     data_dir: Path = Path(".empq")
     heartbeat_timeout: Annotated[float, Field(gt=0)] = 60

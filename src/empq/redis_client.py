@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 
 _CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
@@ -21,7 +21,7 @@ def is_cluster_url(url: str) -> bool:
     return url.partition("://")[0] in _CLUSTER_SCHEMES
 
 
-def make_client(url: str, max_connections: int = 64) -> Redis:
+def make_client(url: str, max_connections: int = 1000) -> Redis:
     """A client for `url` (not yet connected). Replies are bytes (no decoding)."""
     scheme, sep, rest = url.partition("://")
     if scheme in _CLUSTER_SCHEMES:
@@ -30,6 +30,8 @@ def make_client(url: str, max_connections: int = 64) -> Redis:
         )
         # RedisCluster speaks the same commands; typed as Redis for the callers.
         return cluster  # type: ignore[no-any-return]
-    # A blocking pool: a burst of callers waits for a connection instead of failing.
-    pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=30)
+    # A plain pool: each call in flight holds one connection, opened on demand up to
+    # `max_connections`. (redis-py's blocking pool waits instead of failing, but costs
+    # a condition and a timer on every command: a third of the claim path's time.)
+    pool = ConnectionPool.from_url(url, max_connections=max_connections)
     return Redis.from_pool(pool)
