@@ -249,3 +249,21 @@ async def test_fake_follows_comfyui_gotchas(comfy: tuple[FakeComfyUI, RunningSer
         assert (await http.post("/prompt", content=b"{nope")).status_code == 500
         assert (await http.get("/view", params={"filename": "../x.png"})).status_code == 400
         assert (await http.get("/view", params={"filename": "x.png"})).status_code == 404
+
+
+async def test_interrupt_lands_between_nodes_not_inside_a_long_one(
+    comfy: tuple[FakeComfyUI, RunningServer], connector: ComfyUIConnector
+) -> None:
+    g = graph(steps=5)
+    g["2"] = {"class_type": "SlowNode", "inputs": {"image": ["1", 0], "seconds": 0.3}}
+    g["4"] = {"class_type": "Sampler", "inputs": {"image": ["2", 0], "steps": 5}}
+    g["3"]["inputs"]["images"] = ["4", 0]
+    job, _ = make_job({"workflow": g}, service="comfyui")
+    progress = Progress()
+    task = asyncio.create_task(connector.process(job, progress))
+    await asyncio.wait_for(progress.started.wait(), 5)  # node 1 done, SlowNode running
+    await connector.cancel(job)
+    with pytest.raises(ConnectorError) as info:
+        await asyncio.wait_for(task, 5)
+    assert info.value.error_type == "interrupted"
+    assert info.value.details["node_id"] == "4", "the slow node ran to its end first"

@@ -80,3 +80,18 @@ async def test_cancel_stops_the_connector_and_frees_the_slot(hub: HubHandle) -> 
         assert (await wait_for_job(client, second))["status"] == "completed"
         assert (await wait_for_job(client, first))["status"] == "cancelled"
         assert worker.metrics.jobs.labels("cancelled")._value.get() == 1
+
+
+async def test_heartbeats_carry_system_info_and_connector_health(hub: HubHandle) -> None:
+    async with (
+        running_worker(hub.ws_url, heartbeat_interval=0.05) as worker,
+        hub.client() as client,
+    ):
+        info: dict[str, object] = {}
+        async with asyncio.timeout(WAIT):
+            while not info.get("connector_status"):
+                info = (await client.get(f"/api/workers/{worker.worker_id}")).json()
+                await asyncio.sleep(0.05)  # polling the hub's registry over REST
+        assert info["connector_status"]["simulation"]["healthy"] is True
+        assert "cpu_percent" in info["system_info"]
+        assert info["capabilities"]["services"] == ["simulation"]

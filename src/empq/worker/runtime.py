@@ -194,7 +194,7 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(CANCEL_TIMEOUT):
                     await self.idle.wait()
-        if not await self.link.wait_settled(5.0):
+        if self.link.connected and not await self.link.wait_settled(5.0):
             log.warning("outcomes never acknowledged: %s", self.link.owed_jobs)
         # Graceful goodbye: the hub requeues anything still held by us at once.
         await self.link.send(
