@@ -13,6 +13,11 @@ from collections.abc import Sequence
 import typer
 
 from empq.cli import client_commands, output, server_commands
+
+try:  # typer >= 0.26 vendors click and raises its usage errors as TyperException
+    from typer import TyperException as UsageProblem
+except ImportError:  # pragma: no cover - older typer on top of the real click
+    from click import ClickException as UsageProblem  # type: ignore[no-redef,import-not-found,assignment,unused-ignore]
 from empq.errors import EmpqError
 
 app = typer.Typer(
@@ -47,7 +52,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="empq", standalone_mode=False)
-    except typer.TyperException as exc:  # typer's own click: usage errors, bad parameters
+    except UsageProblem as exc:  # usage errors, bad parameters
         ctx = getattr(exc, "ctx", None)
         name = getattr(ctx, "command_path", "empq")
         hint = f" (see '{name} --help')" if ctx is not None else ""
