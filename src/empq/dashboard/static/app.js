@@ -5,7 +5,7 @@ import { api, currentKey, onKeyNeeded, setApiKey } from "./api.js";
 import { LiveConnection } from "./live.js";
 import { normalizeStats } from "./stats.js";
 import { store } from "./store.js";
-import { $, debounce } from "./util.js";
+import { $, debounce, throttle } from "./util.js";
 import { closeDetail, initDetail, openDetail } from "./views/detail.js";
 import { currentFilters, initJobs } from "./views/jobs.js";
 import { initOverview } from "./views/overview.js";
@@ -65,10 +65,14 @@ async function loadStats() {
   }
 }
 
-// Jobs first heard of through an event are fetched once, in a batch.
+// Jobs first heard of through an event are fetched once, in a batch, for the fields
+// events do not carry. Events already give type, customer, priority and status, so
+// under a flood (thousands of submissions) only the first few are fetched and the
+// rest show from their events; the detail view fetches any job it opens.
+const UNKNOWN_FETCH_MAX = 20;
 const unknownJobs = new Set();
 const fetchUnknownJobs = debounce(async () => {
-  const ids = [...unknownJobs];
+  const ids = [...unknownJobs].slice(0, UNKNOWN_FETCH_MAX);
   unknownJobs.clear();
   await Promise.all(ids.map(async (id) => {
     try {
@@ -87,7 +91,7 @@ const requestStatsSoon = debounce(() => live && live.send({ type: "request_stats
 
 // Heartbeats are not broadcast one by one; the worker list is re-read with each
 // stats tick so heartbeat ages and current jobs stay true.
-const refreshWorkers = debounce(loadWorkers, 300);
+const refreshWorkers = throttle(loadWorkers, 1500);
 
 // ------------------------------------------------------------ live messages
 

@@ -18,6 +18,7 @@ class Store {
     this.jobOrder = []; // ids in the order of the last REST list (newest first)
     this.jobEvents = new Map();
     this.liveAt = new Map(); // job id -> performance.now() of its last live event
+    this.listed = new Set(); // ids in the last REST listing: never pruned
     this.workers = new Map(); // connected workers
     this.offlineWorkers = new Map(); // recently seen, now gone
     this.stats = null;
@@ -41,6 +42,7 @@ class Store {
 
   setJobList(jobs, fetchedAt = null) {
     this.jobOrder = [];
+    this.listed = new Set(jobs.map((j) => j.id));
     for (const job of jobs) {
       this.mergeJob(job, { quiet: true, fetchedAt });
       this.jobOrder.push(job.id);
@@ -51,6 +53,7 @@ class Store {
   /** Add the next page of the REST list after the jobs already listed. */
   appendJobList(jobs, fetchedAt = null) {
     for (const job of jobs) {
+      this.listed.add(job.id);
       this.mergeJob(job, { quiet: true, fetchedAt });
       if (!this.jobOrder.includes(job.id)) this.jobOrder.push(job.id);
     }
@@ -85,18 +88,21 @@ class Store {
 
   /** Forget the oldest finished jobs once there are more than MAX_JOBS. */
   prune() {
-    if (this.jobs.size <= MAX_JOBS) return;
+    // Amortised: a pass runs only after the store grew 10% past the last one, so a
+    // flood of unfinished jobs (which cannot be dropped) does not rescan per event.
+    if (this.jobs.size <= Math.max(MAX_JOBS, this.pruneAt || 0)) return;
     const listed = new Set(this.jobOrder);
     const victims = [...this.jobOrder].reverse().concat([...this.jobs.keys()].filter((id) => !listed.has(id)));
     for (const id of victims) {
       if (this.jobs.size <= MAX_JOBS * 0.9) break;
       const job = this.jobs.get(id);
-      if (!job || !FINAL.has(job.status)) continue;
+      if (!job || !FINAL.has(job.status) || this.listed.has(id)) continue;
       this.jobs.delete(id);
       this.jobEvents.delete(id);
       this.liveAt.delete(id);
     }
     this.jobOrder = this.jobOrder.filter((id) => this.jobs.has(id));
+    this.pruneAt = Math.ceil(this.jobs.size * 1.1);
   }
 
   /** Start a job's history from the timestamps in its record (events before page load). */

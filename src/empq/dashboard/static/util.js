@@ -67,14 +67,17 @@ export function fmtAge(value, now = Date.now()) {
   return `${fmtDuration(Math.max(0, (now - ms) / 1000))} ago`;
 }
 
+// Intl formatters are costly to build; a flood of new rows formats thousands of times.
+const TIME_FMT = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+const DATE_FMT = new Intl.DateTimeFormat(undefined, { year: "numeric", month: "2-digit", day: "2-digit" });
+
 /** Local wall-clock time of a timestamp, with the date when it is not today. */
 export function fmtTime(value) {
   const ms = toMs(value);
   if (ms === null) return "—";
   const d = new Date(ms);
   const sameDay = d.toDateString() === new Date().toDateString();
-  const time = d.toLocaleTimeString([], { hour12: false });
-  return sameDay ? time : `${d.toLocaleDateString()} ${time}`;
+  return sameDay ? TIME_FMT.format(d) : `${DATE_FMT.format(d)} ${TIME_FMT.format(d)}`;
 }
 
 export function fmtNumber(value, digits = 1) {
@@ -93,6 +96,25 @@ export function debounce(fn, ms) {
   return (...args) => {
     clearTimeout(timer);
     timer = setTimeout(() => fn(...args), ms);
+  };
+}
+
+/** Return `fn` throttled: at most once per `ms`, and once more after the last call. */
+export function throttle(fn, ms) {
+  let last = 0;
+  let timer = null;
+  return (...args) => {
+    const wait = last + ms - Date.now();
+    clearTimeout(timer);
+    if (wait <= 0) {
+      last = Date.now();
+      fn(...args);
+    } else {
+      timer = setTimeout(() => {
+        last = Date.now();
+        fn(...args);
+      }, wait);
+    }
   };
 }
 

@@ -5,7 +5,7 @@ import { store } from "../store.js";
 import { $, ACTIVE_STATUSES, FINAL_STATUSES, JOB_STATUSES, fmtTime, h, mount, progressBar, shortId, statusBadge } from "../util.js";
 import { actionButton } from "./actions.js";
 
-const MAX_ROWS = 1000; // beyond this the table is unusable anyway; filter instead
+const MAX_ROWS = 250; // a monitor, not an export: filter or page for more
 let openJob = () => {};
 let reload = () => {};
 let pending = false;
@@ -90,10 +90,21 @@ export function renderJobs() {
     rowCache.clear();
     mount(body, h("tr", {}, h("td.empty.muted", { colspan: 9, text: "No jobs match." })));
   } else {
-    const nodes = rows.map(rowFor);
-    const current = [...body.children];
-    const same = current.length === nodes.length && current.every((n, i) => n === nodes[i]);
-    if (!same) mount(body, nodes);
+    // Keyed reconcile: a new job at the top is one insertBefore, not a rebuild of
+    // every row, which keeps a flood of events from starving the page.
+    let cursor = body.firstChild;
+    for (const node of rows.map(rowFor)) {
+      if (node === cursor) {
+        cursor = cursor.nextSibling;
+        continue;
+      }
+      body.insertBefore(node, cursor);
+    }
+    while (cursor) {
+      const next = cursor.nextSibling;
+      cursor.remove();
+      cursor = next;
+    }
     const keep = new Set(rows.map((j) => j.id));
     for (const id of rowCache.keys()) if (!keep.has(id)) rowCache.delete(id);
   }
