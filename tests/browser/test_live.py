@@ -158,3 +158,21 @@ async def test_reconnects_by_itself_when_the_hub_restarts_and_reloads_nothing(
     # Only the refused connections while the hub was down may be logged.
     refused = ("WebSocket", "ERR_CONNECTION_REFUSED", "Failed to fetch")
     assert [p for p in tab.problems if not any(r in p for r in refused)] == []
+
+
+async def test_keeps_up_with_a_burst_of_a_thousand_submissions(hub: HubHandle, tab: Tab) -> None:
+    page = await open_dashboard(tab, hub)
+    burst = [{"type": "burst", "requirements": SIM, "priority": i % 101} for i in range(1000)]
+    async with hub.client() as client:
+        reply = await client.post("/api/jobs/batch", json={"jobs": burst})
+        assert reply.status_code == 201, reply.text
+    last = await submit(hub, type="after-the-burst")
+    await expect(row(page, last)).to_be_visible()
+    await expect(page.locator("tr.job-row")).to_have_count(250)  # newest first, capped
+    await expect(page.locator("#stat-queued .card-value")).to_have_text("1001")
+    total = page.locator("#band-bars .band-count")
+    assert sum([int(t) for t in await total.all_inner_texts()]) == 1001
+    # Still responsive: the submit form opens at once.
+    await page.locator("#open-submit").click()
+    await expect(page.locator("#submit-dialog")).to_be_visible()
+    assert tab.problems == []
