@@ -145,6 +145,7 @@ async def test_watch_follows_a_job_to_completion(hub: HubHandle, client: AsyncCl
     assert final.worker_id == "w-1"
     assert final.completed_at is not None
     statuses = [s.status for s in snapshots]
+    print(statuses)
     assert statuses.index(JobStatus.QUEUED) < statuses.index(JobStatus.COMPLETED)
 
 
@@ -221,3 +222,32 @@ async def test_api_key_is_required_and_sent(hub_factory: HubFactory) -> None:
             await c.cancel(job.id)  # the ending arrives over the authenticated WebSocket
             assert (await anext(snapshots)).status == JobStatus.CANCELLED
             await snapshots.aclose()
+
+
+async def test_watch_keeps_following_through_a_retry(hub_factory: HubFactory) -> None:
+    async with (
+        hub_factory(retry_delays=[0.2]) as h,
+        AsyncClient(h.http_url, poll_interval=2.0) as client,
+        raw_worker(h.ws_url, "w-1") as peer,
+    ):
+        job = await client.submit(type="render", requirements=SIM, max_retries=1)
+        snapshots: list[Job] = []
+
+        async def follow() -> None:
+            async for snapshot in client.watch(job.id, timeout=20):
+                snapshots.append(snapshot)
+
+        watcher = asyncio.ensure_future(follow())
+        first_try = await scripted.take_job(peer)
+        await scripted.fail(peer, first_try, "flaky GPU", retry=True)
+        peer.pending.clear()
+        await peer.expect("job_available")  # queued again once the back-off is over
+        second_try = await scripted.take_job(peer)
+        await scripted.complete(peer, second_try, {"output_files": []})
+        await asyncio.wait_for(watcher, 20)
+    statuses = [s.status for s in snapshots]
+    # a failure with a retry scheduled is not an ending: the watch goes on to the real one
+    failed_at = statuses.index(JobStatus.FAILED)
+    assert JobStatus.QUEUED in statuses[failed_at:]
+    assert statuses[-1] == JobStatus.COMPLETED
+    assert snapshots[-1].attempts == 1
