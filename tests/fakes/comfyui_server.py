@@ -25,26 +25,22 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from tests.fakes.comfyui_graph import (
+    NODES,
+    error_entry,
+    execution_order,
+    object_info,
+    system_stats,
+    validate_node,
+)
 from tests.fakes.serving import RunningServer
 
-# class_type -> (required inputs {name: (type, min, max)}, is output node)
-NODES: dict[str, tuple[dict[str, tuple[str, float | None, float | None]], bool]] = {
-    "EmptyImage": ({"width": ("INT", 1, 8192), "height": ("INT", 1, 8192)}, False),
-    "Sampler": ({"image": ("IMAGE", None, None), "steps": ("INT", 1, 10000)}, False),
-    "SlowNode": ({"image": ("IMAGE", None, None), "seconds": ("FLOAT", 0, 60)}, False),
-    "FailNode": ({"image": ("IMAGE", None, None)}, False),
-    "SaveImage": (
-        {"images": ("IMAGE", None, None), "filename_prefix": ("STRING", None, None)},
-        True,
-    ),
-    "PreviewImage": ({"images": ("IMAGE", None, None)}, True),
-}
 PNG = b"\x89PNG\r\n\x1a\n" + b"fake-png-body"
 STEP_SECONDS = 0.002
 
 
-def _err(etype: str, message: str, details: str = "") -> dict[str, Any]:
-    return {"type": etype, "message": message, "details": details, "extra_info": {}}
+def _refusal(etype: str, message: str) -> Response:
+    return JSONResponse({"error": error_entry(etype, message), "node_errors": {}}, 400)
 
 
 @dataclass
@@ -108,32 +104,6 @@ class FakeComfyUI:
         self.sockets.clear()
 
     # -------------------------------------------------------------- validation
-    def _validate_node(self, graph: dict[str, Any], nid: str) -> list[dict[str, Any]]:
-        node = graph[nid]
-        spec, _ = NODES[node["class_type"]]
-        inputs = node.get("inputs") or {}
-        errors: list[dict[str, Any]] = []
-        for name, (itype, lo, hi) in spec.items():
-            if name not in inputs:
-                errors.append(_err("required_input_missing", "Required input is missing", name))
-                continue
-            value = inputs[name]
-            if isinstance(value, list):
-                if len(value) != 2 or str(value[0]) not in graph:
-                    errors.append(_err("exception_during_inner_validation", "Bad link", name))
-                else:
-                    errors += self._validate_node(graph, str(value[0]))
-            elif itype in ("INT", "FLOAT"):
-                if not isinstance(value, int | float):
-                    errors.append(_err("invalid_input_type", "Failed to convert", name))
-                elif lo is not None and value < lo:
-                    errors.append(_err("value_smaller_than_min", f"Value {value} < min", name))
-                elif hi is not None and value > hi:
-                    errors.append(_err("value_bigger_than_max", f"Value {value} > max", name))
-            elif itype == "IMAGE":
-                errors.append(_err("invalid_input_type", "IMAGE must be a link", name))
-        return errors
-
     async def post_prompt(self, request: Request) -> Response:
         try:
             body = json.loads(await request.body())
@@ -142,7 +112,7 @@ class FakeComfyUI:
         graph = body.get("prompt") if isinstance(body, dict) else None
         if not isinstance(graph, dict):
             return JSONResponse(
-                {"error": _err("no_prompt", "No prompt provided"), "node_errors": {}}, 400
+                {"error": error_entry("no_prompt", "No prompt provided"), "node_errors": {}}, 400
             )
         for nid, node in graph.items():
             if not isinstance(node, dict) or "class_type" not in node:
@@ -150,20 +120,27 @@ class FakeComfyUI:
                     "Cannot execute because a node is missing the class_type property.: "
                     f"Node ID '#{nid}'"
                 )
-                return JSONResponse({"error": _err("invalid_prompt", msg), "node_errors": {}}, 400)
+                return JSONResponse(
+                    {"error": error_entry("invalid_prompt", msg), "node_errors": {}}, 400
+                )
             if node["class_type"] not in NODES:
                 msg = f"Cannot execute because node {node['class_type']} does not exist."
-                return JSONResponse({"error": _err("invalid_prompt", msg), "node_errors": {}}, 400)
+                return JSONResponse(
+                    {"error": error_entry("invalid_prompt", msg), "node_errors": {}}, 400
+                )
         outputs = [nid for nid, n in graph.items() if NODES[n["class_type"]][1]]
         if not outputs:
             return JSONResponse(
-                {"error": _err("prompt_no_outputs", "Prompt has no outputs"), "node_errors": {}},
+                {
+                    "error": error_entry("prompt_no_outputs", "Prompt has no outputs"),
+                    "node_errors": {},
+                },
                 400,
             )
         node_errors: dict[str, Any] = {}
         good: list[str] = []
         for nid in outputs:
-            errors = self._validate_node(graph, nid)
+            errors = validate_node(graph, nid)
             if errors:
                 node_errors[nid] = {
                     "errors": errors,
@@ -175,7 +152,7 @@ class FakeComfyUI:
         if not good:
             return JSONResponse(
                 {
-                    "error": _err(
+                    "error": error_entry(
                         "prompt_outputs_failed_validation", "Prompt outputs failed validation"
                     ),
                     "node_errors": node_errors,
@@ -206,24 +183,9 @@ class FakeComfyUI:
             finally:
                 self.running = None
 
-    def _order(self, graph: dict[str, Any], targets: list[str]) -> list[str]:
-        seen: list[str] = []
-
-        def visit(nid: str) -> None:
-            if nid in seen:
-                return
-            for value in (graph[nid].get("inputs") or {}).values():
-                if isinstance(value, list):
-                    visit(str(value[0]))
-            seen.append(nid)
-
-        for t in targets:
-            visit(t)
-        return seen
-
     async def _execute(self, p: Prompt) -> None:
         pid, cid = p.prompt_id, p.client_id
-        order = self._order(p.graph, p.outputs_to_run)
+        order = execution_order(p.graph, p.outputs_to_run)
         messages: list[list[Any]] = []
 
         async def event(mtype: str, data: dict[str, Any]) -> None:
@@ -380,35 +342,10 @@ class FakeComfyUI:
         return Response(data, media_type="image/png")
 
     async def system_stats(self, request: Request) -> Response:
-        return JSONResponse(
-            {
-                "system": {"os": "posix", "comfyui_version": "0.3.64", "python_version": "3.11"},
-                "devices": [
-                    {
-                        "name": "cpu",
-                        "type": "cpu",
-                        "index": None,
-                        "vram_total": 8 * 2**30,
-                        "vram_free": 6 * 2**30,
-                        "torch_vram_total": 0,
-                        "torch_vram_free": 0,
-                    }
-                ],
-            }
-        )
+        return JSONResponse(system_stats())
 
     async def object_info(self, request: Request) -> Response:
-        info = {
-            name: {
-                "input": {"required": {k: [v[0], {}] for k, v in spec.items()}},
-                "output_node": is_out,
-                "name": name,
-                "display_name": name,
-                "category": "fake",
-            }
-            for name, (spec, is_out) in NODES.items()
-        }
-        return JSONResponse(info)
+        return JSONResponse(object_info())
 
     async def ws(self, websocket: WebSocket) -> None:
         await websocket.accept()
