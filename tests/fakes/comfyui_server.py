@@ -111,32 +111,20 @@ class FakeComfyUI:
             return PlainTextResponse("500: Internal Server Error", status_code=500)
         graph = body.get("prompt") if isinstance(body, dict) else None
         if not isinstance(graph, dict):
-            return JSONResponse(
-                {"error": error_entry("no_prompt", "No prompt provided"), "node_errors": {}}, 400
-            )
+            return _refusal("no_prompt", "No prompt provided")
         for nid, node in graph.items():
             if not isinstance(node, dict) or "class_type" not in node:
                 msg = (
                     "Cannot execute because a node is missing the class_type property.: "
                     f"Node ID '#{nid}'"
                 )
-                return JSONResponse(
-                    {"error": error_entry("invalid_prompt", msg), "node_errors": {}}, 400
-                )
+                return _refusal("invalid_prompt", msg)
             if node["class_type"] not in NODES:
                 msg = f"Cannot execute because node {node['class_type']} does not exist."
-                return JSONResponse(
-                    {"error": error_entry("invalid_prompt", msg), "node_errors": {}}, 400
-                )
+                return _refusal("invalid_prompt", msg)
         outputs = [nid for nid, n in graph.items() if NODES[n["class_type"]][1]]
         if not outputs:
-            return JSONResponse(
-                {
-                    "error": error_entry("prompt_no_outputs", "Prompt has no outputs"),
-                    "node_errors": {},
-                },
-                400,
-            )
+            return _refusal("prompt_no_outputs", "Prompt has no outputs")
         node_errors: dict[str, Any] = {}
         good: list[str] = []
         for nid in outputs:
