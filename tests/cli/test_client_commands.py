@@ -200,8 +200,9 @@ async def test_workers_stats_and_explain(
         explained = await inproc("explain", job.id, "--hub", hub.http_url)
         as_json = one_json(await inproc("explain", job.id, "--hub", hub.http_url, "--json"))
     assert explained.code == 0
-    assert "no worker can run it" in explained.out
-    assert "gpu-7" in explained.out
+    assert "position 1 in the queue" in explained.out
+    rejected_row = next(line for line in explained.out.splitlines() if "gpu-7" in line)
+    assert "simulation" in rejected_row, "the reason names what the worker lacks"
     assert as_json["rejected_workers"][0]["worker_id"] == "gpu-7"
 
 

@@ -109,7 +109,8 @@ def show_job(job: Job) -> None:
         "customer": job.customer_id,
         "workflow": job.workflow_id,
         "service": job.requirements.service_type,
-        "message": job.message,
+        # the last progress message is stale once the job has completed
+        "message": None if job.status == "completed" else job.message,
         "error": job.error,
     }
     rows += [(k, escape(str(v))) for k, v in optional.items() if v is not None]
@@ -194,7 +195,7 @@ def show_explanation(explanation: Explanation) -> None:
     if explanation.matching_workers:
         names = [_worker_name(w) for w in explanation.matching_workers]
         console.print("[green]can run it:[/green] " + escape(", ".join(names)))
-    else:
+    elif not explanation.summary:
         console.print("[yellow]no worker can run it right now[/yellow]")
     if explanation.rejected_workers:
         table = Table(box=None, header_style="bold")
