@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from empq.errors import JobNotFound
+from empq.errors import EmpqError, JobNotFound
 from empq.sdk import Client
 from empq.status import JobStatus
 from tests.support.hub_fixtures import HubHandle
@@ -36,3 +36,11 @@ async def test_sync_client_submits_watches_cancels_and_waits(hub: HubHandle) -> 
     assert seen["listed"] == [seen["job"].id]  # type: ignore[attr-defined]
     portals = [t for t in threading.enumerate() if t.name == "empq-client"]
     assert not portals, "close() stops the client's thread"
+
+
+def test_a_closed_client_says_so() -> None:
+    client = Client("http://127.0.0.1:1")
+    client.close()
+    client.close()  # harmless
+    with pytest.raises(EmpqError, match="closed"):
+        client.get("j1")

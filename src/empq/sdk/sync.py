@@ -14,6 +14,7 @@ from concurrent.futures import Future
 from types import TracebackType
 from typing import Any, TypeVar
 
+from empq.errors import EmpqError
 from empq.models import Job, Requirements, WorkerInfo
 from empq.sdk.client import DEFAULT_POLL_INTERVAL, AsyncClient
 from empq.sdk.results import Explanation, JobPage, SubmittedJob
@@ -37,6 +38,9 @@ class _Portal:
         self._thread.start()
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._loop.is_closed():
+            coro.close()  # never started: close it so Python does not warn
+            raise EmpqError("the client is closed")
         future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return future.result()
@@ -56,6 +60,10 @@ class _Portal:
             aclose = getattr(agen, "aclose", None)
             if aclose is not None and self._loop.is_running():
                 self.call(aclose())
+
+    @property
+    def closed(self) -> bool:
+        return self._loop.is_closed()
 
     def close(self) -> None:
         if self._loop.is_running():
@@ -176,7 +184,9 @@ class Client:
         return self._portal.iterate(self._async.subscribe_stats(interval))
 
     def close(self) -> None:
-        """Close connections and stop the client's thread."""
+        """Close connections and stop the client's thread (a second call does nothing)."""
+        if self._portal.closed:
+            return
         try:
             self._portal.call(self._async.aclose())
         finally:
