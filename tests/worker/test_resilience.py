@@ -58,6 +58,7 @@ async def test_running_job_survives_a_hub_restart(
         async with asyncio.timeout(WAIT):
             await worker.idle.wait()
         assert worker.link.owed_jobs == [first]
+        assert not worker.ready(), "/ready must say no while the hub is away"
         await hubp.start()
         async with asyncio.timeout(WAIT):
             await worker.wait_registered(after=before)

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
+import pytest
+
+from empq.worker import session
+from empq.worker.runtime import RECONNECT_MAX, RECONNECT_MIN, reconnect_delay
 from tests.support.hub_fixtures import HubHandle
 from tests.worker.conftest import WAIT, GateConnector, running_worker, submit, wait_for_job
 
@@ -95,3 +100,27 @@ async def test_heartbeats_carry_system_info_and_connector_health(hub: HubHandle)
         assert info["connector_status"]["simulation"]["healthy"] is True
         assert "cpu_percent" in info["system_info"]
         assert info["capabilities"]["services"] == ["simulation"]
+
+
+async def test_job_available_wakes_an_idle_worker_without_waiting_for_the_poll(
+    hub: HubHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fallback poll would come far too late: only `job_available` can wake the worker.
+    monkeypatch.setattr(session, "POLL_MIN", 60.0)
+    monkeypatch.setattr(session, "POLL_MAX", 60.0)
+    async with running_worker(hub.ws_url) as worker, hub.client() as client:
+        async with asyncio.timeout(WAIT):
+            await worker.idle.wait()
+        job_id = await submit(client)
+        done = await wait_for_job(client, job_id, within=3)
+        assert done["status"] == "completed"
+
+
+def test_reconnect_back_off_grows_with_jitter_and_is_capped() -> None:
+    rng = random.Random(7)
+    for failures in range(12):
+        ceiling = min(RECONNECT_MAX, RECONNECT_MIN * 2**failures)
+        delays = [reconnect_delay(failures, rng) for _ in range(200)]
+        assert all(0 <= d <= ceiling for d in delays)
+        assert max(delays) > ceiling / 2, "jitter spans the window"
+    assert reconnect_delay(10_000, rng) <= RECONNECT_MAX

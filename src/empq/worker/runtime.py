@@ -48,6 +48,16 @@ RECONNECT_MAX = 30.0
 CANCEL_TIMEOUT = 10.0
 
 
+def reconnect_delay(failures: int, rng: random.Random | None = None) -> float:
+    """Seconds to wait before reconnect attempt `failures + 1`.
+
+    Exponential back-off with full jitter, so a fleet that lost its hub at the same
+    moment does not come back in step.
+    """
+    ceiling = min(RECONNECT_MAX, RECONNECT_MIN * 2 ** min(failures, 32))
+    return (rng or random).uniform(0, ceiling)
+
+
 class Worker:
     """One worker: its connectors, its jobs and its link to the hub."""
 
@@ -248,8 +258,7 @@ class Worker:
                 return
             delay = self._reconnect_after
             if delay is None:
-                # Exponential back-off with full jitter, so a fleet does not reconnect in step.
-                delay = random.uniform(0, min(RECONNECT_MAX, RECONNECT_MIN * 2**failures))
+                delay = reconnect_delay(failures)
             failures += 1
             await asyncio.sleep(delay)
 
