@@ -68,9 +68,22 @@ def execution_order(graph: dict[str, Any], targets: list[str]) -> list[str]:
     return seen
 
 
+#: Checkpoints the fake "has": real ComfyUI lists them under CheckpointLoaderSimple.
+CHECKPOINTS = ["fake_sd15.safetensors", "fake_sdxl.safetensors"]
+
+
 def object_info() -> dict[str, Any]:
-    """`GET /object_info` for the fake's node classes."""
-    return {
+    """`GET /object_info` for the fake's node classes, plus a checkpoint loader's list."""
+    loader = {
+        "CheckpointLoaderSimple": {
+            "input": {"required": {"ckpt_name": [CHECKPOINTS, {}]}},
+            "output_node": False,
+            "name": "CheckpointLoaderSimple",
+            "display_name": "Load Checkpoint",
+            "category": "loaders",
+        }
+    }
+    return loader | {
         name: {
             "input": {"required": {k: [v[0], {}] for k, v in spec.items()}},
             "output_node": is_out,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
 from empq.config import WorkerSettings
@@ -9,7 +11,9 @@ from empq.connectors.a1111 import A1111Connector
 from empq.connectors.comfyui import ComfyUIConnector
 from empq.redis_server import free_port
 from tests.fakes.a1111_server import PNG, running_a1111
-from tests.fakes.comfyui_server import running_comfyui
+from tests.fakes.comfyui_graph import CHECKPOINTS
+from tests.fakes.comfyui_server import FakeComfyUI, running_comfyui
+from tests.fakes.serving import RunningServer
 from tests.support.hub_fixtures import HubHandle
 from tests.worker.conftest import running_worker, submit, wait_for_job
 
@@ -94,3 +98,36 @@ async def test_status_port_serves_health_ready_metrics_and_page(hub: HubHandle) 
         page = (await status.get("/")).text
         assert worker.worker_id in page
         assert "completed" in page
+
+
+async def test_a_comfyui_that_comes_up_later_adds_its_models(hub: HubHandle) -> None:
+    port = free_port()
+    connector = ComfyUIConnector(WorkerSettings(comfyui_url=f"http://127.0.0.1:{port}"))
+    async with (
+        running_worker(
+            hub.ws_url, connectors=[connector], services=["comfyui"], heartbeat_interval=0.05
+        ) as worker,
+        hub.client() as client,
+    ):
+        assert worker.capabilities.models == {}, "ComfyUI is down: no models yet"
+        before = worker.registrations
+        fake = FakeComfyUI()
+        server = RunningServer(fake.app(), port=port)
+        await server.start()
+        try:
+            job_id = await submit(
+                client,
+                payload={"workflow": WORKFLOW},
+                requirements={"service_type": "comfyui", "models": ["fake_sdxl.safetensors"]},
+            )
+            runner = asyncio.create_task(fake.run_forever())
+            try:
+                done = await wait_for_job(client, job_id)
+            finally:
+                runner.cancel()
+                await asyncio.gather(runner, return_exceptions=True)
+            assert done["status"] == "completed", done
+            assert worker.capabilities.models["comfyui"] == CHECKPOINTS
+            assert worker.registrations == before, "updated in place, no re-registration"
+        finally:
+            await server.stop()

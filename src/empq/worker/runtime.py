@@ -16,6 +16,7 @@ import logging
 import random
 import signal
 import time
+from typing import Any
 
 import httpx
 from websockets.asyncio.client import connect
@@ -30,6 +31,7 @@ from empq.protocol import (
     ClaimJob,
     Disconnect,
     RegisterWorker,
+    UpdateCapabilities,
     WorkerStatusMessage,
 )
 from empq.status import WorkerStatus
@@ -46,6 +48,7 @@ log = logging.getLogger("empq.worker")
 RECONNECT_MIN = 0.2
 RECONNECT_MAX = 30.0
 CANCEL_TIMEOUT = 10.0
+HEALTH_TIMEOUT = 5.0
 
 
 def reconnect_delay(failures: int, rng: random.Random | None = None) -> float:
@@ -77,6 +80,8 @@ class Worker:
             else create_connectors(settings.connectors, settings)
         )
         self.capabilities = capabilities or load_capabilities(settings)
+        # What the worker has before connectors add theirs; refreshes start from it.
+        self._base_capabilities = self.capabilities
         self.stop = stop if stop is not None else asyncio.Event()
         self._own_signals = stop is None
         self.link = HubLink()
@@ -86,7 +91,7 @@ class Worker:
         self.draining = False
         self.hub_http_url = settings.hub_http_url
         self.started_at = time.time()
-        self.connector_status: dict[str, dict[str, object]] = {}
+        self.connector_status: dict[str, dict[str, Any]] = {}
         self.claim_wanted = asyncio.Event()
         self.registered = asyncio.Event()
         self.registrations = 0
@@ -142,6 +147,7 @@ class Worker:
                     stack.push_async_callback(connector.close)
                 self._http = await stack.enter_async_context(httpx.AsyncClient(timeout=60))
                 await self._add_connector_capabilities()
+                await self.check_connectors()
                 async with asyncio.TaskGroup() as tg:
                     self._tg = tg
                     link_task = tg.create_task(self._connection_loop(), name="hub-link")
@@ -177,7 +183,45 @@ class Worker:
                     additions.append(await connector.capabilities())
             except Exception:  # a connector that cannot describe itself still runs
                 log.exception("connector %s capabilities unavailable", connector.name)
-        self.capabilities = merge_connector_additions(self.capabilities, additions)
+        self.capabilities = merge_connector_additions(self._base_capabilities, additions)
+
+    async def check_connectors(self) -> dict[str, Any]:
+        """Every connector's `health()` (5 s limit each), kept for heartbeats and `/ready`."""
+        status: dict[str, Any] = {}
+        for connector in self.connectors:
+            try:
+                async with asyncio.timeout(HEALTH_TIMEOUT):
+                    health = await connector.health()
+                entry: dict[str, Any] = health.model_dump()
+            except TimeoutError:
+                entry = {"healthy": False, "detail": "health check timed out"}
+            except Exception as exc:  # a broken health check is reported, not fatal
+                log.exception("connector %s health check failed", connector.name)
+                entry = {"healthy": False, "detail": f"health check failed: {exc}"}
+            self.metrics.connector_healthy.labels(connector.name).set(1 if entry["healthy"] else 0)
+            status[connector.name] = entry
+        self.connector_status = status
+        return status
+
+    async def refresh_capabilities(self) -> None:
+        """Ask the connectors again and tell the hub what changed (`update_capabilities`).
+
+        Called when a connector's service comes back: a ComfyUI that was down when
+        the worker started only now reports its models.
+        """
+        before = self.capabilities.model_dump(mode="json")
+        await self._add_connector_capabilities()
+        after = self.capabilities.model_dump(mode="json")
+        changes = {k: v for k, v in after.items() if before.get(k) != v}
+        if changes:
+            log.info("capabilities changed: %s", sorted(changes))
+            await self.link.send(
+                UpdateCapabilities(
+                    type="update_capabilities",
+                    worker_id=self.worker_id,
+                    capability_changes=changes,
+                )
+            )
 
     async def _drain(self) -> None:
         self.draining = True

@@ -39,7 +39,6 @@ POLL_MAX = 5.0
 #: An unanswered claim is forgotten after this long, so a lost reply cannot stall claiming.
 CLAIM_REPLY_TIMEOUT = 10.0
 REGISTER_TIMEOUT = 10.0
-HEALTH_TIMEOUT = 5.0
 #: `error_code`s meaning the job is no longer this worker's.
 LOST = frozenset({"STALE_CLAIM", "INVALID_TRANSITION", "JOB_NOT_FOUND"})
 
@@ -189,7 +188,10 @@ class Session:
     async def _heartbeats(self) -> None:
         w = self.worker
         while True:
-            status = await self._connector_status()
+            before = {name: e.get("healthy") for name, e in w.connector_status.items()}
+            status = await w.check_connectors()
+            if any(e["healthy"] and before.get(n) is False for n, e in status.items()):
+                await w.refresh_capabilities()
             await w.link.send(
                 WorkerHeartbeat(
                     type="worker_heartbeat",
@@ -201,24 +203,6 @@ class Session:
                 )
             )
             await asyncio.sleep(w.settings.heartbeat_interval)
-
-    async def _connector_status(self) -> dict[str, Any]:
-        w = self.worker
-        status: dict[str, Any] = {}
-        for connector in w.connectors:
-            try:
-                async with asyncio.timeout(HEALTH_TIMEOUT):
-                    health = await connector.health()
-                entry: dict[str, Any] = health.model_dump()
-            except TimeoutError:
-                entry = {"healthy": False, "detail": "health check timed out"}
-            except Exception as exc:  # a broken health check is reported, not fatal
-                log.exception("connector %s health check failed", connector.name)
-                entry = {"healthy": False, "detail": f"health check failed: {exc}"}
-            w.metrics.connector_healthy.labels(connector.name).set(1 if entry["healthy"] else 0)
-            status[connector.name] = entry
-        w.connector_status = status
-        return status
 
     def _status_message(self) -> WorkerStatusMessage:
         w = self.worker
