@@ -112,6 +112,7 @@ async def run_once(
         proc.terminate()
         proc.wait(30)
     return {
+        "hub": "real",
         "concurrency": c,
         "jobs": int(done),
         "wall_s": wall,
