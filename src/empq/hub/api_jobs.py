@@ -35,6 +35,7 @@ def job_json(job: Job) -> dict[str, Any]:
 async def submit(sub: JobSubmission, hub: HubDep) -> JSONResponse:
     """Queue one job. 201 for a new job; 200 with the first job for a repeated idempotency key."""
     result = await hub.broker.submit(sub)
+    hub.webhooks.remember_job_url(result.job_id, sub.webhook_url)
     if not result.created:
         job = await hub.broker.get(result.job_id)
         return JSONResponse({"job_id": job.id, **job_json(job)}, status_code=200)
@@ -55,6 +56,7 @@ async def submit_batch(batch: BatchSubmission, hub: HubDep) -> dict[str, Any]:
     results = await hub.broker.submit_many(batch.jobs)
     jobs = []
     for sub, r in zip(batch.jobs, results, strict=True):
+        hub.webhooks.remember_job_url(r.job_id, sub.webhook_url)
         item: dict[str, Any] = {
             "job_id": r.job_id,
             "status": r.status.value,

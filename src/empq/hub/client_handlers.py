@@ -54,6 +54,7 @@ async def submit_job(hub: Hub, conn: Connection, msg: SubmitJob) -> None:
     require_client_auth(hub, conn)
     sub = msg.to_submission()
     result = await hub.broker.submit(sub)
+    hub.webhooks.remember_job_url(result.job_id, sub.webhook_url)
     conn.subs.job_ids.add(result.job_id)
     spec = JobSpec.of(sub.type, sub.customer_id, sub.requirements)
     reply: dict[str, Any] = {

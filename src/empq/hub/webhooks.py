@@ -29,7 +29,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from redis.exceptions import RedisError, ResponseError
 
-from empq.errors import JobNotFound, ValidationError
+from empq.errors import ValidationError
 from empq.hub.events import passes
 from empq.protocol import NotificationFilters, now_ms
 
@@ -184,26 +184,24 @@ class Webhooks:
 
     # ------------------------------------------------------------ outbox
 
-    async def _job_webhook(self, data: dict[str, Any]) -> str | None:
-        if "webhook_url" in data:
-            given = data["webhook_url"]
-            return given if isinstance(given, str) else None
-        job_id = data.get("job_id")
-        if not isinstance(job_id, str):
-            return None
-        # A job's webhook_url never changes, so one read per job is enough.
-        if job_id in self._job_urls:
-            self._job_urls.move_to_end(job_id)
-            return self._job_urls[job_id]
-        url: str | None
-        try:
-            url = (await self.hub.broker.get(job_id)).webhook_url
-        except JobNotFound:  # cleaned up already: nobody is waiting for it
-            url = None
+    def remember_job_url(self, job_id: str, url: str | None) -> None:
+        """Note a job's `webhook_url` (it never changes), e.g. at submission on this hub."""
         self._job_urls[job_id] = url
         if len(self._job_urls) > 100_000:
             self._job_urls.popitem(last=False)
-        return url
+
+    async def _load_job_urls(self, job_ids: set[str]) -> None:
+        """Learn the `webhook_url` of jobs not seen before: one pipelined read per batch."""
+        unknown = [j for j in job_ids if j not in self._job_urls]
+        if not unknown:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in unknown:
+                # The broker keeps each submitted field in the job hash (codec.py).
+                pipe.hget(self.keys.job(job_id), "webhook_url")
+            urls = await pipe.execute()
+        for job_id, url in zip(unknown, urls, strict=True):
+            self.remember_job_url(job_id, _text(url) if url else None)
 
     async def deliveries_for(
         self, event_id: str, event_type: str, data: dict[str, Any]
@@ -226,8 +224,13 @@ class Webhooks:
             ):
                 continue
             targets.append((reg["id"], reg["url"], reg.get("secret")))
-        if name != "worker_alert":
-            url = await self._job_webhook(data)
+        job_id = data.get("job_id")
+        if name != "worker_alert" and isinstance(job_id, str):
+            if "webhook_url" in data:
+                url = data["webhook_url"] if isinstance(data["webhook_url"], str) else None
+            else:
+                await self._load_job_urls({job_id})
+                url = self._job_urls.get(job_id)
             if url:
                 targets.append((None, url, None))
         out = []
@@ -288,11 +291,13 @@ class Webhooks:
 
     async def _enqueue(self, batch: list[tuple[str, dict[Any, Any]]]) -> None:
         deliveries: list[dict[str, Any]] = []
-        for event_id, fields in batch:
-            parsed = parse_entry(fields)
-            if parsed is None:
-                continue
-            deliveries += await self.deliveries_for(event_id, *parsed)
+        parsed = [(event_id, parse_entry(fields)) for event_id, fields in batch]
+        await self._load_job_urls(
+            {p[1]["job_id"] for _, p in parsed if p and isinstance(p[1].get("job_id"), str)}
+        )
+        for event_id, entry in parsed:
+            if entry is not None:
+                deliveries += await self.deliveries_for(event_id, *entry)
         now = now_ms()
         async with self.redis.pipeline(transaction=True) as pipe:
             for d in deliveries:

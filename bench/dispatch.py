@@ -1,0 +1,283 @@
+"""Hub benchmark: dispatch latency, throughput through one hub, memory with idle workers.
+
+    .venv/bin/python bench/dispatch.py [--samples 300] [--jobs 5000] [--idle-workers 1000]
+
+Runs a private redis-server and one hub process (`python -m empq.hub`), and drives
+them from this process with raw WebSocket workers speaking the protocol:
+
+1. latency: 4 idle workers; one job at a time is submitted over REST after a random
+   idle gap; the worker that gets `job_available` claims; latency = submit call
+   start -> `job_assigned` received. Targets p50 <= 2 ms, p99 <= 5 ms.
+2. throughput: N no-op jobs are queued with the batch API, then workers (all in this
+   one process) claim up to `--slots` jobs at a time and complete them; rate =
+   jobs / (last completion acknowledged - first assignment). Target >= 2,500 jobs/s.
+3. memory: `--idle-workers` workers connect, register and heartbeat; the hub
+   process's RSS is read with psutil. Target < 300 MB for 1,000.
+
+Prints a Markdown table and, with `--json FILE`, writes the figures there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from websockets.asyncio.client import ClientConnection, connect
+
+from empq.redis_server import RedisServer, free_port
+
+CAPS = {"services": ["bench"]}
+
+
+def _msg(mtype: str, **fields: Any) -> str:
+    return json.dumps({"type": mtype, "timestamp": int(time.time() * 1000), **fields})
+
+
+@asynccontextmanager
+async def hub_process(redis_url: str, workdir: Path) -> AsyncIterator[tuple[str, str, int]]:
+    """A hub child process; yields (http_url, ws_url, pid)."""
+    http_port, ws_port = free_port(), free_port()
+    env = dict(os.environ)
+    env.update(
+        EMPQ_REDIS_URL=redis_url,
+        EMPQ_HUB_PORT=str(http_port),
+        EMPQ_WS_PORT=str(ws_port),
+        EMPQ_DATA_DIR=str(workdir / "data"),
+        EMPQ_ARTIFACT_DIR=str(workdir / "artifacts"),
+        EMPQ_LOG_LEVEL="warning",
+        EMPQ_HEARTBEAT_TIMEOUT="600",
+    )
+    log = (workdir / "hub.log").open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "empq.hub"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    http_url = f"http://127.0.0.1:{http_port}"
+    try:
+        async with httpx.AsyncClient() as client:
+            for _ in range(400):
+                try:
+                    if (await client.get(http_url + "/ready")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.05)
+            else:
+                raise RuntimeError("hub did not start; see hub.log")
+        yield http_url, f"ws://127.0.0.1:{ws_port}/", proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        log.close()
+
+
+async def register(ws: ClientConnection, worker_id: str, slots: int = 1) -> None:
+    """Register a raw worker and wait for the reply."""
+    caps = {**CAPS, "performance": {"concurrent_jobs": slots}}
+    await ws.send(_msg("register_worker", worker_id=worker_id, capabilities=caps))
+    while json.loads(await ws.recv())["type"] != "worker_registered":
+        pass
+
+
+# --------------------------------------------------------------------------- latency
+
+
+async def latency(http_url: str, ws_url: str, samples: int) -> dict[str, float]:
+    assigned: dict[str, asyncio.Future[int]] = {}
+    loop = asyncio.get_running_loop()
+
+    async def worker(n: int) -> None:
+        async with connect(ws_url, max_size=None) as ws:
+            await register(ws, f"lat-{n}")
+            ready.release()
+            async for raw in ws:
+                m = json.loads(raw)
+                if m["type"] == "job_available":
+                    await ws.send(_msg("claim_job"))
+                elif m["type"] == "job_assigned":
+                    # The reply can beat the submitter's REST response: either side
+                    # may create the future.
+                    fut = assigned.setdefault(m["job_id"], loop.create_future())
+                    if not fut.done():
+                        fut.set_result(time.perf_counter_ns())
+                    await ws.send(
+                        _msg(
+                            "complete_job",
+                            job_id=m["job_id"],
+                            claim_token=m["claim_token"],
+                            result={},
+                        )
+                    )
+
+    ready = asyncio.Semaphore(0)
+    tasks = [asyncio.create_task(worker(n)) for n in range(4)]
+    for _ in tasks:
+        await ready.acquire()
+    lat_ms: list[float] = []
+    async with httpx.AsyncClient(base_url=http_url) as http:
+        for i in range(samples + 20):
+            await asyncio.sleep(random.uniform(0.005, 0.03))  # idle gap between samples
+            t0 = time.perf_counter_ns()
+            r = await http.post(
+                "/api/jobs",
+                json={
+                    "type": "bench",
+                    "payload": {"i": i},
+                    "requirements": {"service_type": "bench"},
+                },
+            )
+            job_id = r.json()["job_id"]
+            fut = assigned.setdefault(job_id, loop.create_future())
+            t1 = await asyncio.wait_for(fut, 5)
+            if i >= 20:  # warm-up
+                lat_ms.append((t1 - t0) / 1e6)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    q = statistics.quantiles(lat_ms, n=100)
+    return {
+        "samples": len(lat_ms),
+        "p50_ms": statistics.median(lat_ms),
+        "p90_ms": q[89],
+        "p99_ms": q[98],
+        "max_ms": max(lat_ms),
+    }
+
+
+# --------------------------------------------------------------------------- throughput
+
+
+async def throughput(
+    http_url: str, ws_url: str, jobs: int, workers: int, slots: int
+) -> dict[str, float]:
+    async with httpx.AsyncClient(base_url=http_url, timeout=60) as http:
+        t0 = time.perf_counter()
+        for start in range(0, jobs, 1000):
+            batch = [
+                {"type": "bench", "payload": {"i": i}, "requirements": {"service_type": "bench"}}
+                for i in range(start, min(start + 1000, jobs))
+            ]
+            r = await http.post("/api/jobs/batch", json={"jobs": batch})
+            r.raise_for_status()
+        enqueue_s = time.perf_counter() - t0
+    done = 0
+    first: list[float] = []
+    last = 0.0
+    finished = asyncio.Event()
+
+    async def worker(n: int) -> None:
+        nonlocal done, last
+        async with connect(ws_url, max_size=None) as ws:
+            await register(ws, f"tp-{n}", slots)
+            while not finished.is_set():
+                await ws.send(_msg("claim_job", max_jobs=slots))
+                await ws.send(_msg("ping"))  # replies come in order: pong ends the claim's
+                got: list[dict[str, Any]] = []
+                while True:
+                    m = json.loads(await ws.recv())
+                    if m["type"] == "job_assigned":
+                        got.append(m)
+                    elif m["type"] == "job_completed_ack":
+                        done += 1
+                        last = time.perf_counter()
+                        if done >= jobs:
+                            finished.set()
+                    elif m["type"] == "pong":
+                        break
+                if got and not first:
+                    first.append(time.perf_counter())
+                for m in got:
+                    await ws.send(
+                        _msg(
+                            "complete_job",
+                            job_id=m["job_id"],
+                            claim_token=m["claim_token"],
+                            result={},
+                        )
+                    )
+                if not got and done >= jobs:
+                    finished.set()
+
+    tasks = [asyncio.create_task(worker(n)) for n in range(workers)]
+    await asyncio.wait_for(finished.wait(), 600)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    elapsed = last - first[0]
+    return {
+        "jobs": jobs,
+        "enqueue_jobs_per_s": jobs / enqueue_s,
+        "drain_jobs_per_s": (jobs - 1) / elapsed,
+        "workers": workers,
+        "slots": slots,
+    }
+
+
+# --------------------------------------------------------------------------- memory
+
+
+async def memory(ws_url: str, pid: int, n: int) -> dict[str, float]:
+    proc = psutil.Process(pid)
+    before = proc.memory_info().rss
+    sockets: list[ClientConnection] = []
+    try:
+        for start in range(0, n, 100):
+            batch = [
+                await connect(ws_url, max_size=None) for _ in range(start, min(start + 100, n))
+            ]
+            await asyncio.gather(*(register(ws, f"idle-{start + k}") for k, ws in enumerate(batch)))
+            sockets += batch
+        for ws in sockets:
+            await ws.send(_msg("worker_heartbeat", status="idle"))
+        for ws in sockets:
+            while json.loads(await ws.recv())["type"] != "worker_heartbeat_ack":
+                pass
+        after = proc.memory_info().rss
+    finally:
+        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    return {"workers": n, "rss_before_mb": before / 2**20, "rss_mb": after / 2**20}
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--samples", type=int, default=300)
+    ap.add_argument("--jobs", type=int, default=5000)
+    ap.add_argument("--workers", type=int, default=4, help="throughput: WebSocket workers")
+    ap.add_argument("--slots", type=int, default=64, help="throughput: jobs per claim")
+    ap.add_argument("--idle-workers", type=int, default=1000)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, RedisServer(persistent=False) as redis:
+        async with hub_process(redis.url, Path(tmp)) as (http_url, ws_url, pid):
+            lat = await latency(http_url, ws_url, args.samples)
+            tp = await throughput(http_url, ws_url, args.jobs, args.workers, args.slots)
+            mem = await memory(ws_url, pid, args.idle_workers)
+    results = {"latency": lat, "throughput": tp, "memory": mem}
+    print("| figure | value | target |\n|---|---|---|")
+    print(f"| dispatch p50 (submit -> job_assigned) | {lat['p50_ms']:.2f} ms | <= 2 ms |")
+    print(f"| dispatch p99 | {lat['p99_ms']:.2f} ms | <= 5 ms |")
+    print(
+        f"| throughput, one hub, one worker process | {tp['drain_jobs_per_s']:.0f} jobs/s "
+        "| >= 2,500 |"
+    )
+    print(f"| batch enqueue | {tp['enqueue_jobs_per_s']:.0f} jobs/s | |")
+    print(f"| hub RSS with {mem['workers']} idle workers | {mem['rss_mb']:.0f} MB | < 300 MB |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
