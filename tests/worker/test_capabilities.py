@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from empq.connectors.base import CapabilityAdditions
 from empq.errors import ValidationError
 from empq.worker.artifacts import derive_http_url
 from empq.worker.capabilities import detect_hardware, load_capabilities, merge_connector_additions
+from empq.worker.metrics import FinishedJob, WorkerMetrics
 
 
 def test_hardware_is_detected_with_psutil() -> None:
@@ -101,3 +103,12 @@ def test_connectors_add_services_models_and_gpu() -> None:
 )
 def test_hub_http_url_is_derived_from_the_websocket_url(ws: str, http: str) -> None:
     assert derive_http_url(ws) == http
+
+
+def test_jobs_per_hour_counts_the_last_hour_only() -> None:
+    metrics = WorkerMetrics()
+    now = time.time()
+    for ended in (now - 7200, now - 120, now - 1, now):
+        metrics.finished(FinishedJob("j", "t", "completed", 0.1, ended))
+    assert metrics.jobs_last_hour() == 3
+    assert len(metrics.recent) == 4

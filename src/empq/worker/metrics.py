@@ -50,7 +50,8 @@ class WorkerMetrics:
         )
         self._by_outcome: dict[str, Counter] = {}
         self.recent: deque[FinishedJob] = deque(maxlen=50)
-        self._ends: deque[float] = deque()
+        # Jobs ended per minute, newest last: bounded however fast jobs go.
+        self._per_minute: deque[list[int]] = deque(maxlen=61)
 
     def finished(self, job: FinishedJob) -> None:
         """Record a job's end."""
@@ -60,11 +61,13 @@ class WorkerMetrics:
         counter.inc()
         self.processing.observe(job.seconds)
         self.recent.appendleft(job)
-        self._ends.append(job.ended_at)
+        minute = int(job.ended_at // 60)
+        if self._per_minute and self._per_minute[-1][0] == minute:
+            self._per_minute[-1][1] += 1
+        else:
+            self._per_minute.append([minute, 1])
 
     def jobs_last_hour(self) -> int:
-        """How many jobs ended in the past hour."""
-        cutoff = time.time() - 3600
-        while self._ends and self._ends[0] < cutoff:
-            self._ends.popleft()
-        return len(self._ends)
+        """How many jobs ended in the past hour (to the minute)."""
+        now_minute = int(time.time() // 60)
+        return sum(count for minute, count in self._per_minute if minute > now_minute - 60)
