@@ -28,6 +28,15 @@ from tests.worker.conftest import (
 pytestmark = pytest.mark.slow
 
 
+async def wait_for_log(proc: WorkerProcess, text: str, within: float = WAIT) -> None:
+    """Until the child's log shows `text` (a child process offers no event to await)."""
+    async with asyncio.timeout(within):
+        while True:
+            if text in proc.log():
+                return
+            await asyncio.sleep(0.05)
+
+
 async def wait_ready(port: int, proc: WorkerProcess, within: float = WAIT) -> None:
     """Until the worker process's `/ready` says it is registered with the hub."""
     async with httpx.AsyncClient(timeout=1.0) as http:
@@ -183,3 +192,14 @@ async def test_three_workers_complete_300_jobs_exactly_once(hub: HubHandle, tmp_
             proc.signal(signal.SIGTERM)
         for proc in procs:
             assert await proc.wait() == 0, proc.log()
+
+
+async def test_sigterm_while_the_hub_is_unreachable_exits_0_at_once(tmp_path: Path) -> None:
+    proc = start_worker_process(tmp_path, f"ws://127.0.0.1:{free_port()}")
+    try:
+        await wait_for_log(proc, "hub link down")
+        proc.signal(signal.SIGTERM)
+        assert await proc.wait(within=3) == 0, proc.log()
+    finally:
+        if proc.proc.poll() is None:
+            proc.proc.kill()
