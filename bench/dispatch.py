@@ -62,8 +62,8 @@ async def hub_process(redis_url: str, workdir: Path) -> AsyncIterator[tuple[str,
         EMPQ_HEARTBEAT_TIMEOUT="600",
     )
     log = (workdir / "hub.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "empq.hub"], env=env, stdout=log, stderr=subprocess.STDOUT
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "empq.hub", env=env, stdout=log, stderr=subprocess.STDOUT
     )
     http_url = f"http://127.0.0.1:{http_port}"
     try:
@@ -80,7 +80,7 @@ async def hub_process(redis_url: str, workdir: Path) -> AsyncIterator[tuple[str,
         yield http_url, f"ws://127.0.0.1:{ws_port}/", proc.pid
     finally:
         proc.terminate()
-        proc.wait(15)
+        await asyncio.wait_for(proc.wait(), 15)
         log.close()
 
 
