@@ -56,6 +56,7 @@ async def submit_job(hub: Hub, conn: Connection, msg: SubmitJob) -> None:
     result = await hub.broker.submit(sub)
     hub.webhooks.remember_job_url(result.job_id, sub.webhook_url)
     conn.subs.job_ids.add(result.job_id)
+    hub.connections.changed()
     spec = JobSpec.of(sub.type, sub.customer_id, sub.requirements)
     reply: dict[str, Any] = {
         "job_id": result.job_id,
@@ -114,6 +115,7 @@ async def subscribe_job(hub: Hub, conn: Connection, msg: SubscribeJob) -> None:
         conn.subs.job_ids.add(msg.job_id)
     else:
         conn.subs.job_ids.discard(msg.job_id)
+    hub.connections.changed()
     conn.send(out("job_notifications_subscribed", job_id=msg.job_id, subscribed=subscribed))
 
 
@@ -121,6 +123,7 @@ async def subscribe_notifications(
     hub: Hub, conn: Connection, msg: SubscribeJobNotifications
 ) -> None:
     require_client_auth(hub, conn)
+    hub.connections.changed()
     if not msg.enabled:
         conn.subs.notifications = None
         conn.send(
@@ -148,6 +151,7 @@ async def subscribe_notifications(
 
 async def subscribe_stats(hub: Hub, conn: Connection, msg: SubscribeStats) -> None:
     require_client_auth(hub, conn)
+    hub.connections.changed()
     if not msg.enabled:
         conn.subs.stats_interval = None
         conn.send(out("subscription_confirmed", subscription_type="stats", enabled=False))
@@ -174,6 +178,7 @@ async def request_stats(hub: Hub, conn: Connection, msg: RequestStats) -> None:
 async def subscribe_worker_updates(hub: Hub, conn: Connection, msg: SubscribeWorkerUpdates) -> None:
     require_client_auth(hub, conn)
     conn.subs.worker_updates = (msg.worker_filters or {}) if msg.enabled else None
+    hub.connections.changed()
     conn.send(
         out(
             "subscription_confirmed",

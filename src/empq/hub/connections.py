@@ -114,16 +114,27 @@ class Connections:
 
     def __init__(self) -> None:
         self.all: dict[str, Connection] = {}
+        # Every event is routed to the subscribers; with a thousand idle workers
+        # connected, scanning all sockets per event would dominate.
+        self._subscribers: list[Connection] | None = None
 
     def add(self, conn: Connection) -> None:
         self.all[conn.id] = conn
+        self._subscribers = None
 
     def remove(self, conn: Connection) -> None:
         self.all.pop(conn.id, None)
+        self._subscribers = None
+
+    def changed(self) -> None:
+        """A connection's subscriptions changed."""
+        self._subscribers = None
 
     def subscribers(self) -> list[Connection]:
         """Connections with at least one subscription."""
-        return [c for c in self.all.values() if c.subs.any]
+        if self._subscribers is None:
+            self._subscribers = [c for c in self.all.values() if c.subs.any]
+        return self._subscribers
 
     def broadcast(self, message: OutMessage) -> None:
         """Send to every connection (used for shutdown notices)."""

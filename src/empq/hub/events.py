@@ -146,13 +146,11 @@ class EventPump:
         status = data.get("status")
         if not isinstance(job_id, str) or status in ACTIVE_STATUSES:
             return
-        for lw in self.hub.registry.local.values():
-            if job_id in lw.held:
-                del lw.held[job_id]
-                if status == JobStatus.CANCELLED:
-                    lw.conn.send(
-                        out("cancel_job", job_id=job_id, reason=data.get("message") or "cancelled")
-                    )
+        lw = self.hub.registry.release(job_id)
+        if lw is not None and status == JobStatus.CANCELLED:
+            lw.conn.send(
+                out("cancel_job", job_id=job_id, reason=data.get("message") or "cancelled")
+            )
 
     async def replay(self, conn: Connection, since: str) -> int:
         """Send a reconnecting subscriber the job events after `since` that match."""

@@ -101,7 +101,28 @@ class Registry:
         self.local: dict[str, LocalWorker] = {}
         #: Every known worker (any hub), refreshed from Redis and from worker events.
         self.known: dict[str, WorkerInfo] = {}
+        #: job id -> the local worker holding it, so an event finds its worker in O(1).
+        self.holders: dict[str, LocalWorker] = {}
         self.version = 0
+
+    # ------------------------------------------------------------------ held jobs
+
+    def hold(self, lw: LocalWorker, job_id: str, job: RunningJob) -> None:
+        """A local worker now holds a job."""
+        lw.held[job_id] = job
+        self.holders[job_id] = lw
+
+    def release(self, job_id: str) -> LocalWorker | None:
+        """The job is no longer held here; returns the worker that held it."""
+        lw = self.holders.pop(job_id, None)
+        if lw is not None:
+            lw.held.pop(job_id, None)
+        return lw
+
+    def _forget_held(self, lw: LocalWorker) -> None:
+        for job_id in list(lw.held):
+            if self.holders.get(job_id) is lw:
+                del self.holders[job_id]
 
     # ------------------------------------------------------------------ writes
 
@@ -126,6 +147,8 @@ class Registry:
         lw = LocalWorker(info=info, conn=conn, verdicts=StaticVerdicts(caps))
         if previous is not None:
             lw.held = previous.held
+            for job_id in lw.held:
+                self.holders[job_id] = lw
             if previous.conn is not conn:
                 previous.conn.worker = None
         self.local[worker_id] = lw
@@ -163,6 +186,7 @@ class Registry:
         monitor decides the worker is gone (it may reconnect first)."""
         if self.local.get(lw.worker_id) is lw:
             del self.local[lw.worker_id]
+            self._forget_held(lw)
             lw.info.connected = False
             info = lw.sync_info()
             self._remember(info)
@@ -171,6 +195,8 @@ class Registry:
     async def mark_offline(self, worker_id: str) -> None:
         """The worker is gone: record it offline and stop watching its heartbeat."""
         lw = self.local.pop(worker_id, None)
+        if lw is not None:
+            self._forget_held(lw)
         info = lw.info if lw is not None else await self.get(worker_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             if info is not None:

@@ -65,7 +65,8 @@ async def register_worker(hub: Hub, conn: Connection, msg: RegisterWorker) -> No
         except errors.JobNotFound:
             continue
         if job.worker_id == msg.worker_id and job.status in ACTIVE_STATUSES:
-            lw.held[job_id] = RunningJob(job.customer_id, job.requirements.customer_isolation)
+            running = RunningJob(job.customer_id, job.requirements.customer_isolation)
+            hub.registry.hold(lw, job_id, running)
     conn.send(
         out(
             "worker_registered",
@@ -97,7 +98,9 @@ async def claim_job(hub: Hub, conn: Connection, msg: ClaimJob) -> None:
         return
     for a in assignments:
         job = a.job
-        lw.held[job.id] = RunningJob(job.customer_id, job.requirements.customer_isolation)
+        hub.registry.hold(
+            lw, job.id, RunningJob(job.customer_id, job.requirements.customer_isolation)
+        )
         conn.send(
             out(
                 "job_assigned",
@@ -134,7 +137,7 @@ async def update_progress(hub: Hub, conn: Connection, msg: UpdateJobProgress) ->
 async def complete_job(hub: Hub, conn: Connection, msg: CompleteJob) -> None:
     lw = registered(conn)
     await hub.broker.complete(msg.job_id, msg.claim_token, msg.result, msg.processing_time)
-    lw.held.pop(msg.job_id, None)
+    hub.registry.release(msg.job_id)
     lw.info.jobs_completed += 1
     conn.send(out("job_completed_ack", job_id=msg.job_id, worker_id=lw.worker_id))
 
@@ -144,7 +147,7 @@ async def fail_job(hub: Hub, conn: Connection, msg: FailJob) -> None:
     result = await hub.broker.fail(
         msg.job_id, msg.claim_token, msg.error, retry=msg.retry, error_details=msg.error_details
     )
-    lw.held.pop(msg.job_id, None)
+    hub.registry.release(msg.job_id)
     lw.info.jobs_failed += 1
     conn.send(
         out(
