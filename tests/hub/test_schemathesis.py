@@ -6,10 +6,10 @@ import asyncio
 from typing import Any
 
 import httpx
+import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import schemathesis
 from tests.support.hub_fixtures import HubHandle
 
 EXAMPLES_PER_OPERATION = 12

@@ -52,3 +52,41 @@ async def test_cancel_on_one_hub_stops_worker_on_the_other(hub_factory: HubFacto
         assert r.json()["status"] == "cancelled"
         stop = await w.expect("cancel_job")
         assert stop["job_id"] == job_id
+
+
+async def test_silent_worker_on_one_hub_is_given_up_whichever_hub_watches(
+    hub_factory: HubFactory,
+) -> None:
+    async with (
+        hub_factory(heartbeat_timeout=0.5) as one,
+        hub_factory(heartbeat_timeout=0.5) as two,
+        RawPeer.connect(one.ws_url) as monitor,
+        raw_worker(two.ws_url, "quiet") as w,
+        one.client() as http,
+    ):
+        await monitor.request({"type": "subscribe_worker_updates"}, "subscription_confirmed")
+        job_id = (await http.post("/api/jobs", json={"type": "t"})).json()["job_id"]
+        a = await w.request({"type": "claim_job"}, "job_assigned")
+        gone = await monitor.expect("worker_disconnected", within=5)
+        assert gone["jobs_affected"] == [job_id]
+        assert (await http.get(f"/api/jobs/{job_id}")).json()["status"] == "queued"
+        err = await w.request(
+            {
+                "type": "complete_job",
+                "job_id": job_id,
+                "claim_token": a["claim_token"],
+                "result": {},
+            },
+            "error",
+        )
+        assert err["error_code"] in ("NOT_REGISTERED", "STALE_CLAIM")
+        await w.request(
+            {
+                "type": "register_worker",
+                "worker_id": "quiet",
+                "capabilities": {"services": ["simulation"]},
+            },
+            "worker_registered",
+        )
+        again = await w.request({"type": "claim_job"}, "job_assigned")
+        assert again["job_id"] == job_id

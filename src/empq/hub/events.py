@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
@@ -125,12 +126,30 @@ class EventPump:
             if event_type == "job_update" and data.get("status") == JobStatus.QUEUED:
                 await hub.dispatcher.on_queued(data, event_ms(event_id))
         elif event_type in WORKER_EVENTS:
+            if event_type == "worker_disconnected":
+                self._drop_if_declared_gone(data)
             hub.registry.apply_event(event_type, data)
             self._to_worker_subscribers(event_type, data, event_id)
         elif event_type == "system_alert":
             text = event_message(event_type, data, event_id)
             for conn in hub.connections.subscribers():
                 conn.send(text)
+
+    def _drop_if_declared_gone(self, data: dict[str, Any]) -> None:
+        """Another hub's heartbeat monitor gave up on a worker connected here.
+
+        Its jobs are back in the queue, so its registration here ends too: its next
+        message gets NOT_REGISTERED and it registers afresh. A worker that has
+        heartbeated since (it re-registered in the meantime) is left alone.
+        """
+        wid = data.get("worker_id")
+        lw = self.hub.registry.local.get(wid) if isinstance(wid, str) else None
+        if lw is None or lw.info.last_heartbeat is None:
+            return
+        silent = datetime.now(UTC) - lw.info.last_heartbeat
+        if silent.total_seconds() >= self.hub.settings.heartbeat_timeout:
+            self.hub.registry.drop_local(lw)
+            lw.conn.worker = None
 
     def _to_worker_subscribers(self, event_type: str, data: dict[str, Any], event_id: str) -> None:
         text: str | None = None

@@ -192,6 +192,12 @@ class Registry:
             self._remember(info)
             await self.redis.hset(self.keys.workers, info.worker_id, info.model_dump_json())
 
+    def drop_local(self, lw: LocalWorker) -> None:
+        """Forget a local worker's registration (its record in Redis stays)."""
+        if self.local.get(lw.worker_id) is lw:
+            del self.local[lw.worker_id]
+            self._forget_held(lw)
+
     async def mark_offline(self, worker_id: str) -> None:
         """The worker is gone: record it offline and stop watching its heartbeat."""
         lw = self.local.pop(worker_id, None)
