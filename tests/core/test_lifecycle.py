@@ -312,3 +312,38 @@ async def test_check_claim_accepts_only_the_holder(broker: Broker) -> None:
     await broker.complete(a.job.id, a.claim_token, {})
     with pytest.raises(StaleClaim):
         await broker.check_claim(a.job.id, a.claim_token)
+
+
+async def test_claiming_several_jobs_at_once_keeps_claim_order(broker: Broker) -> None:
+    ids = [r.job_id for r in await broker.submit_many([job(priority=p) for p in range(10)])]
+    wide = CAPS.model_copy(update={"performance": {"concurrent_jobs": 5}})
+    got = await broker.claim("w", wide, max_jobs=5)
+    assert [a.job.id for a in got] == ids[::-1][:5]
+    assert len({a.claim_token for a in got}) == 5
+    for a in got:  # each token holds its own job, and only that one
+        await broker.complete(a.job.id, a.claim_token, {})
+    with pytest.raises(StaleClaim):
+        await broker.accept(ids[0], got[0].claim_token)
+    assert (await broker.stats())["jobs_by_status"]["completed"] == 5
+
+
+async def test_a_batch_claim_honours_strict_isolation(broker: Broker) -> None:
+    def strict(customer: str, priority: int) -> JobSubmission:
+        return job(
+            customer_id=customer,
+            priority=priority,
+            requirements={"service_type": "sim", "customer_isolation": "strict"},
+        )
+
+    await broker.submit_many(
+        [strict("a", 90), job(customer_id="b", priority=80), strict("a", 70), job(priority=60)]
+    )
+    caps = WorkerCapabilities.model_validate(
+        {
+            "services": ["sim"],
+            "customer_access": {"isolation": "strict"},
+            "performance": {"concurrent_jobs": 4},
+        }
+    )
+    got = await broker.claim("w", caps, max_jobs=4)
+    assert [(a.job.customer_id, a.job.priority) for a in got] == [("a", 90), ("a", 70)]

@@ -24,7 +24,7 @@ from empq.matching import (
     WorkerState,
     dynamic_reasons,
 )
-from empq.models import WorkerCapabilities
+from empq.models import Isolation, WorkerCapabilities
 
 
 @dataclass(slots=True)
@@ -77,13 +77,14 @@ class ClaimMixin(QueryMixin):
         del preferred_types
         state = state or WorkerState()
         out: list[Assignment] = []
-        for _ in range(max_jobs):
-            assignment = await self._claim_one(worker_id, caps, state)
-            if assignment is None:
+        while len(out) < max_jobs:
+            batch = await self._claim_some(worker_id, caps, state, max_jobs - len(out))
+            if not batch:
                 break
-            out.append(assignment)
-            job = assignment.job
-            state = state.with_job(RunningJob(job.customer_id, job.requirements.customer_isolation))
+            out += batch
+            for a in batch:
+                req = a.job.requirements
+                state = state.with_job(RunningJob(a.job.customer_id, req.customer_isolation))
         return out
 
     async def _peek(self, eligible: list[str], depth: int) -> _Candidates | None:
@@ -101,36 +102,49 @@ class ClaimMixin(QueryMixin):
         ]
         return _Candidates(reply[1], members)
 
-    async def _claim_one(
-        self, worker_id: str, caps: WorkerCapabilities, state: WorkerState
-    ) -> Assignment | None:
+    def _batchable(self, caps: WorkerCapabilities, members: list[tuple[str, str]]) -> bool:
+        """Whether several of these candidates may be claimed at once.
+
+        Taking one job can change what the worker may take next only through the
+        isolation rules (a strict job, a customer limit); without those, a batch is
+        exactly what one-at-a-time claims would give.
+        """
+        if caps.customer_access.max_concurrent_customers is not None:
+            return False
+        return all(self._specs[sig].isolation is not Isolation.STRICT for _, sig in members)
+
+    async def _claim_some(
+        self, worker_id: str, caps: WorkerCapabilities, state: WorkerState, wanted: int
+    ) -> list[Assignment]:
         k = self.keys
-        depth = _PEEK_DEPTH
+        depth = max(_PEEK_DEPTH, min(wanted, _CONTENDED_PEEK_DEPTH))
         for _ in range(_CLAIM_ROUNDS):
             eligible = self._eligible(caps, state)
             cache_key = tuple(eligible)
             cands = self._candidates.get(cache_key)
-            if cands is None or not cands.members:
+            if cands is None or len(cands.members) < min(wanted, depth):
                 cands = await self._peek(eligible, depth)
                 if cands is None:
                     continue
                 if not cands.members:
-                    return None
+                    return []
                 if len(self._candidates) >= _CANDIDATE_CACHE:
                     self._candidates.clear()
                 self._candidates[cache_key] = cands
-            tried = cands.members[:_CONTENDED_PEEK_DEPTH]
+            tried = cands.members[: max(_CONTENDED_PEEK_DEPTH, wanted)]
+            want = min(wanted, len(tried)) if self._batchable(caps, tried) else 1
+            tokens = [f"{secrets.token_hex(12)}.{worker_id}" for _ in range(want)]
             keys = [k.queued, k.claims, k.running, k.worker_jobs(worker_id), k.counts, k.events]
-            token = f"{secrets.token_hex(12)}.{worker_id}"
             now = self.clock()
             timeout = self.settings.claim_timeout
             args: list[Any] = [
                 worker_id,
-                token,
                 now,
                 now + int(timeout * 1000),
                 self._maxlen,
                 cands.enqueued,
+                want,
+                *tokens,
             ]
             for member, sig in tried:
                 keys += [k.job(member.partition("|")[2]), k.sig_queue(sig)]
@@ -143,10 +157,14 @@ class ClaimMixin(QueryMixin):
                 self._candidates.pop(cache_key, None)
                 depth = _CONTENDED_PEEK_DEPTH
                 continue
-            member = won[0].decode()
-            # Every candidate before the one we won is taken too.
+            members = [m.decode() for m in won[::2]]
+            # Every candidate up to the last one we won is taken.
             with contextlib.suppress(ValueError):
-                del cands.members[: [m for m, _ in cands.members].index(member) + 1]
-            job = job_from_hash(member.partition("|")[2], decode_hash(won[1]))
-            return Assignment(job, token, timeout)
-        return None
+                del cands.members[: [m for m, _ in cands.members].index(members[-1]) + 1]
+            return [
+                Assignment(
+                    job_from_hash(member.partition("|")[2], decode_hash(raw)), token, timeout
+                )
+                for member, raw, token in zip(members, won[1::2], tokens, strict=False)
+            ]
+        return []
