@@ -18,7 +18,7 @@ from empq.errors import (
     WorkerNotFound,
 )
 from empq.models import Job, JobSubmission, Requirements, WorkerCapabilities
-from empq.sdk import AsyncClient, Client
+from empq.sdk import AsyncClient, Client, Explanation, JobPage, SubmittedJob, WaitTimeout
 from empq.status import JobStatus, WorkerStatus
 
 __version__ = "0.1.0"
@@ -30,16 +30,20 @@ __all__ = [
     "Connector",
     "ConnectorError",
     "EmpqError",
+    "Explanation",
     "HubUnavailable",
     "InvalidTransition",
     "Job",
     "JobContext",
     "JobNotFound",
+    "JobPage",
     "JobStatus",
     "JobSubmission",
     "Requirements",
     "StaleClaim",
+    "SubmittedJob",
     "ValidationError",
+    "WaitTimeout",
     "WorkerCapabilities",
     "WorkerNotFound",
     "WorkerStatus",

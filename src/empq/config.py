@@ -73,7 +73,7 @@ class HubSettings(BrokerSettings):
     webhook_deny_private: bool = False
     public_url: str | None = None
     webhook_retry_delays: Annotated[list[float], NoDecode] = Field(
-        default_factory=lambda: [1, 5, 15]
+        default_factory=lambda: [1.0, 5.0, 15.0]
     )
     alert_queue_depth: Annotated[int, Field(ge=1)] = 1000
 

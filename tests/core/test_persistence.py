@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from empq.broker import Broker
@@ -82,3 +85,23 @@ async def test_without_redis_on_path_the_bundled_server_runs_the_queue(
         (a,) = await b.claim("w", CAPS)
         assert a.job.id == r.job_id
         await b.close()
+
+
+def test_the_private_redis_stops_when_its_owner_is_killed(tmp_path: Path) -> None:
+    """`kill -9` of the process that started the embedded Redis leaves no Redis behind."""
+    code = (
+        "import sys, time\n"
+        "from empq.redis_server import RedisServer\n"
+        f"s = RedisServer({str(tmp_path / 'd')!r}, persistent=True).start()\n"
+        "print(s.process.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    assert owner.stdout is not None
+    redis_pid = int(owner.stdout.readline())
+    assert psutil.pid_exists(redis_pid)
+    owner.kill()
+    owner.wait()
+    owner.stdout.close()
+    _, alive = psutil.wait_procs([psutil.Process(redis_pid)], timeout=10)
+    assert not alive
