@@ -113,3 +113,13 @@ def test_order_key_sorts_like_the_contract(
     expect_b = (-b[0], b[1], b[2], b[3])
     assert (ka < kb) == (expect_a < expect_b)
     assert parse_order_key(ka) == (OrderFields(*a), "x")
+
+
+async def test_a_job_submitted_between_claims_is_not_skipped(broker: Broker) -> None:
+    """Claims reuse what an earlier look at the queue saw; a better newcomer still wins."""
+    a, b = (r.job_id for r in await broker.submit_many([job(priority=50), job(priority=50)]))
+    assert await claim_order(broker, 1) == [a]
+    c = (await broker.submit(job(priority=90))).job_id
+    assert await claim_order(broker, 1) == [c]
+    d = (await broker.submit(job(priority=10))).job_id  # a worse newcomer changes nothing
+    assert await claim_order(broker, 2) == [b, d]

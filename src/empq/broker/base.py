@@ -29,8 +29,8 @@ Clock = Callable[[], int]
 #: Priority bands reported by `stats()`: label -> (lowest, highest) priority.
 PRIORITY_BANDS = {"0-24": (0, 24), "25-49": (25, 49), "50-74": (50, 74), "75-100": (75, 100)}
 
-_PEEK_DEPTH = 4
-_CONTENDED_PEEK_DEPTH = 16
+_PEEK_DEPTH = 16
+_CONTENDED_PEEK_DEPTH = 32
 _CANDIDATE_CACHE = 1024
 _CLAIM_ROUNDS = 64
 _VERDICT_CACHE = 4096

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -117,12 +116,13 @@ class ClaimMixin(QueryMixin):
         self, worker_id: str, caps: WorkerCapabilities, state: WorkerState, wanted: int
     ) -> list[Assignment]:
         k = self.keys
-        depth = max(_PEEK_DEPTH, min(wanted, _CONTENDED_PEEK_DEPTH))
+        depth = max(_PEEK_DEPTH, wanted)
+        spare = 1  # extra candidates to send along, in case others took the first ones
         for _ in range(_CLAIM_ROUNDS):
             eligible = self._eligible(caps, state)
             cache_key = tuple(eligible)
             cands = self._candidates.get(cache_key)
-            if cands is None or len(cands.members) < min(wanted, depth):
+            if cands is None or not cands.members:
                 cands = await self._peek(eligible, depth)
                 if cands is None:
                     continue
@@ -131,10 +131,22 @@ class ClaimMixin(QueryMixin):
                 if len(self._candidates) >= _CANDIDATE_CACHE:
                     self._candidates.clear()
                 self._candidates[cache_key] = cands
-            tried = cands.members[: max(_CONTENDED_PEEK_DEPTH, wanted)]
-            want = min(wanted, len(tried)) if self._batchable(caps, tried) else 1
+            # Reserve candidates for this claim, so that claimers in this process never
+            # race each other for the same job; other processes are settled by claim.lua.
+            take = wanted if self._batchable(caps, cands.members[:wanted]) else 1
+            tried = cands.members[: max(take, spare)]
+            del cands.members[: len(tried)]
+            want = min(take, len(tried))
             tokens = [f"{secrets.token_hex(12)}.{worker_id}" for _ in range(want)]
-            keys = [k.queued, k.claims, k.running, k.worker_jobs(worker_id), k.counts, k.events]
+            keys = [
+                k.queued,
+                k.claims,
+                k.running,
+                k.worker_jobs(worker_id),
+                k.counts,
+                k.events,
+                *(k.sig_queue(sig) for sig in eligible),
+            ]
             now = self.clock()
             timeout = self.settings.claim_timeout
             args: list[Any] = [
@@ -144,6 +156,7 @@ class ClaimMixin(QueryMixin):
                 self._maxlen,
                 cands.enqueued,
                 want,
+                len(eligible),
                 *tokens,
             ]
             for member, sig in tried:
@@ -153,14 +166,15 @@ class ClaimMixin(QueryMixin):
             if won == 0:  # jobs joined a queue since the peek: they may be better
                 self._candidates.pop(cache_key, None)
                 continue
-            if not won:  # other claimers took every candidate: look deeper
+            if not won:  # other processes took every candidate: look again, and try more
                 self._candidates.pop(cache_key, None)
-                depth = _CONTENDED_PEEK_DEPTH
+                spare = _CONTENDED_PEEK_DEPTH
                 continue
             members = [m.decode() for m in won[::2]]
-            # Every candidate up to the last one we won is taken.
-            with contextlib.suppress(ValueError):
-                del cands.members[: [m for m, _ in cands.members].index(members[-1]) + 1]
+            if len(members) < want:
+                # Fewer than asked: the rest were taken, or jobs joined a queue since the
+                # peek (then one job is claimed). Either way this peek is spent.
+                self._candidates.pop(cache_key, None)
             return [
                 Assignment(
                     job_from_hash(member.partition("|")[2], decode_hash(raw)), token, timeout
