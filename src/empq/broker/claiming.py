@@ -145,6 +145,7 @@ class ClaimMixin(QueryMixin):
                 k.worker_jobs(worker_id),
                 k.counts,
                 k.events,
+                k.signatures_version,
                 *(k.sig_queue(sig) for sig in eligible),
             ]
             now = self.clock()
@@ -157,6 +158,7 @@ class ClaimMixin(QueryMixin):
                 cands.enqueued,
                 want,
                 len(eligible),
+                self._sig_version,
                 *tokens,
             ]
             for member, sig in tried:

@@ -3,31 +3,35 @@
 -- peek.lua; those other workers took in the meantime are skipped, so contending
 -- claimers each get jobs in one call, in claim order.
 -- KEYS[1] queued  KEYS[2] claims  KEYS[3] running  KEYS[4] worker_jobs  KEYS[5] counts
--- KEYS[6] events  KEYS[7 .. 6 + e] the sig_queue of every signature the worker may take
--- then per candidate i: KEYS[5 + e + 2i] job, KEYS[6 + e + 2i] its sig_queue
+-- KEYS[6] events  KEYS[7] sigs_version
+-- KEYS[8 .. 7 + e] the sig_queue of every signature the worker may take
+-- then per candidate i: KEYS[6 + e + 2i] job, KEYS[7 + e + 2i] its sig_queue
 -- ARGV[1] worker id  ARGV[2] now ms  ARGV[3] claim deadline ms
 -- ARGV[4] event stream max length  ARGV[5] the `enqueued` count peek.lua saw
--- ARGV[6] want: most jobs to claim  ARGV[7] e  ARGV[8 .. 7 + want] one claim token per job
--- then per candidate i: ARGV[7 + want + i] its member (order key)
+-- ARGV[6] want: most jobs to claim  ARGV[7] e  ARGV[8] the sigs_version the caller knows
+-- ARGV[9 .. 8 + want] one claim token per job
+-- then per candidate i: ARGV[8 + want + i] its member (order key)
 -- When jobs were queued since the peek (`enqueued` moved), a newer job may be better
--- than the candidates: then one job is claimed, and only if the first candidate still
--- queued is the best head of the worker's queues.
+-- than the candidates: then one job is claimed, and only if the caller's view of the
+-- signatures is current and the first candidate still queued is the best head of the
+-- worker's queues.
 -- Returns 0 when the candidates may no longer be the best, false when every candidate
 -- was taken, else {member, job hash (HGETALL), member, ...} in claim order; the n-th job
 -- claimed holds the n-th token.
 local want = tonumber(ARGV[6])
 local e = tonumber(ARGV[7])
-local n = (#KEYS - 6 - e) / 2
+local n = (#KEYS - 7 - e) / 2
 if (redis.call('HGET', KEYS[5], 'enqueued') or '0') ~= ARGV[5] then
+  if (redis.call('GET', KEYS[7]) or '0') ~= ARGV[8] then return 0 end
   local best = nil
   for q = 1, e do
-    local head = redis.call('ZRANGE', KEYS[6 + q], 0, 0)[1]
+    local head = redis.call('ZRANGE', KEYS[7 + q], 0, 0)[1]
     if head and (best == nil or head < best) then best = head end
   end
   local first = nil
   for i = 1, n do
-    if redis.call('ZSCORE', KEYS[6 + e + 2 * i], ARGV[7 + want + i]) then
-      first = ARGV[7 + want + i]
+    if redis.call('ZSCORE', KEYS[7 + e + 2 * i], ARGV[8 + want + i]) then
+      first = ARGV[8 + want + i]
       break
     end
   end
@@ -39,11 +43,11 @@ local out = {}
 local got = 0
 for i = 1, n do
   if got == want then break end
-  local job_key, q_key = KEYS[5 + e + 2 * i], KEYS[6 + e + 2 * i]
-  local member = ARGV[7 + tonumber(ARGV[6]) + i]
+  local job_key, q_key = KEYS[6 + e + 2 * i], KEYS[7 + e + 2 * i]
+  local member = ARGV[8 + tonumber(ARGV[6]) + i]
   if redis.call('ZREM', q_key, member) == 1 then
     got = got + 1
-    local token = ARGV[7 + got]
+    local token = ARGV[8 + got]
     local id = string.sub(member, string.find(member, '|', 1, true) + 1)
     redis.call('ZREM', KEYS[1], member)
     local timeout_ms = tonumber(redis.call('HGET', job_key, 'timeout_ms')) or 1800000
