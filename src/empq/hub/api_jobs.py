@@ -17,8 +17,8 @@ from empq.status import JobStatus
 router = APIRouter(prefix="/api/jobs", tags=["jobs"], dependencies=[Depends(require_api_key)])
 
 
-def hub_of(request: Request) -> Hub:
-    """The running hub behind this app."""
+async def hub_of(request: Request) -> Hub:
+    """The running hub behind this app (async, so FastAPI does not hop to a thread)."""
     hub: Hub = request.app.state.hub
     return hub
 
