@@ -125,10 +125,11 @@ class HubProcess:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.ws_port}/"
 
-    async def start(self, timeout: float = 15.0) -> None:
+    async def start(self, within: float = 15.0) -> None:
         """Start the process and wait until `/ready` answers 200."""
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
+        self.proc = await asyncio.to_thread(
+            subprocess.Popen,
             [sys.executable, "-m", "empq.hub"],
             env=self.env,
             stdout=log,
@@ -136,7 +137,7 @@ class HubProcess:
             start_new_session=True,
         )
         log.close()
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         async with httpx.AsyncClient(timeout=1.0) as client:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
@@ -145,23 +146,23 @@ class HubProcess:
                     if (await client.get(f"{self.http_url}/ready")).status_code == 200:
                         return
                 await asyncio.sleep(0.05)  # polling a child process's port: no event to await
-        raise RuntimeError(f"hub not ready in {timeout}s:\n{self.log_path.read_text()}")
+        raise RuntimeError(f"hub not ready in {within}s:\n{self.log_path.read_text()}")
 
-    async def stop(self, timeout: float = 10.0) -> int:
+    async def stop(self, within: float = 10.0) -> int:
         """SIGTERM and wait: the graceful path."""
-        return await self._end(signal.SIGTERM, timeout)
+        return await self._end(signal.SIGTERM, within)
 
     async def kill(self) -> int:
         """SIGKILL: as a crash would end it."""
         return await self._end(signal.SIGKILL, 10.0)
 
-    async def _end(self, sig: signal.Signals, timeout: float) -> int:
+    async def _end(self, sig: signal.Signals, within: float) -> int:
         if self.proc is None:
             return 0
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
-            code = await asyncio.to_thread(self.proc.wait, timeout)
+            code = await asyncio.to_thread(self.proc.wait, within)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             code = await asyncio.to_thread(self.proc.wait)
@@ -234,22 +235,22 @@ class RawPeer:
             message = json.dumps({"timestamp": int(time.time() * 1000), **message})
         await self.ws.send(message)
 
-    async def _next(self, timeout: float) -> dict[str, Any]:
-        raw = await asyncio.wait_for(self.ws.recv(), timeout)
+    async def _next(self, within: float) -> dict[str, Any]:
+        raw = await asyncio.wait_for(self.ws.recv(), within)
         msg: dict[str, Any] = json.loads(raw)
         self.history.append(msg)
         return msg
 
-    async def recv(self, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
-        """The oldest message not yet taken."""
+    async def recv(self, within: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """The oldest message not yet taken (waiting up to `within` seconds)."""
         if self.pending:
             return self.pending.pop(0)
-        return await self._next(timeout)
+        return await self._next(within)
 
     async def expect(
         self,
         mtype: str,
-        timeout: float = DEFAULT_TIMEOUT,
+        within: float = DEFAULT_TIMEOUT,
         where: Callable[[dict[str, Any]], bool] | None = None,
     ) -> dict[str, Any]:
         """Wait for a message of `mtype` (matching `where`); others stay pending."""
@@ -260,12 +261,12 @@ class RawPeer:
         for i, m in enumerate(self.pending):
             if fits(m):
                 return self.pending.pop(i)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 seen = [m.get("type") for m in self.history[-20:]]
-                raise TimeoutError(f"no '{mtype}' within {timeout}s; last seen: {seen}")
+                raise TimeoutError(f"no '{mtype}' within {within}s; last seen: {seen}")
             try:
                 m = await self._next(left)
             except TimeoutError:

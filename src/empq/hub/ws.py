@@ -1,15 +1,22 @@
 """The WebSocket endpoint (`/ws` on the REST port and `/` on the WS port).
 
 Every frame is parsed with `protocol.parse_inbound`; a bad frame gets an `error`
-(or `unknown` for an unknown type) and the connection stays open. Messages are
-handled one at a time per connection, in order, so a worker's accept always
-lands before its complete.
+(or `unknown` for an unknown type) and the connection stays open.
+
+A connection's messages are handled concurrently (up to `IN_FLIGHT` at once), so one
+worker's claims, accepts and completes overlap their Redis round trips instead of
+queueing behind each other. Order is kept where it matters: messages about the same
+job run in arrival order (a worker's accept always lands before its complete), and
+so do all messages without a job (claims, heartbeats, submits: a claim never races
+another claim for the worker's free slots). `register_*` and `disconnect` wait for
+everything before them, and everything after waits for them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -92,8 +99,14 @@ def _refusal(exc: Exception, msg_id: str | None, job_id: str | None) -> tuple[st
     return "INTERNAL_ERROR", error_message("INTERNAL_ERROR", "internal error", None, **extra)
 
 
-async def handle_text(hub: Hub, conn: Connection, raw: str | bytes) -> None:
-    """Parse and act on one frame; every failure becomes a reply, never a close."""
+#: Messages of one connection handled at once; further frames wait in the socket.
+IN_FLIGHT = 32
+#: Messages that run after everything received before them, and before anything after.
+BARRIERS = frozenset({"register_worker", "register_client", "disconnect"})
+
+
+def parse_frame(hub: Hub, conn: Connection, raw: str | bytes) -> InboundMessage | None:
+    """The message in one frame, or None after replying with what is wrong with it."""
     if len(raw) > hub.settings.max_message_bytes:
         hub.metrics.message_errors.labels("MESSAGE_TOO_LARGE").inc()
         conn.send(
@@ -104,9 +117,9 @@ async def handle_text(hub: Hub, conn: Connection, raw: str | bytes) -> None:
                 {"size": len(raw), "limit": hub.settings.max_message_bytes},
             )
         )
-        return
+        return None
     try:
-        msg: InboundMessage = parse_inbound(raw)
+        return parse_inbound(raw)
     except UnknownMessageType as exc:
         hub.metrics.message_errors.labels(exc.code).inc()
         conn.send(
@@ -117,11 +130,14 @@ async def handle_text(hub: Hub, conn: Connection, raw: str | bytes) -> None:
                 received_type=exc.message_type,
             )
         )
-        return
     except ProtocolError as exc:
         hub.metrics.message_errors.labels(exc.code).inc()
         conn.send(error_message(exc.code, exc.message, exc.details))
-        return
+    return None
+
+
+async def handle_message(hub: Hub, conn: Connection, msg: InboundMessage) -> None:
+    """Act on one message; every failure becomes a reply, never a close."""
     hub.metrics.messages.labels(msg.type).inc()
     try:
         await HANDLERS[msg.type](hub, conn, msg)
@@ -144,16 +160,69 @@ async def handle_text(hub: Hub, conn: Connection, raw: str | bytes) -> None:
         conn.send(reply)
 
 
+async def handle_text(hub: Hub, conn: Connection, raw: str | bytes) -> None:
+    """Parse and act on one frame."""
+    msg = parse_frame(hub, conn, raw)
+    if msg is not None:
+        await handle_message(hub, conn, msg)
+
+
+class _Lanes:
+    """Runs a connection's messages as tasks, ordered per job and per barrier."""
+
+    def __init__(self, hub: Hub, conn: Connection, tg: asyncio.TaskGroup) -> None:
+        self.hub = hub
+        self.conn = conn
+        self.tg = tg
+        self.slots = asyncio.Semaphore(IN_FLIGHT)
+        self.tails: dict[str, asyncio.Task[None]] = {}  # lane -> its newest task
+        self.barrier: asyncio.Task[None] | None = None
+
+    async def submit(self, msg: InboundMessage) -> None:
+        await self.slots.acquire()
+        if msg.type in BARRIERS:
+            before = [t for t in self.tails.values() if not t.done()]
+            lane = ""
+        else:
+            job_id = getattr(msg, "job_id", None)
+            lane = job_id if isinstance(job_id, str) else ""
+            before = [t for t in (self.tails.get(lane), self.barrier) if t and not t.done()]
+        task = self.tg.create_task(self._run(before, msg))
+        self.tails[lane] = task
+        if msg.type in BARRIERS:
+            self.barrier = task
+        task.add_done_callback(functools.partial(self._done, lane))
+
+    def _done(self, lane: str, task: asyncio.Task[None]) -> None:
+        if self.tails.get(lane) is task:
+            del self.tails[lane]
+
+    async def _run(self, before: list[asyncio.Task[None]], msg: InboundMessage) -> None:
+        try:
+            if before:
+                await asyncio.wait(before)
+            await handle_message(self.hub, self.conn, msg)
+        finally:
+            self.slots.release()
+
+
 async def _reader(hub: Hub, conn: Connection, ws: WebSocket) -> bool:
-    """Handle frames until the peer goes (True) or the hub closes the socket (False)."""
-    while not conn.closing:
-        frame = await ws.receive()
-        if frame["type"] == "websocket.disconnect":
-            return True
-        raw = frame.get("text")
-        if raw is None:
-            raw = frame.get("bytes") or b""
-        await handle_text(hub, conn, raw)
+    """Handle frames until the peer goes (True) or the hub closes the socket (False).
+
+    Messages still being handled when the peer goes are finished first.
+    """
+    async with asyncio.TaskGroup() as tg:
+        lanes = _Lanes(hub, conn, tg)
+        while not conn.closing:
+            frame = await ws.receive()
+            if frame["type"] == "websocket.disconnect":
+                return True
+            raw = frame.get("text")
+            if raw is None:
+                raw = frame.get("bytes") or b""
+            msg = parse_frame(hub, conn, raw)
+            if msg is not None:
+                await lanes.submit(msg)
     return False
 
 
