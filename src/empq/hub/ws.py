@@ -8,8 +8,9 @@ worker's claims, accepts and completes overlap their Redis round trips instead o
 queueing behind each other. Order is kept where it matters: messages about the same
 job run in arrival order (a worker's accept always lands before its complete), and
 so do all messages without a job (claims, heartbeats, submits: a claim never races
-another claim for the worker's free slots). `register_*` and `disconnect` wait for
-everything before them, and everything after waits for them.
+another claim for the worker's free slots). A claim also waits for every message
+before it, so it sees the slots its worker's completes just freed. `register_*` and
+`disconnect` wait for everything before them, and everything after waits for them.
 """
 
 from __future__ import annotations
@@ -103,6 +104,9 @@ def _refusal(exc: Exception, msg_id: str | None, job_id: str | None) -> tuple[st
 IN_FLIGHT = 32
 #: Messages that run after everything received before them, and before anything after.
 BARRIERS = frozenset({"register_worker", "register_client", "disconnect"})
+#: Messages that run after everything received before them (a claim sees the slots
+#: freed by the completes sent ahead of it), without holding back what follows.
+AFTER_ALL = frozenset({"claim_job"})
 
 
 def parse_frame(hub: Hub, conn: Connection, raw: str | bytes) -> InboundMessage | None:
@@ -180,7 +184,7 @@ class _Lanes:
 
     async def submit(self, msg: InboundMessage) -> None:
         await self.slots.acquire()
-        if msg.type in BARRIERS:
+        if msg.type in BARRIERS or msg.type in AFTER_ALL:
             before = [t for t in self.tails.values() if not t.done()]
             lane = ""
         else:
