@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 from empq.matching import JobSpec
-from empq.models import Job, JobSubmission, Requirements, utc_from_ms
+from empq.models import Isolation, Job, JobSubmission, Requirements, utc_from_ms
+from empq.protocol import now_ms
 
 # Hash fields holding JSON documents.
 _JSON_FIELDS = ("payload", "requirements", "result", "error_details")
@@ -77,3 +78,55 @@ def job_from_hash(job_id: str, h: dict[str, str]) -> Job:
             data[key] = value
     data.setdefault("requirements", Requirements())
     return Job.model_validate(data)
+
+
+def isolation_of(h: dict[str, str]) -> Isolation:
+    """The job's `customer_isolation` from its hash fields."""
+    raw = h.get("requirements")
+    if not raw or "customer_isolation" not in raw:
+        return Isolation.NONE
+    return Isolation(json.loads(raw).get("customer_isolation", "none"))
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def assigned_message(
+    job_id: str,
+    h: dict[str, str],
+    *,
+    worker_id: str,
+    claim_token: str,
+    claim_timeout: float,
+    claim_remaining: int,
+) -> str:
+    """The `job_assigned` text for a claimed job, straight from its hash fields.
+
+    `payload` and `requirements` are spliced in as the JSON text the hash holds (the
+    submission's, validated then), so a large payload is copied, never re-parsed.
+    `requirements` lists the fields the submission set; the rest have their defaults.
+    """
+    head = json.dumps(
+        {
+            "type": "job_assigned",
+            "timestamp": now_ms(),
+            "job_id": job_id,
+            "worker_id": worker_id,
+            "job_type": h.get("type", ""),
+            "priority": int(h.get("priority", 50)),
+            "claim_token": claim_token,
+            "claim_timeout": claim_timeout,
+            "customer_id": h.get("customer_id"),
+            "workflow_id": h.get("workflow_id"),
+            "step_number": _int_or_none(h.get("step_number")),
+            "attempts": int(h.get("attempts", 0)),
+            "max_retries": int(h.get("max_retries", 3)),
+            # How many more job_assigned answer the same claim_job (0: the last).
+            "claim_remaining": claim_remaining,
+        },
+        separators=(",", ":"),
+    )
+    payload = h.get("payload") or "{}"
+    requirements = h.get("requirements") or "{}"
+    return f'{head[:-1]},"payload":{payload},"requirements":{requirements}}}'

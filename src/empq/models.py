@@ -87,6 +87,14 @@ class JobSubmission(Strict):
             raise ValueError("must be an http:// or https:// URL")
         return value
 
+    @property
+    def effective_priority(self) -> int:
+        """The priority it is claimed by, as far as the submission says.
+
+        (A step that omits `workflow_priority` may inherit its workflow's in Redis.)
+        """
+        return self.workflow_priority if self.workflow_priority is not None else self.priority
+
 
 class BatchSubmission(Strict):
     """`POST /api/jobs/batch`: all or nothing."""

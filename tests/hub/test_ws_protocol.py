@@ -245,11 +245,15 @@ async def test_client_submit_status_and_cancel_reach_the_worker(hub: HubHandle) 
         await w.send(
             {"type": "job_accepted_by_worker", "job_id": job_id, "claim_token": a["claim_token"]}
         )
-        status = await c.request(
-            {"type": "request_job_status", "job_id": job_id},
-            "response_job_status",
-            where=lambda m: m["status"] == "accepted",
-        )
+        # The accept travels on the worker's socket, the status request on ours: ask
+        # until the hub has recorded it.
+        for _ in range(100):
+            status = await c.request(
+                {"type": "request_job_status", "job_id": job_id}, "response_job_status"
+            )
+            if status["status"] != "assigned":
+                break
+        assert status["status"] == "accepted"
         assert status["worker_id"] == "w1"
         cancelled = await c.request(
             {"type": "cancel_job", "job_id": job_id, "reason": "changed my mind"}, "job_cancelled"

@@ -18,6 +18,7 @@ from empq.errors import JobNotFound, StaleClaim
 from empq.keys import Keys
 from empq.matching import (
     JobSpec,
+    RunningJob,
     StaticVerdicts,
 )
 from empq.models import Job, WorkerCapabilities
@@ -29,11 +30,12 @@ Clock = Callable[[], int]
 #: Priority bands reported by `stats()`: label -> (lowest, highest) priority.
 PRIORITY_BANDS = {"0-24": (0, 24), "25-49": (25, 49), "50-74": (50, 74), "75-100": (75, 100)}
 
-_PEEK_DEPTH = 16
+_PEEK_DEPTH = 64
 _CONTENDED_PEEK_DEPTH = 32
 _CANDIDATE_CACHE = 1024
 _CLAIM_ROUNDS = 64
 _VERDICT_CACHE = 4096
+_HINTS = 256
 
 
 def wall_clock_ms() -> int:
@@ -50,15 +52,35 @@ class SubmitResult:
     position: int | None
     created_at: datetime
     created: bool
+    #: The job's place in claim order (its queue member), when this call queued it.
+    member: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Assignment:
-    """A job handed to a worker, with the token that fences its later messages."""
+    """A job handed to a worker, with the token that fences its later messages.
 
-    job: Job
+    `fields` is the job's hash as the claim read it; `job` builds the full record
+    from it on demand (the hub's hot path writes `job_assigned` from the fields).
+    """
+
+    job_id: str
+    fields: dict[str, str]
     claim_token: str
     claim_timeout: float
+
+    @property
+    def job(self) -> Job:
+        from empq.codec import job_from_hash
+
+        return job_from_hash(self.job_id, self.fields)
+
+    @property
+    def running(self) -> RunningJob:
+        """What holding this job means for the worker's isolation rules."""
+        from empq.codec import isolation_of
+
+        return RunningJob(self.fields.get("customer_id"), isolation_of(self.fields))
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +134,8 @@ class BrokerBase:
         self._verdicts = OrderedDict()
         # Claim candidates per eligible signature set (see claiming.py).
         self._candidates: dict[tuple[str, ...], Any] = {}
+        # Jobs this process queued lately: order key -> signature (see claiming.py).
+        self._hints: dict[str, str] = {}
 
     async def close(self) -> None:
         """Close the Redis client."""

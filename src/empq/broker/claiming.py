@@ -11,14 +11,14 @@ from empq.broker.base import (
     _CANDIDATE_CACHE,
     _CLAIM_ROUNDS,
     _CONTENDED_PEEK_DEPTH,
+    _HINTS,
     _PEEK_DEPTH,
     _VERDICT_CACHE,
     Assignment,
 )
 from empq.broker.queries import QueryMixin
-from empq.codec import decode_hash, job_from_hash
+from empq.codec import decode_hash
 from empq.matching import (
-    RunningJob,
     StaticVerdicts,
     WorkerState,
     dynamic_reasons,
@@ -32,6 +32,8 @@ class _Candidates:
 
     enqueued: bytes
     members: list[tuple[str, str]]  # (order key, signature), best first
+    #: The peek found these queues empty.
+    empty: bool = False
 
 
 class ClaimMixin(QueryMixin):
@@ -82,8 +84,7 @@ class ClaimMixin(QueryMixin):
                 break
             out += batch
             for a in batch:
-                req = a.job.requirements
-                state = state.with_job(RunningJob(a.job.customer_id, req.customer_isolation))
+                state = state.with_job(a.running)
         return out
 
     async def _peek(self, eligible: list[str], depth: int) -> _Candidates | None:
@@ -100,6 +101,20 @@ class ClaimMixin(QueryMixin):
             (reply[i].decode(), eligible[int(reply[i + 1]) - 1]) for i in range(2, len(reply), 2)
         ]
         return _Candidates(reply[1], members)
+
+    def _hint(self, member: str, sig: str) -> None:
+        """Remember a job this process just queued, as a claim candidate."""
+        self._hints[member] = sig
+        if len(self._hints) > _HINTS:
+            del self._hints[next(iter(self._hints))]
+
+    def _take_hints(self, eligible: list[str]) -> list[tuple[str, str]]:
+        """The best jobs this process queued lately that these queues hold (used up)."""
+        wanted = set(eligible)
+        found = sorted((m, s) for m, s in self._hints.items() if s in wanted)[:2]
+        for member, _ in found:
+            del self._hints[member]
+        return found
 
     def _batchable(self, caps: WorkerCapabilities, members: list[tuple[str, str]]) -> bool:
         """Whether several of these candidates may be claimed at once.
@@ -122,15 +137,23 @@ class ClaimMixin(QueryMixin):
             eligible = self._eligible(caps, state)
             cache_key = tuple(eligible)
             cands = self._candidates.get(cache_key)
-            if cands is None or not cands.members:
+            hinted = cands is not None and cands.empty and self._take_hints(eligible)
+            if hinted:
+                # The queues were empty at the last look and this process has queued
+                # jobs since: claim the best of those in one call. claim.lua takes it
+                # only if it is still the best head of these queues (an unknown
+                # `enqueued` makes it check), else answers 0 and we peek.
+                cands = _Candidates(b"", hinted)
+            elif cands is None or not cands.members:
                 cands = await self._peek(eligible, depth)
                 if cands is None:
                     continue
-                if not cands.members:
-                    return []
                 if len(self._candidates) >= _CANDIDATE_CACHE:
                     self._candidates.clear()
                 self._candidates[cache_key] = cands
+                if not cands.members:
+                    cands.empty = True
+                    return []
             # Reserve candidates for this claim, so that claimers in this process never
             # race each other for the same job; other processes are settled by claim.lua.
             take = wanted if self._batchable(caps, cands.members[:wanted]) else 1
@@ -178,9 +201,7 @@ class ClaimMixin(QueryMixin):
                 # peek (then one job is claimed). Either way this peek is spent.
                 self._candidates.pop(cache_key, None)
             return [
-                Assignment(
-                    job_from_hash(member.partition("|")[2], decode_hash(raw)), token, timeout
-                )
+                Assignment(member.partition("|")[2], decode_hash(raw), token, timeout)
                 for member, raw, token in zip(members, won[1::2], tokens, strict=False)
             ]
         return []

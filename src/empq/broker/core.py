@@ -35,6 +35,11 @@ from empq.redis_client import make_client
 from empq.status import JobStatus
 
 
+def new_job_id() -> str:
+    """A fresh job id."""
+    return uuid.uuid4().hex
+
+
 class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
     """Every job operation, atomic, over one Redis."""
 
@@ -50,12 +55,17 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
 
     # ------------------------------------------------------------------ submission
 
-    async def submit(self, sub: JobSubmission) -> SubmitResult:
+    async def submit(self, sub: JobSubmission, job_id: str | None = None) -> SubmitResult:
         """Queue one job (or return the job its idempotency key already names)."""
-        return (await self.submit_many([sub]))[0]
+        return (await self.submit_many([sub], None if job_id is None else [job_id]))[0]
 
-    async def submit_many(self, subs: Sequence[JobSubmission]) -> list[SubmitResult]:
-        """Queue jobs atomically: all of them, in this order, or none."""
+    async def submit_many(
+        self, subs: Sequence[JobSubmission], job_ids: Sequence[str] | None = None
+    ) -> list[SubmitResult]:
+        """Queue jobs atomically: all of them, in this order, or none.
+
+        `job_ids` (from `new_job_id`) lets the caller know the ids before the jobs exist.
+        """
         k = self.keys
         keys = [
             k.seq,
@@ -68,10 +78,12 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
             k.events,
         ]
         args: list[Any] = [self.clock(), self._maxlen, uuid.uuid4().hex]
-        for sub in subs:
-            job_id = uuid.uuid4().hex
+        sigs: list[str] = []
+        for i, sub in enumerate(subs):
+            job_id = new_job_id() if job_ids is None else job_ids[i]
             spec = spec_of(sub)
             sig = spec.signature
+            sigs.append(sig)
             job_key = k.job(job_id)
             keys += [
                 job_key,
@@ -101,12 +113,19 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
         now = args[0]
         rows = await self.scripts.submit(keys=keys, args=args)
         out = []
-        for raw_id, created, pos in rows:
+        for (raw_id, created, pos, member), sig in zip(rows, sigs, strict=True):
             job_id = raw_id.decode()
             if created:
+                order_key = member.decode()
+                self._hint(order_key, sig)
                 out.append(
                     SubmitResult(
-                        job_id, JobStatus.QUEUED, int(pos), cast(datetime, utc_from_ms(now)), True
+                        job_id,
+                        JobStatus.QUEUED,
+                        int(pos),
+                        cast(datetime, utc_from_ms(now)),
+                        True,
+                        order_key,
                     )
                 )
             else:

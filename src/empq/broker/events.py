@@ -25,16 +25,21 @@ class EventsMixin(BrokerBase):
         return cast(bytes, eid).decode()
 
     @staticmethod
-    def parse_entry(eid: bytes | str, fields: dict[bytes, bytes]) -> Event:
-        """An `Event` from one raw stream entry (as XREAD or XREADGROUP return it)."""
-        return Event(
-            eid.decode() if isinstance(eid, bytes) else eid,
-            fields[b"type"].decode(),
-            json.loads(fields[b"data"]),
-        )
+    def parse_entry(eid: bytes | str, fields: dict[bytes, bytes]) -> list[Event]:
+        """The events of one raw stream entry (as XREAD or XREADGROUP return it).
+
+        An entry holds one event, or several of one type (a claim of several jobs
+        writes their `job_update`s as one JSON array); they share the entry's id.
+        """
+        event_id = eid.decode() if isinstance(eid, bytes) else eid
+        event_type = fields[b"type"].decode()
+        data = json.loads(fields[b"data"])
+        if isinstance(data, list):
+            return [Event(event_id, event_type, d) for d in data if isinstance(d, dict)]
+        return [Event(event_id, event_type, data if isinstance(data, dict) else {})]
 
     def _events(self, entries: list[Any]) -> list[Event]:
-        return [self.parse_entry(eid, fields) for eid, fields in entries]
+        return [ev for eid, fields in entries for ev in self.parse_entry(eid, fields)]
 
     async def read_events(
         self, last_id: str = "$", block_ms: int = 1000, count: int = 500

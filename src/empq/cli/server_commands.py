@@ -7,7 +7,6 @@ start fast and work on machines that only submit jobs.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -15,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 import pydantic
 import typer
 
+from empq import runner
 from empq.config import CommonSettings, HubSettings, WorkerSettings
 from empq.errors import EmpqError, ValidationError
 from empq.logging import configure
@@ -125,7 +125,7 @@ def hub(
     from empq.hub.server import serve
 
     # serve() starts the embedded Redis itself when no URL is set
-    asyncio.run(serve(settings))
+    runner.run(serve(settings))
 
 
 def worker(
@@ -196,7 +196,7 @@ def worker(
     from empq.worker.runtime import run_worker
 
     caps = load_capabilities(settings, service or None, concurrent_jobs)
-    asyncio.run(run_worker(settings, capabilities=caps))
+    runner.run(run_worker(settings, capabilities=caps))
 
 
 def dev(

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
+from empq import runner
 from empq.config import HubSettings
 from empq.hub.server import serve
 from empq.logging import configure
@@ -13,7 +12,7 @@ def main() -> None:
     """Run the hub until SIGINT or SIGTERM."""
     settings = HubSettings()
     configure(settings)
-    asyncio.run(serve(settings))
+    runner.run(serve(settings))
 
 
 if __name__ == "__main__":

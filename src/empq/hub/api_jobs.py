@@ -7,11 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
+from empq.broker.core import new_job_id
 from empq.hub.auth import require_api_key
 from empq.hub.explain import explain
 from empq.hub.runtime import Hub
 from empq.matching import JobSpec
 from empq.models import BatchSubmission, Job, JobSubmission
+from empq.protocol import now_ms
 from empq.status import JobStatus
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"], dependencies=[Depends(require_api_key)])
@@ -34,8 +36,14 @@ def job_json(job: Job) -> dict[str, Any]:
 @router.post("", status_code=201, summary="Submit a job")
 async def submit(sub: JobSubmission, hub: HubDep) -> JSONResponse:
     """Queue one job. 201 for a new job; 200 with the first job for a repeated idempotency key."""
-    result = await hub.broker.submit(sub)
+    started, job_id = now_ms(), new_job_id()
+    hub.dispatcher.expect([job_id])
+    result = await hub.broker.submit(sub, job_id)
     hub.webhooks.remember_job_url(result.job_id, sub.webhook_url)
+    spec = JobSpec.of(sub.type, sub.customer_id, sub.requirements)
+    hub.dispatcher.submitted(
+        job_id, spec, sub.effective_priority, created=result.created, started_ms=started
+    )
     if not result.created:
         job = await hub.broker.get(result.job_id)
         return JSONResponse({"job_id": job.id, **job_json(job)}, status_code=200)
@@ -45,7 +53,7 @@ async def submit(sub: JobSubmission, hub: HubDep) -> JSONResponse:
         "position": result.position,
         "created_at": result.created_at.isoformat(),
     }
-    warnings = await hub.warnings_for(JobSpec.of(sub.type, sub.customer_id, sub.requirements))
+    warnings = await hub.warnings_for(spec)
     if warnings:
         body["warnings"] = warnings
     return JSONResponse(body, status_code=201)
@@ -53,16 +61,22 @@ async def submit(sub: JobSubmission, hub: HubDep) -> JSONResponse:
 
 @router.post("/batch", status_code=201, summary="Submit many jobs, all or nothing")
 async def submit_batch(batch: BatchSubmission, hub: HubDep) -> dict[str, Any]:
-    results = await hub.broker.submit_many(batch.jobs)
+    started, job_ids = now_ms(), [new_job_id() for _ in batch.jobs]
+    hub.dispatcher.expect(job_ids)
+    results = await hub.broker.submit_many(batch.jobs, job_ids)
     jobs = []
-    for sub, r in zip(batch.jobs, results, strict=True):
+    for sub, r, job_id in zip(batch.jobs, results, job_ids, strict=True):
         hub.webhooks.remember_job_url(r.job_id, sub.webhook_url)
         item: dict[str, Any] = {
             "job_id": r.job_id,
             "status": r.status.value,
             "position": r.position,
         }
-        warnings = await hub.warnings_for(JobSpec.of(sub.type, sub.customer_id, sub.requirements))
+        spec = JobSpec.of(sub.type, sub.customer_id, sub.requirements)
+        hub.dispatcher.submitted(
+            job_id, spec, sub.effective_priority, created=r.created, started_ms=started
+        )
+        warnings = await hub.warnings_for(spec)
         if warnings:
             item["warnings"] = warnings
         jobs.append(item)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from empq.broker.core import new_job_id
 from empq.hub.auth import matches
 from empq.hub.connections import Connection
 from empq.matching import JobSpec
@@ -20,6 +21,7 @@ from empq.protocol import (
     SubscribeJobNotifications,
     SubscribeStats,
     SubscribeWorkerUpdates,
+    now_ms,
     out,
 )
 
@@ -53,11 +55,16 @@ async def register_client(hub: Hub, conn: Connection, msg: RegisterClient) -> No
 async def submit_job(hub: Hub, conn: Connection, msg: SubmitJob) -> None:
     require_client_auth(hub, conn)
     sub = msg.to_submission()
-    result = await hub.broker.submit(sub)
+    started, job_id = now_ms(), new_job_id()
+    hub.dispatcher.expect([job_id])
+    result = await hub.broker.submit(sub, job_id)
     hub.webhooks.remember_job_url(result.job_id, sub.webhook_url)
     conn.subs.job_ids.add(result.job_id)
     hub.connections.changed()
     spec = JobSpec.of(sub.type, sub.customer_id, sub.requirements)
+    hub.dispatcher.submitted(
+        job_id, spec, sub.effective_priority, created=result.created, started_ms=started
+    )
     reply: dict[str, Any] = {
         "job_id": result.job_id,
         "status": result.status,

@@ -2,7 +2,9 @@
 
 Triggered by every `job_update` event with status `queued` that this hub reads
 from the shared stream, whichever hub or sweep queued the job, so two hubs on one
-Redis offer work to all their workers. The offer goes to the best-scoring worker
+Redis offer work to all their workers. A job submitted through this hub is offered
+at once, from the submit handler (`offer_submitted`), without waiting for its event
+to come back from Redis; its event is then skipped here. The offer goes to the best-scoring worker
 that can take the job now and has no unanswered offer; the worker then claims,
 and the broker, not this offer, decides which job it gets (so an offer can never
 let a lower-priority job jump a higher one).
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from empq.matching import JobSpec, score
@@ -22,6 +25,9 @@ if TYPE_CHECKING:
     from empq.hub.runtime import Hub
 
 log = logging.getLogger("empq.hub.dispatch")
+
+#: Submissions remembered until their `queued` event is read (a bound, not a target).
+_OFFERED_MAX = 100_000
 
 
 def requirements_summary(spec: JobSpec) -> dict[str, Any]:
@@ -49,6 +55,31 @@ class Dispatcher:
         self.hub = hub
         # signature -> spec; a signature is a hash of the spec, so entries never go stale.
         self._specs: dict[str, JobSpec] = {}
+        # Jobs offered at submission whose `queued` event has not been read yet.
+        self._offered: OrderedDict[str, None] = OrderedDict()
+
+    def expect(self, job_ids: list[str]) -> None:
+        """Jobs about to be submitted through this hub: their `queued` events offer nothing.
+
+        Called before the submission, since the event may be read before it returns.
+        """
+        for job_id in job_ids:
+            self._offered[job_id] = None
+        while len(self._offered) > _OFFERED_MAX:
+            self._offered.popitem(last=False)
+
+    def submitted(
+        self, job_id: str, spec: JobSpec, priority: int, *, created: bool, started_ms: int
+    ) -> int:
+        """Offer a job this hub just queued (an idempotent repeat queued nothing)."""
+        if not created:
+            self._offered.pop(job_id, None)
+            return 0
+        return self._offer(job_id, spec, priority, started_ms)
+
+    def offered_at_submit(self, job_id: str) -> bool:
+        """Whether the `queued` event of `job_id` is the submission this hub already offered."""
+        return self._offered.pop(job_id, 0) is None
 
     async def spec_for(self, data: dict[str, Any]) -> JobSpec:
         """The matching spec of the job an event is about."""
@@ -70,12 +101,21 @@ class Dispatcher:
 
     async def on_queued(self, data: dict[str, Any], event_ms: int | None) -> int:
         """Offer a just-queued job; returns how many workers were told."""
-        local = self.hub.registry.local
-        if not local or not self.hub.accepting:
-            return 0
-        if not any(lw.free_slots and not lw.offer_pending for lw in local.values()):
+        if not self._ready_worker():
             return 0
         spec = await self.spec_for(data)
+        return self._offer(str(data["job_id"]), spec, data.get("priority"), event_ms)
+
+    def _ready_worker(self) -> bool:
+        local = self.hub.registry.local
+        if not local or not self.hub.accepting:
+            return False
+        return any(lw.free_slots and not lw.offer_pending for lw in local.values())
+
+    def _offer(self, job_id: str, spec: JobSpec, priority: Any, event_ms: int | None) -> int:
+        if not self._ready_worker():
+            return 0
+        local = self.hub.registry.local
         best: LocalWorker | None = None
         best_score = 0.0
         for lw in local.values():
@@ -94,9 +134,9 @@ class Dispatcher:
         best.conn.send(
             out(
                 "job_available",
-                job_id=data["job_id"],
+                job_id=job_id,
                 job_type=spec.type,
-                priority=data.get("priority"),
+                priority=priority,
                 requirements_summary=requirements_summary(spec),
                 worker_id=best.worker_id,
             )

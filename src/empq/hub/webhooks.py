@@ -50,6 +50,9 @@ ALL_EVENTS: tuple[str, ...] = (
 )
 GROUP = "webhooks"
 DELIVERY_TIMEOUT = 10.0
+#: The outbox consumer reads new events this often (at once again after a full read).
+POLL_SECONDS = 0.05
+READ_COUNT = 1000
 
 
 class WebhookIn(BaseModel):
@@ -111,13 +114,20 @@ async def resolves_private(url: str) -> bool:
     return any(_private(str(info[4][0])) for info in infos)
 
 
-def parse_entry(fields: dict[Any, Any]) -> tuple[str, dict[str, Any]] | None:
-    """(type, data) of a raw stream entry as the broker writes it, None if unreadable."""
+def parse_entry(fields: dict[Any, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The (type, data) events of a raw stream entry as the broker writes it.
+
+    An entry holds one event or a JSON array of several (see `EventsMixin.parse_entry`);
+    an unreadable entry holds none.
+    """
     try:
         data = json.loads(fields[b"data"])
-        return _text(fields[b"type"]), data if isinstance(data, dict) else {}
+        event_type = _text(fields[b"type"])
     except (KeyError, ValueError):
-        return None
+        return []
+    if isinstance(data, list):
+        return [(event_type, d) for d in data if isinstance(d, dict)]
+    return [(event_type, data if isinstance(data, dict) else {})]
 
 
 def _text(value: Any) -> str:
@@ -243,7 +253,8 @@ class Webhooks:
             }
             out.append(
                 {
-                    "id": f"{event_id}:{webhook_id or 'job'}",
+                    # Events of one stream entry share its id; the job tells them apart.
+                    "id": f"{event_id}:{data.get('job_id') or '-'}:{webhook_id or 'job'}",
                     "webhook_id": webhook_id,
                     "url": url,
                     "secret": secret,
@@ -276,14 +287,18 @@ class Webhooks:
                             self.keys.events, GROUP, consumer, min_idle_time=30_000, count=500
                         )
                         batch.extend((_text(i), f) for i, f in claimed[1] if f)
+                    # Polled, not blocking: a blocked read would wake this hub for every
+                    # event, right when the claim that follows it needs the loop.
                     resp = await self.redis.xreadgroup(
-                        GROUP, consumer, {self.keys.events: ">"}, count=500, block=1000
+                        GROUP, consumer, {self.keys.events: ">"}, count=READ_COUNT
                     )
                     for _stream, entries in resp or []:
                         batch.extend((_text(i), f) for i, f in entries)
                     if batch:
                         await self._enqueue(batch)
                     backoff = 0.1
+                    if len(batch) < READ_COUNT:
+                        await asyncio.sleep(POLL_SECONDS)
             except (RedisError, OSError) as exc:
                 log.warning("webhook consumer: %s", exc)
                 await asyncio.sleep(backoff)
@@ -291,13 +306,12 @@ class Webhooks:
 
     async def _enqueue(self, batch: list[tuple[str, dict[Any, Any]]]) -> None:
         deliveries: list[dict[str, Any]] = []
-        parsed = [(event_id, parse_entry(fields)) for event_id, fields in batch]
+        parsed = [(event_id, ev) for event_id, fields in batch for ev in parse_entry(fields)]
         await self._load_job_urls(
-            {p[1]["job_id"] for _, p in parsed if p and isinstance(p[1].get("job_id"), str)}
+            {ev[1]["job_id"] for _, ev in parsed if isinstance(ev[1].get("job_id"), str)}
         )
-        for event_id, entry in parsed:
-            if entry is not None:
-                deliveries += await self.deliveries_for(event_id, *entry)
+        for event_id, (event_type, data) in parsed:
+            deliveries += await self.deliveries_for(event_id, event_type, data)
         now = now_ms()
         async with self.redis.pipeline(transaction=True) as pipe:
             for d in deliveries:

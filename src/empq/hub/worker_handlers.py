@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError as PydanticValidationError
 
 from empq import errors
+from empq.codec import assigned_message
 from empq.hub.auth import matches
 from empq.hub.connections import Connection
 from empq.hub.registry import LocalWorker, dumps
@@ -96,27 +97,16 @@ async def claim_job(hub: Hub, conn: Connection, msg: ClaimJob) -> None:
     if not assignments:
         conn.send(out("no_job_available", worker_id=lw.worker_id))
         return
-    for a in assignments:
-        job = a.job
-        hub.registry.hold(
-            lw, job.id, RunningJob(job.customer_id, job.requirements.customer_isolation)
-        )
+    for i, a in enumerate(assignments):
+        hub.registry.hold(lw, a.job_id, a.running)
         conn.send(
-            out(
-                "job_assigned",
-                job_id=job.id,
+            assigned_message(
+                a.job_id,
+                a.fields,
                 worker_id=lw.worker_id,
-                job_type=job.type,
-                priority=job.priority,
-                payload=job.payload,
-                requirements=job.requirements.model_dump(mode="json"),
                 claim_token=a.claim_token,
                 claim_timeout=a.claim_timeout,
-                customer_id=job.customer_id,
-                workflow_id=job.workflow_id,
-                step_number=job.step_number,
-                attempts=job.attempts,
-                max_retries=job.max_retries,
+                claim_remaining=len(assignments) - 1 - i,
             )
         )
 

@@ -15,6 +15,8 @@
 -- than the candidates: then one job is claimed, and only if the caller's view of the
 -- signatures is current and the first candidate still queued is the best head of the
 -- worker's queues.
+-- The claimed jobs' `job_update` events share one stream entry (data: an array when
+-- there are several), so a batch of claims costs the stream and its readers one entry.
 -- Returns 0 when the candidates may no longer be the best, false when every candidate
 -- was taken, else {member, job hash (HGETALL), member, ...} in claim order; the n-th job
 -- claimed holds the n-th token.
@@ -40,6 +42,7 @@ if (redis.call('HGET', KEYS[5], 'enqueued') or '0') ~= ARGV[5] then
 end
 local now = tonumber(ARGV[2])
 local out = {}
+local events = {}
 local got = 0
 for i = 1, n do
   if got == want then break end
@@ -62,13 +65,16 @@ for i = 1, n do
     local job = redis.call('HGETALL', job_key)
     local f = {}
     for j = 1, #job, 2 do f[job[j]] = job[j + 1] end
-    redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[4], '*', 'type', 'job_update', 'data',
-      cjson.encode({job_id = id, status = 'assigned', previous_status = 'queued', progress = 0,
-                    worker_id = ARGV[1], job_type = f.type, customer_id = f.customer_id,
-                    priority = tonumber(f.priority), attempts = tonumber(f.attempts)}))
+    events[#events + 1] = {job_id = id, status = 'assigned', previous_status = 'queued',
+      progress = 0, worker_id = ARGV[1], job_type = f.type, customer_id = f.customer_id,
+      priority = tonumber(f.priority), attempts = tonumber(f.attempts)}
     out[#out + 1] = member
     out[#out + 1] = job
   end
 end
 if got == 0 then return false end
+-- One stream entry for the whole claim: a single event, or a JSON array of them.
+local data = cjson.encode(events[1])
+if got > 1 then data = cjson.encode(events) end
+redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[4], '*', 'type', 'job_update', 'data', data)
 return out

@@ -7,7 +7,7 @@
 -- ARGV[3] a fresh registry version (set when a signature is new)
 -- ARGV[4..] one JSON job descriptor each:
 --   {id, fields: {...}, sig, spec, idem?, wf: bool, cust: bool, priority, wp?, wt?, step}
--- Returns per job: {job_id, created (1|0), position}.
+-- Returns per job: {job_id, created (1|0), position, order key (false if not created)}.
 local now = tonumber(ARGV[1])
 local maxlen = ARGV[2]
 local results = {}
@@ -80,5 +80,6 @@ for i = 1, #results do
     pos = redis.call('ZRANK', KEYS[2], members[i]) + 1
   end
   results[i][3] = pos
+  results[i][4] = members[i]
 end
 return results

@@ -6,11 +6,11 @@ refuses the worker.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from pydantic import ValidationError as PydanticValidationError
 
+from empq import runner
 from empq.config import WorkerSettings
 from empq.errors import AuthError, EmpqError
 from empq.logging import configure
@@ -26,7 +26,7 @@ def main() -> int:
         return 2
     configure(settings)
     try:
-        asyncio.run(run_worker(settings))
+        runner.run(run_worker(settings))
     except AuthError as exc:
         print(f"empq worker: refused by the hub: {exc.message}", file=sys.stderr)
         return 1

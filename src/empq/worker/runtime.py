@@ -407,9 +407,9 @@ class Worker:
             for job in list(self.jobs.values()):
                 await self.executor.flush_progress(job)
 
-    def claim_job_message(self) -> ClaimJob:
-        """One `claim_job` for one job (one reply each keeps the slot count exact)."""
-        return ClaimJob(type="claim_job", worker_id=self.worker_id, max_jobs=1)
+    def claim_job_message(self, slots: int = 1) -> ClaimJob:
+        """One `claim_job` for up to `slots` jobs."""
+        return ClaimJob(type="claim_job", worker_id=self.worker_id, max_jobs=max(1, slots))
 
 
 async def run_worker(

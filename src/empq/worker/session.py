@@ -1,8 +1,9 @@
 """One connection to the hub, from hello to close: register, then read, claim and heartbeat.
 
-Claims are sent one job per `claim_job`, several in flight when several slots are
-free: each gets exactly one reply (`job_assigned` or `no_job_available`), so the
-count of outstanding claims stays exact. A `job_available` or a freed slot claims at
+One `claim_job` asks for every free slot at once (`max_jobs`). Its reply is one
+`no_job_available`, or one `job_assigned` per job given, each saying how many more
+follow (`claim_remaining`, 0 on the last), so the worker always knows how many slots
+its unanswered claims may still fill. A `job_available` or a freed slot claims at
 once; otherwise a back-off poll (0.2 s doubling to 5 s) is the fallback.
 """
 
@@ -12,6 +13,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError as PydanticValidationError
@@ -53,8 +55,11 @@ class Session:
     def __init__(self, worker: Worker, ws: ClientConnection) -> None:
         self.worker = worker
         self.ws = ws
-        self.outstanding = 0
+        #: Per unanswered `claim_job`, how many more jobs its reply may still bring.
+        self.claims: deque[int] = deque()
         self.outstanding_since = 0.0
+        #: A claim was wanted while one was in flight: claim again once it is answered.
+        self.rewake = False
         self.poll_delay = POLL_MIN
 
     async def run(self) -> bool:
@@ -120,7 +125,7 @@ class Session:
         w = self.worker
         kind = msg.get("type")
         if kind == "job_assigned":
-            self._claim_answered()
+            self._job_given(msg.get("claim_remaining"))
             self.poll_delay = POLL_MIN
             if w.draining:
                 # Claimed just before the stop: run it within the grace like the rest.
@@ -158,8 +163,26 @@ class Session:
             else:
                 log.warning("hub error %s: %s", err.error_code, err.error)
 
+    @property
+    def outstanding(self) -> int:
+        """Slots that unanswered claims may still fill."""
+        return sum(self.claims)
+
+    def _job_given(self, remaining: Any) -> None:
+        """One `job_assigned` arrived; the claim is answered when no more follow."""
+        if not self.claims:
+            return
+        self.claims[0] -= 1
+        # A hub that does not say how many follow answers each claim with one job.
+        if not isinstance(remaining, int) or remaining <= 0 or self.claims[0] <= 0:
+            self._claim_answered()
+
     def _claim_answered(self) -> None:
-        self.outstanding = max(0, self.outstanding - 1)
+        if self.claims:
+            self.claims.popleft()
+        if self.rewake and not self.claims:
+            self.rewake = False
+            self.worker.claim_wanted.set()
 
     async def _claimer(self) -> None:
         w = self.worker
@@ -169,21 +192,26 @@ class Session:
                     await w.claim_wanted.wait()
             except TimeoutError:
                 pass  # the fallback poll
+            # One turn of the loop first: jobs finishing in the same burst free their
+            # slots too, and go into this one claim.
+            await asyncio.sleep(0)
             w.claim_wanted.clear()
             if w.draining:
                 continue
             now = time.monotonic()
-            if self.outstanding and now - self.outstanding_since > CLAIM_REPLY_TIMEOUT:
-                self.outstanding = 0
-            free = w.slots - len(w.jobs) - self.outstanding
+            if self.claims and now - self.outstanding_since > CLAIM_REPLY_TIMEOUT:
+                self.claims.clear()
+            if self.claims:
+                # One claim in flight at a time: slots freed (or jobs offered) meanwhile
+                # go into one claim once it is answered.
+                self.rewake = True
+                continue
+            free = w.slots - len(w.jobs)
             if free <= 0:
                 continue
-            if not self.outstanding:
-                self.outstanding_since = now
-            self.outstanding += free
-            claim = w.claim_job_message().dump()
-            for _ in range(free):
-                await self.ws.send(claim)
+            self.outstanding_since = now
+            self.claims.append(free)
+            await self.ws.send(w.claim_job_message(free).dump())
 
     async def _heartbeats(self) -> None:
         w = self.worker
