@@ -323,6 +323,16 @@ def parse_inbound(raw: str | bytes) -> InboundMessage:
 # --------------------------------------------------------------------------- hub → peers
 
 
+def wire(message_type: str, **fields: Any) -> str:
+    """The JSON text of a hub message of plain JSON fields, as `out(...).dump()` gives.
+
+    For the hot path (acks, offers): no model is built, None values are dropped.
+    """
+    body = {"type": message_type, "timestamp": now_ms()}
+    body.update((k, v) for k, v in fields.items() if v is not None)
+    return json.dumps(body, separators=(",", ":"))
+
+
 def out(message_type: str, **fields: Any) -> OutMessage:
     """A hub message of `message_type` with these fields (None values are dropped on dump)."""
     return OutMessage(type=message_type, **fields)

@@ -11,10 +11,10 @@ loads the source and retries. A Redis Cluster client runs each call on its own.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -122,9 +122,13 @@ class BatchedScript:
         self._batch = batch
 
     async def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
+        return await self.queue(keys, args)
+
+    def queue(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Awaitable[Any]:
+        """Queue the call now (calls queued in one turn run in this order); await the reply."""
         if self._batch is None:
-            return await self.script(keys=keys, args=args)
-        return await self._batch.run(self.script, keys, args)
+            return self.script(keys=keys, args=args)
+        return cast(Awaitable[Any], self._batch.run(self.script, keys, args))
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,11 @@ class _Candidates:
     empty: bool = False
 
 
+def _token(worker_id: str) -> str:
+    # "<random>.<worker id>": the holder's key is known from the token alone.
+    return f"{secrets.token_hex(12)}.{worker_id}"
+
+
 class ClaimMixin(QueryMixin):
     """Claim jobs for workers."""
 
@@ -78,10 +83,9 @@ class ClaimMixin(QueryMixin):
         del preferred_types
         state = state or WorkerState()
         out: list[Assignment] = []
-        while len(out) < max_jobs:
-            batch = await self._claim_some(worker_id, caps, state, max_jobs - len(out))
-            if not batch:
-                break
+        more = True
+        while more and len(out) < max_jobs:
+            batch, more = await self._claim_some(worker_id, caps, state, max_jobs - len(out))
             out += batch
             for a in batch:
                 state = state.with_job(a.running)
@@ -101,6 +105,51 @@ class ClaimMixin(QueryMixin):
             (reply[i].decode(), eligible[int(reply[i + 1]) - 1]) for i in range(2, len(reply), 2)
         ]
         return _Candidates(reply[1], members)
+
+    def _claim_call(
+        self,
+        worker_id: str,
+        eligible: list[str],
+        enqueued: bytes,
+        tokens: list[str],
+        candidates: list[tuple[str, str, str]],
+    ) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of claim.lua; candidates are (job id, member or "", signature)."""
+        k = self.keys
+        keys = [
+            k.queued,
+            k.claims,
+            k.running,
+            k.worker_jobs(worker_id),
+            k.counts,
+            k.events,
+            k.signatures_version,
+            *(k.sig_queue(sig) for sig in eligible),
+        ]
+        now = self.clock()
+        args: list[Any] = [
+            worker_id,
+            now,
+            now + int(self.settings.claim_timeout * 1000),
+            self._maxlen,
+            enqueued,
+            len(tokens),
+            len(eligible),
+            self._sig_version,
+            *tokens,
+        ]
+        for job_id, member, sig in candidates:
+            keys += [k.job(job_id), k.sig_queue(sig)]
+            args.append(member)
+        return keys, args
+
+    def _assignments(self, won: Any, tokens: list[str]) -> list[Assignment]:
+        """The jobs claim.lua handed out, each with its token."""
+        timeout = self.settings.claim_timeout
+        return [
+            Assignment(member.decode().partition("|")[2], decode_hash(raw), token, timeout)
+            for member, raw, token in zip(won[::2], won[1::2], tokens, strict=False)
+        ]
 
     def _hint(self, member: str, sig: str) -> None:
         """Remember a job this process just queued, as a claim candidate."""
@@ -129,8 +178,8 @@ class ClaimMixin(QueryMixin):
 
     async def _claim_some(
         self, worker_id: str, caps: WorkerCapabilities, state: WorkerState, wanted: int
-    ) -> list[Assignment]:
-        k = self.keys
+    ) -> tuple[list[Assignment], bool]:
+        """Some of the best jobs for the worker, and whether looking again may find more."""
         depth = max(_PEEK_DEPTH, wanted)
         spare = 1  # extra candidates to send along, in case others took the first ones
         for _ in range(_CLAIM_ROUNDS):
@@ -153,40 +202,21 @@ class ClaimMixin(QueryMixin):
                 self._candidates[cache_key] = cands
                 if not cands.members:
                     cands.empty = True
-                    return []
+                    return [], False
             # Reserve candidates for this claim, so that claimers in this process never
             # race each other for the same job; other processes are settled by claim.lua.
             take = wanted if self._batchable(caps, cands.members[:wanted]) else 1
             tried = cands.members[: max(take, spare)]
             del cands.members[: len(tried)]
             want = min(take, len(tried))
-            tokens = [f"{secrets.token_hex(12)}.{worker_id}" for _ in range(want)]
-            keys = [
-                k.queued,
-                k.claims,
-                k.running,
-                k.worker_jobs(worker_id),
-                k.counts,
-                k.events,
-                k.signatures_version,
-                *(k.sig_queue(sig) for sig in eligible),
-            ]
-            now = self.clock()
-            timeout = self.settings.claim_timeout
-            args: list[Any] = [
+            tokens = [_token(worker_id) for _ in range(want)]
+            keys, args = self._claim_call(
                 worker_id,
-                now,
-                now + int(timeout * 1000),
-                self._maxlen,
+                eligible,
                 cands.enqueued,
-                want,
-                len(eligible),
-                self._sig_version,
-                *tokens,
-            ]
-            for member, sig in tried:
-                keys += [k.job(member.partition("|")[2]), k.sig_queue(sig)]
-                args.append(member)
+                tokens,
+                [(m.partition("|")[2], m, sig) for m, sig in tried],
+            )
             won = await self.scripts.claim(keys=keys, args=args)
             if won == 0:  # jobs joined a queue since the peek: they may be better
                 self._candidates.pop(cache_key, None)
@@ -195,13 +225,11 @@ class ClaimMixin(QueryMixin):
                 self._candidates.pop(cache_key, None)
                 spare = _CONTENDED_PEEK_DEPTH
                 continue
-            members = [m.decode() for m in won[::2]]
-            if len(members) < want:
+            if len(won) // 2 < want or hinted:
                 # Fewer than asked: the rest were taken, or jobs joined a queue since the
                 # peek (then one job is claimed). Either way this peek is spent.
                 self._candidates.pop(cache_key, None)
-            return [
-                Assignment(member.partition("|")[2], decode_hash(raw), token, timeout)
-                for member, raw, token in zip(members, won[1::2], tokens, strict=False)
-            ]
-        return []
+            # After a claim from hints, answer at once: the queues were empty a moment
+            # ago, so another look would most likely find nothing and only add a trip.
+            return self._assignments(won, tokens), not hinted
+        return [], False

@@ -17,20 +17,22 @@ what it may take next (isolation, customer limits), then O(S) for S signatures.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from empq.broker.base import Clock, SubmitResult, wall_clock_ms
-from empq.broker.claiming import ClaimMixin
+from empq.broker.base import Assignment, Clock, SubmitResult, wall_clock_ms
+from empq.broker.claiming import ClaimMixin, _token
 from empq.broker.events import EventsMixin
 from empq.broker.recovery import RecoveryMixin
 from empq.codec import spec_of, submission_fields
 from empq.config import BrokerSettings
 from empq.errors import InvalidTransition, JobNotFound
-from empq.models import Job, JobSubmission, utc_from_ms
+from empq.matching import JobSpec, WorkerState
+from empq.models import Job, JobSubmission, WorkerCapabilities, utc_from_ms
 from empq.redis_client import make_client
 from empq.status import JobStatus
 
@@ -66,6 +68,56 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
 
         `job_ids` (from `new_job_id`) lets the caller know the ids before the jobs exist.
         """
+        keys, args, sigs = self._submit_call(subs, job_ids)
+        rows = await self.scripts.submit(keys=keys, args=args)
+        return await self._submitted(rows, sigs, args[0])
+
+    async def submit_reserving(
+        self,
+        sub: JobSubmission,
+        job_id: str,
+        worker_id: str,
+        caps: WorkerCapabilities,
+        state: WorkerState,
+        *,
+        spec: JobSpec | None = None,
+    ) -> tuple[SubmitResult, Assignment | None]:
+        """Queue one job and, in the same round trip, claim it for `worker_id`.
+
+        The claim is the ordinary one (claim.lua), made right behind the submission:
+        the worker gets the job only if it may run it and it is then the best job of
+        every queue the worker may take from; otherwise the job just stays queued.
+        It is for a worker that was idle and is being told `job_available` for this job:
+        its `claim_job` is then answered without another trip to Redis.
+        """
+        eligible = self._eligible(caps, state)
+        keys, args, sigs = self._submit_call([sub], [job_id], None if spec is None else [spec])
+        if sigs[0] not in eligible:
+            rows = await self.scripts.submit(keys=keys, args=args)
+            return (await self._submitted(rows, sigs, args[0]))[0], None
+        token = _token(worker_id)
+        claim_keys, claim_args = self._claim_call(
+            worker_id, eligible, b"", [token], [(job_id, "", sigs[0])]
+        )
+        # Queued in this order in one turn: one pipeline, the claim right after the submit.
+        submitted = self.scripts.submit.queue(keys, args)
+        claimed = self.scripts.claim.queue(claim_keys, claim_args)
+        replies: tuple[Any, Any] = await asyncio.gather(submitted, claimed, return_exceptions=True)
+        rows, won = replies
+        if isinstance(rows, BaseException):
+            raise rows
+        result = (await self._submitted(rows, sigs, args[0]))[0]
+        if isinstance(won, BaseException) or not won:
+            return result, None
+        return result, self._assignments(won, [token])[0]
+
+    def _submit_call(
+        self,
+        subs: Sequence[JobSubmission],
+        job_ids: Sequence[str] | None,
+        specs: Sequence[JobSpec] | None = None,
+    ) -> tuple[list[str], list[Any], list[str]]:
+        """KEYS and ARGV of submit.lua, and each job's signature."""
         k = self.keys
         keys = [
             k.seq,
@@ -81,7 +133,7 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
         sigs: list[str] = []
         for i, sub in enumerate(subs):
             job_id = new_job_id() if job_ids is None else job_ids[i]
-            spec = spec_of(sub)
+            spec = spec_of(sub) if specs is None else specs[i]
             sig = spec.signature
             sigs.append(sig)
             job_key = k.job(job_id)
@@ -110,8 +162,10 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
                     separators=(",", ":"),
                 )
             )
-        now = args[0]
-        rows = await self.scripts.submit(keys=keys, args=args)
+        return keys, args, sigs
+
+    async def _submitted(self, rows: Any, sigs: list[str], now: int) -> list[SubmitResult]:
+        """The results of submit.lua's reply."""
         out = []
         for (raw_id, created, pos, member), sig in zip(rows, sigs, strict=True):
             job_id = raw_id.decode()

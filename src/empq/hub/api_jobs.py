@@ -36,14 +36,9 @@ def job_json(job: Job) -> dict[str, Any]:
 @router.post("", status_code=201, summary="Submit a job")
 async def submit(sub: JobSubmission, hub: HubDep) -> JSONResponse:
     """Queue one job. 201 for a new job; 200 with the first job for a repeated idempotency key."""
-    started, job_id = now_ms(), new_job_id()
-    hub.dispatcher.expect([job_id])
-    result = await hub.broker.submit(sub, job_id)
-    hub.webhooks.remember_job_url(result.job_id, sub.webhook_url)
     spec = JobSpec.of(sub.type, sub.customer_id, sub.requirements)
-    hub.dispatcher.submitted(
-        job_id, spec, sub.effective_priority, created=result.created, started_ms=started
-    )
+    result = await hub.dispatcher.submit(sub, spec)
+    hub.webhooks.remember_job_url(result.job_id, sub.webhook_url)
     if not result.created:
         job = await hub.broker.get(result.job_id)
         return JSONResponse({"job_id": job.id, **job_json(job)}, status_code=200)

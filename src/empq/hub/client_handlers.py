@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from empq.broker.core import new_job_id
 from empq.hub.auth import matches
 from empq.hub.connections import Connection
 from empq.matching import JobSpec
@@ -21,7 +20,6 @@ from empq.protocol import (
     SubscribeJobNotifications,
     SubscribeStats,
     SubscribeWorkerUpdates,
-    now_ms,
     out,
 )
 
@@ -55,21 +53,18 @@ async def register_client(hub: Hub, conn: Connection, msg: RegisterClient) -> No
 async def submit_job(hub: Hub, conn: Connection, msg: SubmitJob) -> None:
     require_client_auth(hub, conn)
     sub = msg.to_submission()
-    started, job_id = now_ms(), new_job_id()
-    hub.dispatcher.expect([job_id])
-    result = await hub.broker.submit(sub, job_id)
+    spec = JobSpec.of(sub.type, sub.customer_id, sub.requirements)
+    # Counted before the submission, which may already have one of them claim it.
+    notified = hub.dispatcher.capable_idle_count(spec)
+    result = await hub.dispatcher.submit(sub, spec)
     hub.webhooks.remember_job_url(result.job_id, sub.webhook_url)
     conn.subs.job_ids.add(result.job_id)
     hub.connections.changed()
-    spec = JobSpec.of(sub.type, sub.customer_id, sub.requirements)
-    hub.dispatcher.submitted(
-        job_id, spec, sub.effective_priority, created=result.created, started_ms=started
-    )
     reply: dict[str, Any] = {
         "job_id": result.job_id,
         "status": result.status,
         "position": result.position,
-        "notified_workers": hub.dispatcher.capable_idle_count(spec),
+        "notified_workers": notified,
         "created": result.created,
     }
     warnings = await hub.warnings_for(spec)

@@ -12,13 +12,17 @@ let a lower-priority job jump a higher one).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+from empq.broker.base import Assignment, SubmitResult
+from empq.broker.core import new_job_id
 from empq.matching import JobSpec, score
-from empq.protocol import out
+from empq.models import JobSubmission
+from empq.protocol import now_ms, wire
 
 if TYPE_CHECKING:
     from empq.hub.registry import LocalWorker
@@ -112,13 +116,13 @@ class Dispatcher:
             return False
         return any(lw.free_slots and not lw.offer_pending for lw in local.values())
 
-    def _offer(self, job_id: str, spec: JobSpec, priority: Any, event_ms: int | None) -> int:
+    def pick(self, spec: JobSpec) -> LocalWorker | None:
+        """The best-scoring local worker that can take a job of `spec` now, unoffered."""
         if not self._ready_worker():
-            return 0
-        local = self.hub.registry.local
+            return None
         best: LocalWorker | None = None
         best_score = 0.0
-        for lw in local.values():
+        for lw in self.hub.registry.local.values():
             if lw.offer_pending or not lw.free_slots or not lw.can_take(spec):
                 continue
             s = score(lw.caps, spec)
@@ -128,22 +132,74 @@ class Dispatcher:
                 or (s == best_score and lw.worker_id < best.worker_id)
             ):
                 best, best_score = lw, s
+        return best
+
+    def _offer(self, job_id: str, spec: JobSpec, priority: Any, event_ms: int | None) -> int:
+        best = self.pick(spec)
         if best is None:
             return 0
-        best.offered_at = time.monotonic()
-        best.conn.send(
-            out(
+        self._tell(best, job_id, spec, priority, event_ms)
+        return 1
+
+    def _tell(
+        self, lw: LocalWorker, job_id: str, spec: JobSpec, priority: Any, event_ms: int | None
+    ) -> None:
+        lw.offered_at = time.monotonic()
+        lw.conn.send(
+            wire(
                 "job_available",
                 job_id=job_id,
                 job_type=spec.type,
                 priority=priority,
                 requirements_summary=requirements_summary(spec),
-                worker_id=best.worker_id,
+                worker_id=lw.worker_id,
             )
         )
         if event_ms is not None:
             self.hub.metrics.dispatch_latency.observe(max(time.time() * 1000 - event_ms, 0) / 1000)
-        return 1
+
+    async def submit(self, sub: JobSubmission, spec: JobSpec) -> SubmitResult:
+        """Queue one job submitted through this hub and offer it at once.
+
+        With an idle local worker that can run it, the offer goes out together with the
+        submission, and the job is claimed for that worker in the same round trip to
+        Redis (`Broker.submit_reserving`): the worker's `claim_job`, which the offer
+        brings back, is then answered from memory. The worker still asks: a job is
+        never assigned to a worker that did not claim, and if it never claims, the
+        claim timeout puts the job back in the queue.
+        """
+        broker = self.hub.broker
+        started, job_id = now_ms(), new_job_id()
+        self.expect([job_id])
+        priority = sub.effective_priority
+        target = self.pick(spec)
+        if target is None:
+            result = await broker.submit(sub, job_id)
+            self.submitted(job_id, spec, priority, created=result.created, started_ms=started)
+            return result
+        loop = asyncio.get_running_loop()
+        reservation: asyncio.Future[Assignment | None] = loop.create_future()
+        target.reservation = reservation
+        target.offered_at = time.monotonic()
+        # The offer goes out just after the submission is written to Redis (two turns
+        # of the loop: the pipeline's task writes in the first), so the worker's claim
+        # and Redis's reply travel at the same time.
+        loop.call_soon(loop.call_soon, self._tell, target, job_id, spec, priority, started)
+        assignment = None
+        try:
+            result, assignment = await broker.submit_reserving(
+                sub, job_id, target.worker_id, target.caps, target.state, spec=spec
+            )
+            if not result.created:
+                self._offered.pop(job_id, None)
+        finally:
+            if assignment is not None:
+                self.hub.registry.hold(target, job_id, assignment.running)
+            if not reservation.done():
+                reservation.set_result(assignment)
+            if target.reservation is reservation and assignment is None:
+                target.reservation = None
+        return result
 
     def capable_idle_count(self, spec: JobSpec) -> int:
         """How many local workers could take a job of `spec` right now."""

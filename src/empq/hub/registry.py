@@ -9,6 +9,7 @@ dispatch read those from memory, never from Redis.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -24,6 +25,7 @@ from empq.models import WorkerCapabilities, WorkerInfo
 from empq.status import WorkerStatus
 
 if TYPE_CHECKING:
+    from empq.broker.base import Assignment
     from empq.hub.connections import Connection
 
 log = logging.getLogger("empq.hub.registry")
@@ -45,6 +47,9 @@ class LocalWorker:
     verdicts: StaticVerdicts
     held: dict[str, RunningJob] = field(default_factory=dict)
     offered_at: float = 0.0
+    #: A job being claimed for it alongside a `job_available` (see Dispatcher.submit);
+    #: its next `claim_job` is answered with it.
+    reservation: asyncio.Future[Assignment | None] | None = None
 
     @property
     def worker_id(self) -> str:

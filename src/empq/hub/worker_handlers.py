@@ -30,6 +30,7 @@ from empq.protocol import (
     error_message,
     now_ms,
     out,
+    wire,
 )
 from empq.status import ACTIVE_STATUSES
 
@@ -85,9 +86,24 @@ async def register_worker(hub: Hub, conn: Connection, msg: RegisterWorker) -> No
 async def claim_job(hub: Hub, conn: Connection, msg: ClaimJob) -> None:
     lw = registered(conn)
     lw.offered_at = 0.0
+    reservation, lw.reservation = lw.reservation, None
+    if reservation is not None:
+        reserved = await reservation
+        if reserved is not None:
+            conn.send(
+                assigned_message(
+                    reserved.job_id,
+                    reserved.fields,
+                    worker_id=lw.worker_id,
+                    claim_token=reserved.claim_token,
+                    claim_timeout=reserved.claim_timeout,
+                    claim_remaining=0,
+                )
+            )
+            return
     wanted = min(msg.max_jobs, lw.free_slots)
     if wanted <= 0:
-        conn.send(out("no_job_available", worker_id=lw.worker_id, reason="no free slot"))
+        conn.send(wire("no_job_available", worker_id=lw.worker_id, reason="no free slot"))
         return
     t0 = time.perf_counter()
     assignments = await hub.broker.claim(
@@ -95,7 +111,7 @@ async def claim_job(hub: Hub, conn: Connection, msg: ClaimJob) -> None:
     )
     hub.metrics.claim_latency.observe(time.perf_counter() - t0)
     if not assignments:
-        conn.send(out("no_job_available", worker_id=lw.worker_id))
+        conn.send(wire("no_job_available", worker_id=lw.worker_id))
         return
     for i, a in enumerate(assignments):
         hub.registry.hold(lw, a.job_id, a.running)
@@ -129,7 +145,7 @@ async def complete_job(hub: Hub, conn: Connection, msg: CompleteJob) -> None:
     await hub.broker.complete(msg.job_id, msg.claim_token, msg.result, msg.processing_time)
     hub.registry.release(msg.job_id)
     lw.info.jobs_completed += 1
-    conn.send(out("job_completed_ack", job_id=msg.job_id, worker_id=lw.worker_id))
+    conn.send(wire("job_completed_ack", job_id=msg.job_id, worker_id=lw.worker_id))
 
 
 async def fail_job(hub: Hub, conn: Connection, msg: FailJob) -> None:

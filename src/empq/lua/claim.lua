@@ -10,7 +10,8 @@
 -- ARGV[4] event stream max length  ARGV[5] the `enqueued` count peek.lua saw
 -- ARGV[6] want: most jobs to claim  ARGV[7] e  ARGV[8] the sigs_version the caller knows
 -- ARGV[9 .. 8 + want] one claim token per job
--- then per candidate i: ARGV[8 + want + i] its member (order key)
+-- then per candidate i: ARGV[8 + want + i] its member (order key), or '' to read it
+--   from the job hash
 -- When jobs were queued since the peek (`enqueued` moved), a newer job may be better
 -- than the candidates: then one job is claimed, and only if the caller's view of the
 -- signatures is current and the first candidate still queued is the best head of the
@@ -23,6 +24,14 @@
 local want = tonumber(ARGV[6])
 local e = tonumber(ARGV[7])
 local n = (#KEYS - 7 - e) / 2
+-- An empty member names the job by its key alone (a job queued in the same pipeline,
+-- whose order key the caller cannot know yet): it is read from the job's hash.
+local members = {}
+for i = 1, n do
+  local m = ARGV[8 + want + i]
+  if m == '' then m = redis.call('HGET', KEYS[6 + e + 2 * i], 'order') or '' end
+  members[i] = m
+end
 if (redis.call('HGET', KEYS[5], 'enqueued') or '0') ~= ARGV[5] then
   if (redis.call('GET', KEYS[7]) or '0') ~= ARGV[8] then return 0 end
   local best = nil
@@ -32,8 +41,8 @@ if (redis.call('HGET', KEYS[5], 'enqueued') or '0') ~= ARGV[5] then
   end
   local first = nil
   for i = 1, n do
-    if redis.call('ZSCORE', KEYS[7 + e + 2 * i], ARGV[8 + want + i]) then
-      first = ARGV[8 + want + i]
+    if members[i] ~= '' and redis.call('ZSCORE', KEYS[7 + e + 2 * i], members[i]) then
+      first = members[i]
       break
     end
   end
@@ -47,8 +56,8 @@ local got = 0
 for i = 1, n do
   if got == want then break end
   local job_key, q_key = KEYS[6 + e + 2 * i], KEYS[7 + e + 2 * i]
-  local member = ARGV[8 + tonumber(ARGV[6]) + i]
-  if redis.call('ZREM', q_key, member) == 1 then
+  local member = members[i]
+  if member ~= '' and redis.call('ZREM', q_key, member) == 1 then
     got = got + 1
     local token = ARGV[8 + got]
     local id = string.sub(member, string.find(member, '|', 1, true) + 1)
