@@ -124,3 +124,23 @@ def test_reconnect_back_off_grows_with_jitter_and_is_capped() -> None:
         assert all(0 <= d <= ceiling for d in delays)
         assert max(delays) > ceiling / 2, "jitter spans the window"
     assert reconnect_delay(10_000, rng) <= RECONNECT_MAX
+
+
+async def test_free_slots_are_claimed_with_one_claim_job(hub: HubHandle) -> None:
+    gate = GateConnector()
+    claims = hub.hub.metrics.messages.labels("claim_job")
+    async with (
+        running_worker(hub.ws_url, connectors=[gate], concurrent_jobs=4),
+        hub.client() as client,
+    ):
+        jobs = [{"type": "sim", "requirements": {"service_type": "simulation"}}] * 4
+        before = claims._value.get()
+        r = await client.post("/api/jobs/batch", json={"jobs": jobs})
+        assert r.status_code == 201
+        await gate.wait_active(4)
+        # One offer brings one claim for all four free slots (a fallback poll may add one);
+        # a claim per slot would have taken four.
+        assert claims._value.get() - before <= 2
+        gate.gate.set()
+        for j in r.json()["jobs"]:
+            assert (await wait_for_job(client, j["job_id"]))["status"] == "completed"

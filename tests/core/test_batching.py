@@ -1,0 +1,130 @@
+"""Script calls of one loop turn share a round trip; reservations never jump the queue."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from empq.broker import Broker
+from empq.broker.core import new_job_id
+from empq.errors import StaleClaim
+from empq.matching import WorkerState
+from empq.models import JobSubmission, WorkerCapabilities
+from empq.status import JobStatus
+
+CAPS = WorkerCapabilities(services=["sim"])
+
+
+def job(priority: int = 50, service: str = "sim") -> JobSubmission:
+    return JobSubmission(type="t", priority=priority, requirements={"service_type": service})
+
+
+async def known_queue(broker: Broker) -> None:
+    """Run one job of the `sim` requirements, so the broker knows their queue.
+
+    (A reservation is made only for requirements the broker has seen: a brand-new
+    signature is claimed the ordinary way.)
+    """
+    await broker.submit(job())
+    (first,) = await broker.claim("w", CAPS)
+    await broker.complete(first.job_id, first.claim_token, {})
+
+
+async def test_concurrent_reports_each_get_their_own_reply(broker: Broker) -> None:
+    await broker.submit_many([job() for _ in range(40)])
+    got = await broker.claim(
+        "w", CAPS.model_copy(update={"performance": {"concurrent_jobs": 40}}), max_jobs=40
+    )
+    assert len(got) == 40
+    # One stale token among forty good ones: only that one is refused.
+    calls = [broker.complete(a.job_id, a.claim_token, {"n": i}) for i, a in enumerate(got)]
+    calls.append(broker.complete(got[0].job_id, "bogus.w", {}))
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert all(r is None for r in results[:40])
+    assert isinstance(results[40], StaleClaim)
+    for i, a in enumerate(got):
+        done = await broker.get(a.job_id)
+        assert done.status is JobStatus.COMPLETED
+        assert done.result == {"n": i}
+
+
+async def test_batched_calls_survive_a_script_flush(broker: Broker) -> None:
+    # After a Redis restart or SCRIPT FLUSH, pipelined EVALSHAs answer NOSCRIPT: each
+    # call is then run again with its source, and still answers correctly.
+    await broker.submit_many([job() for _ in range(5)])
+    await broker.redis.script_flush()
+    caps = CAPS.model_copy(update={"performance": {"concurrent_jobs": 5}})
+    claims = await asyncio.gather(*(broker.claim(f"w{i}", caps) for i in range(5)))
+    ids = [a.job_id for got in claims for a in got]
+    assert len(ids) == len(set(ids)) == 5
+    await broker.redis.script_flush()
+    await asyncio.gather(*(broker.accept(a.job_id, a.claim_token) for got in claims for a in got))
+    for i in ids:
+        assert (await broker.get(i)).status is JobStatus.ACCEPTED
+
+
+async def test_reservation_takes_the_new_job_for_an_idle_worker(broker: Broker) -> None:
+    await known_queue(broker)
+    job_id = new_job_id()
+    result, reserved = await broker.submit_reserving(job(), job_id, "w", CAPS, WorkerState())
+    assert result.created
+    assert result.status is JobStatus.QUEUED
+    assert reserved is not None
+    assert reserved.job_id == job_id
+    rec = await broker.get(job_id)
+    assert rec.status is JobStatus.ASSIGNED
+    assert rec.worker_id == "w"
+    # The reservation's token fences the job like any claim's.
+    await broker.complete(job_id, reserved.claim_token, {})
+    assert (await broker.get(job_id)).status is JobStatus.COMPLETED
+
+
+async def test_reservation_never_jumps_a_better_queued_job(broker: Broker) -> None:
+    await known_queue(broker)
+    better = await broker.submit(job(priority=90))
+    result, reserved = await broker.submit_reserving(
+        job(priority=10), new_job_id(), "w", CAPS, WorkerState()
+    )
+    assert reserved is None
+    assert (await broker.get(result.job_id)).status is JobStatus.QUEUED
+    assert (await broker.get(better.job_id)).status is JobStatus.QUEUED
+    got = await broker.claim("w", CAPS)
+    assert [a.job_id for a in got] == [better.job_id]
+
+
+@pytest.mark.parametrize("service", ["gpu", "sim"])
+async def test_reservation_respects_matching(broker: Broker, service: str) -> None:
+    await known_queue(broker)
+    # A worker that cannot run the job (another service, or draining) gets nothing.
+    state = WorkerState(draining=service == "sim")
+    result, reserved = await broker.submit_reserving(
+        job(service=service), new_job_id(), "w", CAPS, state
+    )
+    assert reserved is None
+    assert (await broker.get(result.job_id)).status is JobStatus.QUEUED
+
+
+async def test_repeated_idempotency_key_reserves_nothing(broker: Broker) -> None:
+    first = await broker.submit(JobSubmission(type="t", idempotency_key="k"))
+    again = JobSubmission(type="t", idempotency_key="k")
+    result, reserved = await broker.submit_reserving(
+        again, new_job_id(), "w", WorkerCapabilities(), WorkerState()
+    )
+    assert not result.created
+    assert result.job_id == first.job_id
+    assert reserved is None
+    assert (await broker.get(first.job_id)).status is JobStatus.QUEUED
+
+
+async def test_claim_of_several_jobs_writes_one_event_entry(broker: Broker) -> None:
+    await broker.submit_many([job(priority=p) for p in (30, 20, 10)])
+    last = await broker.last_event_id()
+    caps = CAPS.model_copy(update={"performance": {"concurrent_jobs": 3}})
+    got = await broker.claim("w", caps, max_jobs=3)
+    entries = await broker.redis.xrange(broker.keys.events, f"({last}", "+")
+    assert len(entries) == 1
+    events = await broker.events_since(last)
+    assert [e.data["job_id"] for e in events] == [a.job_id for a in got]
+    assert {e.data["status"] for e in events} == {"assigned"}
+    assert len({e.id for e in events}) == 1
