@@ -146,17 +146,19 @@ class StubHub:
             msg = json.loads(raw)
             kind = msg["type"]
             if kind == "claim_job":
-                if self.given < self.n:
+                give = min(int(msg.get("max_jobs", 1)), self.n - self.given)
+                if give <= 0:
+                    await ws.send('{"type":"no_job_available","timestamp":0}')
+                    continue
+                self.first.set()
+                for left in range(give - 1, -1, -1):
                     self.given += 1
-                    self.first.set()
                     n = self.given
                     await ws.send(
                         f'{{"type":"job_assigned","timestamp":0,"job_id":"j{n}","job_type":"sim",'
                         f'"priority":50,"payload":{{}},"requirements":{{"service_type":"simulation"}},'
-                        f'"claim_token":"t{n}","claim_timeout":30}}'
+                        f'"claim_token":"t{n}","claim_timeout":30,"claim_remaining":{left}}}'
                     )
-                else:
-                    await ws.send('{"type":"no_job_available","timestamp":0}')
             elif kind == "complete_job":
                 self.completed += 1
                 job_id = msg["job_id"]

@@ -120,6 +120,7 @@ class BatchedScript:
     def __init__(self, script: AsyncScript, batch: ScriptBatch | None) -> None:
         self.script = script
         self._batch = batch
+        self._running: set[asyncio.Future[Any]] = set()
 
     async def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
         return await self.queue(keys, args)
@@ -127,7 +128,11 @@ class BatchedScript:
     def queue(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Awaitable[Any]:
         """Queue the call now (calls queued in one turn run in this order); await the reply."""
         if self._batch is None:
-            return self.script(keys=keys, args=args)
+            # Started now, so calls run in the order they were queued; kept until done.
+            task = asyncio.ensure_future(self.script(keys=keys, args=args))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+            return task
         return cast(Awaitable[Any], self._batch.run(self.script, keys, args))
 
 

@@ -128,3 +128,20 @@ async def test_claim_of_several_jobs_writes_one_event_entry(broker: Broker) -> N
     assert [e.data["job_id"] for e in events] == [a.job_id for a in got]
     assert {e.data["status"] for e in events} == {"assigned"}
     assert len({e.id for e in events}) == 1
+
+
+async def test_completions_of_one_turn_share_one_call_and_one_event_entry(broker: Broker) -> None:
+    await broker.submit_many([job() for _ in range(8)])
+    caps = CAPS.model_copy(update={"performance": {"concurrent_jobs": 8}})
+    got = await broker.claim("w", caps, max_jobs=8)
+    last = await broker.last_event_id()
+    await asyncio.gather(*(broker.complete(a.job_id, a.claim_token, {"i": a.job_id}) for a in got))
+    entries = await broker.redis.xrange(broker.keys.events, f"({last}", "+")
+    assert len(entries) == 1
+    events = await broker.events_since(last)
+    assert sorted(e.data["job_id"] for e in events) == sorted(a.job_id for a in got)
+    assert all(
+        e.type == "job_completed" and e.data["result"] == {"i": e.data["job_id"]} for e in events
+    )
+    stats = await broker.stats()
+    assert stats["jobs_by_status"]["completed"] == 8

@@ -134,6 +134,8 @@ class BrokerBase:
         self._verdicts = OrderedDict()
         # Claim candidates per eligible signature set (see claiming.py).
         self._candidates: dict[tuple[str, ...], Any] = {}
+        # Completions waiting for this turn's call of complete.lua (see reports.py).
+        self._completes: list[tuple[tuple[str, str, str, Any], asyncio.Future[Any]]] = []
         # Jobs this process queued lately: order key -> signature (see claiming.py).
         self._hints: dict[str, str] = {}
 

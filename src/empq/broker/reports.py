@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -54,29 +55,47 @@ class ReportsMixin(BrokerBase):
         result: dict[str, Any],
         processing_time: float | None = None,
     ) -> None:
-        """Record success: the job is completed, final."""
-        k = self.keys
-        reply = await self.scripts.complete(
-            keys=[
-                k.job(job_id),
-                k.claims,
-                k.running,
-                k.worker_jobs(_worker_of_token(token)),
-                k.finished,
-                k.counts,
-                k.stats,
-                k.events,
-            ],
-            args=[
-                token,
-                json.dumps(result, separators=(",", ":")),
-                "" if processing_time is None else processing_time,
-                self.clock(),
-                self._maxlen,
-                job_id,
-            ],
+        """Record success: the job is completed, final.
+
+        Completions reported in the same turn of the event loop (a worker's burst of
+        finished jobs) go to Redis as one call of complete.lua; each still gets its own
+        answer, and a stale one changes nothing.
+        """
+        job = (
+            job_id,
+            token,
+            json.dumps(result, separators=(",", ":")),
+            "" if processing_time is None else processing_time,
         )
-        self._check(job_id, reply)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._completes.append((job, fut))
+        if len(self._completes) == 1:
+            loop.call_soon(self._flush_completes)
+        self._check(job_id, await fut)
+
+    def _flush_completes(self) -> None:
+        batch, self._completes = self._completes, []
+        k = self.keys
+        keys = [k.claims, k.running, k.finished, k.counts, k.stats, k.events]
+        args: list[Any] = [self.clock(), self._maxlen]
+        for (job_id, token, result, ptime), _ in batch:
+            keys += [k.job(job_id), k.worker_jobs(_worker_of_token(token))]
+            args += [token, result, ptime, job_id]
+
+        def settle(done: asyncio.Future[Any]) -> None:
+            error = None if done.cancelled() else done.exception()
+            for i, (_, fut) in enumerate(batch):
+                if fut.done():
+                    continue
+                if done.cancelled():
+                    fut.cancel()
+                elif error is not None:
+                    fut.set_exception(error)
+                else:
+                    fut.set_result(done.result()[i])
+
+        asyncio.ensure_future(self.scripts.complete.queue(keys, args)).add_done_callback(settle)
 
     async def fail(
         self,

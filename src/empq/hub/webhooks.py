@@ -18,6 +18,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import re
 import socket
 import time
 import uuid
@@ -53,6 +54,8 @@ DELIVERY_TIMEOUT = 10.0
 #: The outbox consumer reads new events this often (at once again after a full read).
 POLL_SECONDS = 0.05
 READ_COUNT = 1000
+#: Job ids in an event entry's raw JSON (one event or an array of them).
+_JOB_IDS = re.compile(rb'"job_id":"([^"\\]+)"')
 
 
 class WebhookIn(BaseModel):
@@ -304,9 +307,31 @@ class Webhooks:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
 
+    async def _wanted(
+        self, batch: list[tuple[str, dict[Any, Any]]]
+    ) -> list[tuple[str, dict[Any, Any]]]:
+        """The entries that may lead to a delivery.
+
+        With no registered webhook, only events of jobs with a `webhook_url` can: those
+        are found by the job ids in the raw text, without decoding every event.
+        """
+        if await self._current():
+            return batch
+        ids = [
+            [m.decode() for m in _JOB_IDS.findall(fields.get(b"data", b""))]
+            for _, fields in batch
+        ]
+        await self._load_job_urls({i for found in ids for i in found})
+        return [
+            entry
+            for entry, found in zip(batch, ids, strict=True)
+            if any(self._job_urls.get(i) for i in found)
+        ]
+
     async def _enqueue(self, batch: list[tuple[str, dict[Any, Any]]]) -> None:
         deliveries: list[dict[str, Any]] = []
-        parsed = [(event_id, ev) for event_id, fields in batch for ev in parse_entry(fields)]
+        wanted = await self._wanted(batch)
+        parsed = [(event_id, ev) for event_id, fields in wanted for ev in parse_entry(fields)]
         await self._load_job_urls(
             {ev[1]["job_id"] for _, ev in parsed if isinstance(ev[1].get("job_id"), str)}
         )

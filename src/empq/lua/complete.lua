@@ -1,37 +1,58 @@
--- complete.lua: the worker holding the job reports success (-> completed, final).
--- KEYS[1] job  KEYS[2] claims  KEYS[3] running  KEYS[4] worker_jobs  KEYS[5] finished
--- KEYS[6] counts  KEYS[7] stats  KEYS[8] events
--- ARGV[1] claim token  ARGV[2] result JSON  ARGV[3] processing time s ('' if unknown)
--- ARGV[4] now ms  ARGV[5] event stream max length  ARGV[6] job id
--- Returns {'OK'} | {'NOTFOUND'} | {'STALE', current status}.
-local f = redis.call('HMGET', KEYS[1], 'status', 'claim_token', 'worker_id', 'type',
-  'customer_id', 'priority', 'attempts', 'created_at', 'assigned_at', 'started_at')
-local st = f[1]
-if not st then return {'NOTFOUND'} end
-if f[2] ~= ARGV[1] then return {'STALE', st} end
-if st ~= 'assigned' and st ~= 'accepted' and st ~= 'in_progress' then return {'STALE', st} end
-local now = tonumber(ARGV[4])
-local id = ARGV[6]
-redis.call('HSET', KEYS[1], 'status', 'completed', 'completed_at', now, 'progress', 100,
-  'result', ARGV[2])
-redis.call('HDEL', KEYS[1], 'claim_token', 'error', 'error_details', 'retry_at')
-redis.call('ZREM', KEYS[2], id)
-redis.call('ZREM', KEYS[3], id)
-redis.call('SREM', KEYS[4], id)
-redis.call('ZADD', KEYS[5], now, id)
-redis.call('HINCRBY', KEYS[6], st, -1)
-redis.call('HINCRBY', KEYS[6], 'completed', 1)
-local assigned = tonumber(f[9]) or now
-local started = tonumber(f[10]) or assigned
-local ptime = tonumber(ARGV[3]) or ((now - started) / 1000)
-redis.call('HINCRBY', KEYS[7], 'completed_total', 1)
-redis.call('HINCRBYFLOAT', KEYS[7], 'run_seconds_sum', ptime)
-redis.call('HINCRBYFLOAT', KEYS[7], 'wait_seconds_sum', (assigned - (tonumber(f[8]) or assigned)) / 1000)
--- The event is built as text so a large result is copied, never decoded and re-encoded.
-redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[5], '*', 'type', 'job_completed', 'data',
-  '{"job_id":' .. cjson.encode(id) .. ',"status":"completed","previous_status":' .. cjson.encode(st)
-  .. ',"worker_id":' .. cjson.encode(f[3]) .. ',"processing_time":' .. cjson.encode(ptime)
-  .. ',"job_type":' .. cjson.encode(f[4]) .. ',"customer_id":' .. cjson.encode(f[5] or cjson.null)
-  .. ',"priority":' .. (f[6] or '0') .. ',"attempts":' .. (f[7] or '0') .. ',"progress":100'
-  .. ',"result":' .. ARGV[2] .. '}')
-return {'OK'}
+-- complete.lua: workers holding jobs report success (-> completed, final), one or more
+-- jobs per call (the reports that arrived together).
+-- KEYS[1] claims  KEYS[2] running  KEYS[3] finished  KEYS[4] counts  KEYS[5] stats
+-- KEYS[6] events
+-- then per job i: KEYS[5 + 2i] job, KEYS[6 + 2i] the holder's worker_jobs
+-- ARGV[1] now ms  ARGV[2] event stream max length
+-- then per job i (from 3 + 4(i-1)): claim token, result JSON, processing time s ('' if
+--   unknown), job id
+-- Returns per job: {'OK'} | {'NOTFOUND'} | {'STALE', current status}. The completed jobs'
+-- events share one stream entry (data: an array when there are several).
+local now = tonumber(ARGV[1])
+local n = (#KEYS - 6) / 2
+local replies = {}
+local events = {}
+for i = 1, n do
+  local job_key, wjobs_key = KEYS[5 + 2 * i], KEYS[6 + 2 * i]
+  local a = 3 + 4 * (i - 1)
+  local token, result, id = ARGV[a], ARGV[a + 1], ARGV[a + 3]
+  local f = redis.call('HMGET', job_key, 'status', 'claim_token', 'worker_id', 'type',
+    'customer_id', 'priority', 'attempts', 'created_at', 'assigned_at', 'started_at')
+  local st = f[1]
+  if not st then
+    replies[i] = {'NOTFOUND'}
+  elseif f[2] ~= token or (st ~= 'assigned' and st ~= 'accepted' and st ~= 'in_progress') then
+    replies[i] = {'STALE', st}
+  else
+    redis.call('HSET', job_key, 'status', 'completed', 'completed_at', now, 'progress', 100,
+      'result', result)
+    redis.call('HDEL', job_key, 'claim_token', 'error', 'error_details', 'retry_at')
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('SREM', wjobs_key, id)
+    redis.call('ZADD', KEYS[3], now, id)
+    redis.call('HINCRBY', KEYS[4], st, -1)
+    redis.call('HINCRBY', KEYS[4], 'completed', 1)
+    local assigned = tonumber(f[9]) or now
+    local started = tonumber(f[10]) or assigned
+    local ptime = tonumber(ARGV[a + 2]) or ((now - started) / 1000)
+    redis.call('HINCRBY', KEYS[5], 'completed_total', 1)
+    redis.call('HINCRBYFLOAT', KEYS[5], 'run_seconds_sum', ptime)
+    redis.call('HINCRBYFLOAT', KEYS[5], 'wait_seconds_sum',
+      (assigned - (tonumber(f[8]) or assigned)) / 1000)
+    -- Built as text so a large result is copied, never decoded and re-encoded.
+    events[#events + 1] = '{"job_id":' .. cjson.encode(id) .. ',"status":"completed"'
+      .. ',"previous_status":' .. cjson.encode(st)
+      .. ',"worker_id":' .. cjson.encode(f[3]) .. ',"processing_time":' .. cjson.encode(ptime)
+      .. ',"job_type":' .. cjson.encode(f[4]) .. ',"customer_id":' .. cjson.encode(f[5] or cjson.null)
+      .. ',"priority":' .. (f[6] or '0') .. ',"attempts":' .. (f[7] or '0') .. ',"progress":100'
+      .. ',"result":' .. result .. '}'
+    replies[i] = {'OK'}
+  end
+end
+if #events > 0 then
+  local data = events[1]
+  if #events > 1 then data = '[' .. table.concat(events, ',') .. ']' end
+  redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[2], '*', 'type', 'job_completed', 'data', data)
+end
+return replies
