@@ -30,7 +30,8 @@ from adapters.base import PEERS_DIR, QueueAdapter
 
 ROOT = Path(__file__).resolve().parent.parent
 EMPQ_PYTHON = os.environ.get("EMPQ_PYTHON", str(ROOT / ".venv" / "bin" / "python"))
-CONCURRENCY = 16
+#: Worker slots (`concurrent_jobs`) per config.
+CONCURRENCY = {"c16": 16, "c64": 64}
 
 
 def _free_port() -> int:
@@ -46,8 +47,8 @@ class EmpqAdapter(QueueAdapter):
     packages = ()
     enqueue_mode = "bulk"
     CONFIGS = {
-        "default": f"1 hub process + empq worker (concurrent_jobs={CONCURRENCY}), "
-        "REST submit, WebSocket pull"
+        name: f"1 hub process + empq worker (concurrent_jobs={slots}), REST submit, WebSocket pull"
+        for name, slots in CONCURRENCY.items()
     }
 
     def __init__(self, config: str, redis_url: str, logdir: str) -> None:
@@ -163,7 +164,7 @@ class EmpqAdapter(QueueAdapter):
             "--connectors",
             "peer_adapter:MarkConnector",
             "--concurrent-jobs",
-            str(CONCURRENCY),
+            str(CONCURRENCY[self.config]),
         ]
 
 

@@ -318,8 +318,7 @@ class Webhooks:
         if await self._current():
             return batch
         ids = [
-            [m.decode() for m in _JOB_IDS.findall(fields.get(b"data", b""))]
-            for _, fields in batch
+            [m.decode() for m in _JOB_IDS.findall(fields.get(b"data", b""))] for _, fields in batch
         ]
         await self._load_job_urls({i for found in ids for i in found})
         return [
