@@ -87,6 +87,7 @@ async def test_a_worker_that_never_claims_its_offer_loses_it(hub_factory: HubFac
         hub_factory(claim_timeout=0.5) as hub,
         hub.client() as http,
         raw_worker(hub.ws_url, "idle") as w,
+        RawPeer.connect(hub.ws_url) as monitor,
     ):
         first = (await http.post("/api/jobs", json={"type": "t", "requirements": SIM})).json()
         a = await w.request({"type": "claim_job"}, "job_assigned")
@@ -104,13 +105,17 @@ async def test_a_worker_that_never_claims_its_offer_loses_it(hub_factory: HubFac
             "job_id"
         ]
         await w.expect("job_available", where=lambda m: m["job_id"] == job_id)
+        await monitor.request(
+            {"type": "subscribe_job", "job_id": job_id}, "job_notifications_subscribed"
+        )
         # The worker ignores the offer: the claim made for it times out like any other,
         # and the job is queued again with the attempt counted.
-        rec: dict[str, object] = {}
-        async with asyncio.timeout(10):
-            while rec.get("status") != "queued":
-                rec = (await http.get(f"/api/jobs/{job_id}")).json()
-                await asyncio.sleep(0.05)  # polling the hub's REST state, not synchronising
+        await monitor.expect(
+            "job_update",
+            within=10,
+            where=lambda m: m.get("status") == "queued" and m.get("previous_status") == "assigned",
+        )
+        rec = (await http.get(f"/api/jobs/{job_id}")).json()
         assert rec["attempts"] == 1
         # Its next claim (a worker's fallback poll) gets it the ordinary way.
         got = await w.request({"type": "claim_job"}, "job_assigned")

@@ -91,7 +91,12 @@ async def test_full_worker_lifecycle_over_raw_protocol(hub: HubHandle) -> None:
             "worker_heartbeat_ack",
         )
         assert hb["next_heartbeat_expected"] > hb["timestamp"]
-        job = (await http.get(f"/api/jobs/{job_id}")).json()
+        # The heartbeat does not wait for the progress report before it: ask until the
+        # hub has recorded it.
+        for _ in range(100):
+            job = (await http.get(f"/api/jobs/{job_id}")).json()
+            if job["status"] != "accepted":
+                break
         assert job["status"] == "in_progress"
         assert job["progress"] == 40
         assert job["worker_id"] == "w1"

@@ -35,6 +35,7 @@ from empq.protocol import (
 from empq.status import ACTIVE_STATUSES
 
 if TYPE_CHECKING:
+    from empq.broker.base import Assignment
     from empq.hub.runtime import Hub
 
 log = logging.getLogger("empq.hub.workers")
@@ -90,16 +91,7 @@ async def claim_job(hub: Hub, conn: Connection, msg: ClaimJob) -> None:
     if reservation is not None:
         reserved = await reservation
         if reserved is not None:
-            conn.send(
-                assigned_message(
-                    reserved.job_id,
-                    reserved.fields,
-                    worker_id=lw.worker_id,
-                    claim_token=reserved.claim_token,
-                    claim_timeout=reserved.claim_timeout,
-                    claim_remaining=0,
-                )
-            )
+            _send_assigned(lw, reserved, 0)
             return
     wanted = min(msg.max_jobs, lw.free_slots)
     if wanted <= 0:
@@ -115,16 +107,21 @@ async def claim_job(hub: Hub, conn: Connection, msg: ClaimJob) -> None:
         return
     for i, a in enumerate(assignments):
         hub.registry.hold(lw, a.job_id, a.running)
-        conn.send(
-            assigned_message(
-                a.job_id,
-                a.fields,
-                worker_id=lw.worker_id,
-                claim_token=a.claim_token,
-                claim_timeout=a.claim_timeout,
-                claim_remaining=len(assignments) - 1 - i,
-            )
+        _send_assigned(lw, a, len(assignments) - 1 - i)
+
+
+def _send_assigned(lw: LocalWorker, a: Assignment, remaining: int) -> None:
+    """`job_assigned` for one job of a claim; `remaining` more follow for the same claim."""
+    lw.conn.send(
+        assigned_message(
+            a.job_id,
+            a.fields,
+            worker_id=lw.worker_id,
+            claim_token=a.claim_token,
+            claim_timeout=a.claim_timeout,
+            claim_remaining=remaining,
         )
+    )
 
 
 async def job_accepted(hub: Hub, conn: Connection, msg: JobAcceptedByWorker) -> None:
