@@ -87,6 +87,21 @@ async def test_cancel_stops_the_connector_and_frees_the_slot(hub: HubHandle) -> 
         assert worker.metrics.jobs.labels("cancelled")._value.get() == 1
 
 
+async def test_two_cancel_orders_in_one_turn_cancel_at_the_service_once(hub: HubHandle) -> None:
+    # The hub's `cancel_job` and its refusal of a report about the cancelled job can
+    # arrive together; a second cancel at the service (ComfyUI's `/interrupt`) could
+    # stop the service's next job.
+    gate = GateConnector()
+    async with running_worker(hub.ws_url, connectors=[gate]) as worker, hub.client() as client:
+        first = await submit(client)
+        await gate.wait_active(1)
+        worker.order_cancel(first)
+        worker.order_cancel(first)
+        async with asyncio.timeout(WAIT), gate.changed:
+            await gate.changed.wait_for(lambda: gate.active == 0)
+        assert gate.cancelled == [first]
+
+
 async def test_heartbeats_carry_system_info_and_connector_health(hub: HubHandle) -> None:
     async with (
         running_worker(hub.ws_url, heartbeat_interval=0.05) as worker,

@@ -242,7 +242,7 @@ class Worker:
             async with asyncio.timeout(self.settings.shutdown_grace):
                 await self.idle.wait()
         except TimeoutError:
-            cut = list(self.jobs.values())
+            cut = [j for j in self.jobs.values() if j.cancel_reason is None]
             log.warning("grace over: handing back %s", [j.job_id for j in cut])
             await asyncio.gather(*(self.cancel_job(j, "shutdown") for j in cut))
             with contextlib.suppress(TimeoutError):
@@ -383,6 +383,11 @@ class Worker:
         """The hub cancelled `job_id`: stop it (in the background, not in the reader)."""
         job = self.jobs.get(job_id)
         if job is not None and job.cancel_reason is None and self._tg is not None:
+            # Marked now, not when the task runs: a second order in the same turn (the
+            # hub's `cancel_job` and the refusal of a report about the cancelled job)
+            # must not cancel at the service twice: a second `/interrupt` could stop
+            # the service's next job.
+            job.cancel_reason = "cancelled"
             self._tg.create_task(self.cancel_job(job, "cancelled"))
 
     async def cancel_job(self, job: ActiveJob, reason: str) -> None:
