@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -45,3 +46,13 @@ async def redis_client(redis_url: str) -> AsyncIterator[aredis.Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture(autouse=True)
+def _drop_empq_log_handler() -> Iterator[None]:
+    """A command run in-process installs empq's log handler on the test's captured
+    stderr; remove it afterwards so later tests do not log to a closed stream."""
+    yield
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if h.get_name() == "empq"]:
+        root.removeHandler(handler)
