@@ -8,10 +8,13 @@ queue lives in one slot and every script runs on the node that owns it.
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, cast
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import MaxConnectionsError
 
 _CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
@@ -30,8 +33,34 @@ def make_client(url: str, max_connections: int = 1000) -> Redis:
         )
         # RedisCluster speaks the same commands; typed as Redis for the callers.
         return cluster  # type: ignore[no-any-return]
-    # A plain pool: each call in flight holds one connection, opened on demand up to
-    # `max_connections`. (redis-py's blocking pool waits instead of failing, but costs
-    # a condition and a timer on every command: a third of the claim path's time.)
-    pool = ConnectionPool.from_url(url, max_connections=max_connections)
+    pool = WaitingPool.from_url(url, max_connections=max_connections)
     return Redis.from_pool(pool)
+
+
+class WaitingPool(ConnectionPool):
+    """A connection pool that waits for a free connection when all are in use.
+
+    Each call in flight holds one connection, opened on demand up to
+    `max_connections`. redis-py's plain pool raises `MaxConnectionsError` past that,
+    so a burst (a thousand workers' heartbeats at once) would fail calls; its blocking
+    pool waits, but costs a condition and a timer on every command (a third of the
+    claim path's time). This one takes the plain pool's path and waits only when the
+    pool is full, until a connection is released.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._released = asyncio.Event()
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
+        while True:
+            try:
+                get = super().get_connection
+                return cast(AbstractConnection, await get(*args, **kwargs))  # type: ignore[no-untyped-call]
+            except MaxConnectionsError:
+                self._released.clear()
+                await self._released.wait()
+
+    async def release(self, connection: AbstractConnection) -> None:
+        await super().release(connection)
+        self._released.set()
