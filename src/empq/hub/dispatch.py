@@ -18,8 +18,10 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from empq.broker.base import Assignment, SubmitResult
+from empq.broker.base import SubmitResult
 from empq.broker.core import new_job_id
+from empq.hub.registry import Reservation
+from empq.hub.worker_handlers import send_assigned
 from empq.matching import JobSpec, score
 from empq.models import JobSubmission
 from empq.protocol import now_ms, wire
@@ -178,7 +180,7 @@ class Dispatcher:
             self.submitted(job_id, spec, priority, created=result.created, started_ms=started)
             return result
         loop = asyncio.get_running_loop()
-        reservation: asyncio.Future[Assignment | None] = loop.create_future()
+        reservation = Reservation(loop.create_future())
         target.reservation = reservation
         target.offered_at = time.monotonic()
         # The offer goes out just after the submission is written to Redis (two turns
@@ -195,8 +197,13 @@ class Dispatcher:
         finally:
             if assignment is not None:
                 self.hub.registry.hold(target, job_id, assignment.running)
-            if not reservation.done():
-                reservation.set_result(assignment)
+                if reservation.claimed and not reservation.future.done():
+                    # The worker's claim is already waiting: answer it now rather than
+                    # a loop turn later, after this submit's reply is built.
+                    send_assigned(target, assignment, 0)
+                    reservation.sent = True
+            if not reservation.future.done():
+                reservation.future.set_result(assignment)
             if target.reservation is reservation and assignment is None:
                 target.reservation = None
         return result

@@ -38,6 +38,18 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(slots=True, eq=False)
+class Reservation:
+    """A job being claimed for a worker alongside its `job_available` (Dispatcher.submit)."""
+
+    #: The claim's outcome: the assignment, or None if the job went to no one.
+    future: asyncio.Future[Assignment | None]
+    #: The worker's `claim_job` has arrived and waits for the outcome.
+    claimed: bool = False
+    #: The submit already sent `job_assigned` (in the same turn as Redis's reply).
+    sent: bool = False
+
+
 @dataclass(slots=True)
 class LocalWorker:
     """A worker connected to this hub."""
@@ -49,7 +61,7 @@ class LocalWorker:
     offered_at: float = 0.0
     #: A job being claimed for it alongside a `job_available` (see Dispatcher.submit);
     #: its next `claim_job` is answered with it.
-    reservation: asyncio.Future[Assignment | None] | None = None
+    reservation: Reservation | None = None
 
     @property
     def worker_id(self) -> str:

@@ -89,9 +89,11 @@ async def claim_job(hub: Hub, conn: Connection, msg: ClaimJob) -> None:
     lw.offered_at = 0.0
     reservation, lw.reservation = lw.reservation, None
     if reservation is not None:
-        reserved = await reservation
+        reservation.claimed = True
+        reserved = await reservation.future
         if reserved is not None:
-            _send_assigned(lw, reserved, 0)
+            if not reservation.sent:
+                send_assigned(lw, reserved, 0)
             return
     wanted = min(msg.max_jobs, lw.free_slots)
     if wanted <= 0:
@@ -107,10 +109,10 @@ async def claim_job(hub: Hub, conn: Connection, msg: ClaimJob) -> None:
         return
     for i, a in enumerate(assignments):
         hub.registry.hold(lw, a.job_id, a.running)
-        _send_assigned(lw, a, len(assignments) - 1 - i)
+        send_assigned(lw, a, len(assignments) - 1 - i)
 
 
-def _send_assigned(lw: LocalWorker, a: Assignment, remaining: int) -> None:
+def send_assigned(lw: LocalWorker, a: Assignment, remaining: int) -> None:
     """`job_assigned` for one job of a claim; `remaining` more follow for the same claim."""
     lw.conn.send(
         assigned_message(
