@@ -11,11 +11,33 @@ from typing import Any
 import uvicorn
 
 
-class _QuietServer(uvicorn.Server):
-    # The test process owns its signals; uvicorn must not grab SIGINT/SIGTERM.
+class QuietServer(uvicorn.Server):
+    """A uvicorn server for tests: leaves the test process's signals alone and says
+    when it is up (`launch`), so nobody polls `started`."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.up = asyncio.Event()
+
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.up.set()
+
+    async def launch(self, **serve: Any) -> asyncio.Task[None]:
+        """Start serving in a task; return it once the server accepts connections."""
+        task = asyncio.create_task(self.serve(**serve))
+        up = asyncio.create_task(self.up.wait())
+        async with asyncio.timeout(30):
+            await asyncio.wait([task, up], return_when=asyncio.FIRST_COMPLETED)
+        up.cancel()
+        if task.done():
+            task.result()  # startup failed: raise why
+            raise RuntimeError("uvicorn stopped during startup")
+        return task
 
 
 class RunningServer:
@@ -24,7 +46,7 @@ class RunningServer:
     def __init__(self, app: Any, port: int = 0) -> None:
         self.app = app
         self._port = port
-        self._server: _QuietServer | None = None
+        self._server: QuietServer | None = None
         self._task: asyncio.Task[None] | None = None
         self.port = 0
 
@@ -45,12 +67,8 @@ class RunningServer:
         config = uvicorn.Config(
             self.app, log_level="warning", lifespan="off", ws="websockets-sansio"
         )
-        self._server = _QuietServer(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.005)
+        self._server = QuietServer(config)
+        self._task = await self._server.launch(sockets=[sock])
 
     async def stop(self) -> None:
         """Stop serving: open sockets are closed, new connections refused."""

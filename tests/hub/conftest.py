@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +13,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from tests.fakes.serving import QuietServer
 
 
 @dataclass
@@ -36,12 +37,6 @@ class Receiver:
         return await asyncio.wait_for(self.got.get(), within)
 
 
-class _Quiet(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     rec = Receiver()
@@ -54,10 +49,10 @@ async def receiver() -> AsyncIterator[Receiver]:
         return Response(status_code=204)
 
     app = Starlette(routes=[Route("/{path:path}", hook, methods=["POST"])])
-    server = _Quiet(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn offers no started-event to await
-        await asyncio.sleep(0.005)
+    server = QuietServer(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off")
+    )
+    task = await server.launch()
     port = server.servers[0].sockets[0].getsockname()[1]
     rec.url = f"http://127.0.0.1:{port}"
     yield rec
