@@ -36,6 +36,7 @@ class BrokerSettings(CommonSettings):
 
     redis_url: str | None = None
     redis_max_connections: Annotated[int, Field(ge=1)] = 1000
+    redis_socket_timeout: Annotated[float | None, Field(gt=0)] = None
     key_prefix: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")] = "empq"
     data_dir: Path = Path(".empq")
     heartbeat_timeout: Annotated[float, Field(gt=0)] = 60
@@ -68,6 +69,7 @@ class HubSettings(BrokerSettings):
     artifact_dir: Path = Path(".empq/artifacts")
     stats_interval: Annotated[float, Field(gt=0)] = 5
     max_message_bytes: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
+    ws_max_queue: Annotated[int, Field(ge=1)] = 10_000
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     worker_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
     webhook_deny_private: bool = False

@@ -35,6 +35,30 @@ class JobSpec:
     isolation: Isolation = Isolation.NONE
     region: str | None = None
     compliance: tuple[str, ...] = ()
+    # Computed once: dispatch reads the signature for every idle worker it considers.
+    _json: str = field(init=False, repr=False, compare=False)
+    _signature: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        d = {
+            "type": self.type,
+            "customer_id": self.customer_id,
+            "service_type": self.service_type,
+            "component": self.component,
+            "workflow": self.workflow,
+            "models": list(self.models),
+            "gpu_memory_gb": self.gpu_memory_gb,
+            "cpu_cores": self.cpu_cores,
+            "ram_gb": self.ram_gb,
+            "storage_gb": self.storage_gb,
+            "isolation": self.isolation.value,
+            "region": self.region,
+            "compliance": list(self.compliance),
+        }
+        canonical = json.dumps(d, sort_keys=True, separators=(",", ":"))
+        object.__setattr__(self, "_json", canonical)
+        digest = hashlib.blake2b(canonical.encode(), digest_size=10).hexdigest()
+        object.__setattr__(self, "_signature", digest)
 
     @classmethod
     def of(cls, job_type: str, customer_id: str | None, req: Requirements) -> JobSpec:
@@ -57,22 +81,7 @@ class JobSpec:
 
     def to_json(self) -> str:
         """Canonical JSON: equal specs give equal strings."""
-        d = {
-            "type": self.type,
-            "customer_id": self.customer_id,
-            "service_type": self.service_type,
-            "component": self.component,
-            "workflow": self.workflow,
-            "models": list(self.models),
-            "gpu_memory_gb": self.gpu_memory_gb,
-            "cpu_cores": self.cpu_cores,
-            "ram_gb": self.ram_gb,
-            "storage_gb": self.storage_gb,
-            "isolation": self.isolation.value,
-            "region": self.region,
-            "compliance": list(self.compliance),
-        }
-        return json.dumps(d, sort_keys=True, separators=(",", ":"))
+        return self._json
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> JobSpec:
@@ -97,7 +106,7 @@ class JobSpec:
     @property
     def signature(self) -> str:
         """A short stable id for this spec: the name of its queue."""
-        return hashlib.blake2b(self.to_json().encode(), digest_size=10).hexdigest()
+        return self._signature
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,16 +24,28 @@ def is_cluster_url(url: str) -> bool:
     return url.partition("://")[0] in _CLUSTER_SCHEMES
 
 
-def make_client(url: str, max_connections: int = 1000) -> Redis:
-    """A client for `url` (not yet connected). Replies are bytes (no decoding)."""
+def make_client(
+    url: str, max_connections: int = 1000, socket_timeout: float | None = None
+) -> Redis:
+    """A client for `url` (not yet connected). Replies are bytes (no decoding).
+
+    `socket_timeout` None (the default) lets a call wait for Redis as long as the
+    connection lives; TCP keepalive notices a peer that is gone. redis-py 8's own
+    default of 5 s runs every command's write under `asyncio.wait_for`, a task per
+    command, which costs more than the command itself on the claim and submit paths.
+    Blocking reads (XREAD BLOCK) carry their own timeouts either way.
+    """
+    options: dict[str, Any] = {
+        "max_connections": max_connections,
+        "socket_timeout": socket_timeout,
+        "socket_keepalive": True,
+    }
     scheme, sep, rest = url.partition("://")
     if scheme in _CLUSTER_SCHEMES:
-        cluster: Any = RedisCluster.from_url(
-            f"{_CLUSTER_SCHEMES[scheme]}{sep}{rest}", max_connections=max_connections
-        )
+        cluster: Any = RedisCluster.from_url(f"{_CLUSTER_SCHEMES[scheme]}{sep}{rest}", **options)
         # RedisCluster speaks the same commands; typed as Redis for the callers.
         return cluster  # type: ignore[no-any-return]
-    pool = WaitingPool.from_url(url, max_connections=max_connections)
+    pool = WaitingPool.from_url(url, **options)
     return Redis.from_pool(pool)
 
 

@@ -50,7 +50,9 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
         """A broker with its own client for `settings.redis_url`."""
         if settings.redis_url is None:
             raise ValueError("redis_url is required (start an embedded RedisServer first)")
-        client = make_client(settings.redis_url, settings.redis_max_connections)
+        client = make_client(
+            settings.redis_url, settings.redis_max_connections, settings.redis_socket_timeout
+        )
         broker = cls(client, settings, clock=clock)
         await client.ping()
         return broker

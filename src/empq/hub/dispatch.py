@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from empq.broker.base import SubmitResult
 from empq.broker.core import new_job_id
-from empq.hub.registry import Reservation
+from empq.hub.registry import OFFER_HOLD_SECONDS, Reservation
 from empq.hub.worker_handlers import send_assigned
 from empq.matching import JobSpec, score
 from empq.models import JobSubmission
@@ -120,12 +120,13 @@ class Dispatcher:
 
     def pick(self, spec: JobSpec) -> LocalWorker | None:
         """The best-scoring local worker that can take a job of `spec` now, unoffered."""
-        if not self._ready_worker():
+        if not self.hub.accepting:
             return None
         best: LocalWorker | None = None
         best_score = 0.0
+        offered_before = time.monotonic() - OFFER_HOLD_SECONDS
         for lw in self.hub.registry.local.values():
-            if lw.offer_pending or not lw.free_slots or not lw.can_take(spec):
+            if lw.offered_at > offered_before or not lw.free_slots or not lw.can_take(spec):
                 continue
             s = score(lw.caps, spec)
             if (
@@ -183,10 +184,11 @@ class Dispatcher:
         reservation = Reservation(loop.create_future())
         target.reservation = reservation
         target.offered_at = time.monotonic()
-        # The offer goes out just after the submission is written to Redis (two turns
-        # of the loop: the pipeline's task writes in the first), so the worker's claim
-        # and Redis's reply travel at the same time.
-        loop.call_soon(loop.call_soon, self._tell, target, job_id, spec, priority, started)
+        # The offer goes out first, written to the worker's socket now: the worker's
+        # claim takes two hops between processes to come back, Redis's reply to the
+        # submission one, so the two arrive together. A claim that comes first waits
+        # for the reservation (worker_handlers.claim_job).
+        self._tell(target, job_id, spec, priority, started)
         assignment = None
         try:
             result, assignment = await broker.submit_reserving(

@@ -94,7 +94,8 @@ class LocalWorker:
             return False
         if self.verdicts.reasons(spec):
             return False
-        return not dynamic_reasons(self.caps, self.state, spec)
+        # With nothing running, no dynamic rule applies (draining is checked above).
+        return not self.held or not dynamic_reasons(self.caps, self.state, spec)
 
     @property
     def offer_pending(self) -> bool:

@@ -233,7 +233,7 @@ async def _reader(hub: Hub, conn: Connection, ws: WebSocket) -> bool:
 async def serve_socket(hub: Hub, ws: WebSocket) -> None:
     """Run one connection to its end."""
     await ws.accept()
-    conn = Connection(ws)
+    conn = Connection(ws, max_queue=hub.settings.ws_max_queue)
     token = bearer(ws.headers) or ws.query_params.get("api_key")
     conn.authenticated = not hub.settings.api_keys or matches(token, hub.settings.api_keys)
     conn.on_overflow.append(lambda _c: hub.metrics.slow_consumers.inc())
