@@ -36,12 +36,18 @@ def job_json(job: Job) -> dict[str, Any]:
 @router.post("", status_code=201, summary="Submit a job")
 async def submit(sub: JobSubmission, hub: HubDep) -> JSONResponse:
     """Queue one job. 201 for a new job; 200 with the first job for a repeated idempotency key."""
+    status, body = await submit_reply(hub, sub)
+    return JSONResponse(body, status_code=status)
+
+
+async def submit_reply(hub: Hub, sub: JobSubmission) -> tuple[int, dict[str, Any]]:
+    """Queue one job: the HTTP status and body of the reply (see also `fast_submit`)."""
     spec = JobSpec.of(sub.type, sub.customer_id, sub.requirements)
     result = await hub.dispatcher.submit(sub, spec)
     hub.webhooks.remember_job_url(result.job_id, sub.webhook_url)
     if not result.created:
         job = await hub.broker.get(result.job_id)
-        return JSONResponse({"job_id": job.id, **job_json(job)}, status_code=200)
+        return 200, {"job_id": job.id, **job_json(job)}
     body: dict[str, Any] = {
         "job_id": result.job_id,
         "status": result.status.value,
@@ -51,7 +57,7 @@ async def submit(sub: JobSubmission, hub: HubDep) -> JSONResponse:
     warnings = await hub.warnings_for(spec)
     if warnings:
         body["warnings"] = warnings
-    return JSONResponse(body, status_code=201)
+    return 201, body
 
 
 @router.post("/batch", status_code=201, summary="Submit many jobs, all or nothing")
@@ -120,4 +126,4 @@ async def explain_job(job_id: str, hub: HubDep) -> dict[str, Any]:
     return explain(job, await hub.registry.all())
 
 
-__all__ = ["HubDep", "hub_of", "job_json", "router"]
+__all__ = ["HubDep", "hub_of", "job_json", "router", "submit_reply"]

@@ -12,6 +12,7 @@ from starlette.routing import WebSocketRoute
 
 from empq.config import HubSettings
 from empq.hub import api_artifacts, api_jobs, api_resources, api_system, http_errors
+from empq.hub.fast_submit import FastSubmit
 from empq.hub.runtime import Hub
 from empq.hub.ws import serve_socket, server_version
 
@@ -56,6 +57,7 @@ def create_app(settings: HubSettings, broker: Broker | None = None) -> FastAPI:
         await serve_socket(app.state.hub, websocket)
 
     api_system.mount_dashboard(app)
+    app.add_middleware(FastSubmit, main=app)
     return app
 
 

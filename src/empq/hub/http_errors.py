@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from empq import errors
@@ -101,15 +102,39 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, str(exc.detail), None, headers)
 
 
+async def _storage(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("redis error on %s %s: %s", request.method, request.url.path, exc)
+    return error_response(503, "UNAVAILABLE", f"queue storage unavailable: {exc}")
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "INTERNAL_ERROR", "internal error; see the hub log")
 
 
+_HANDLERS: tuple[tuple[type[Exception], Any], ...] = (
+    (RequestValidationError, _validation),
+    (errors.EmpqError, _empq),
+    (ApiError, _api),
+    (StarletteHTTPException, _http),
+    (RedisError, _storage),
+    (Exception, _unexpected),
+)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that give every error the contract's shape."""
-    app.add_exception_handler(RequestValidationError, _validation)
-    app.add_exception_handler(errors.EmpqError, _empq)
-    app.add_exception_handler(ApiError, _api)
-    app.add_exception_handler(StarletteHTTPException, _http)
-    app.add_exception_handler(Exception, _unexpected)
+    for exc_type, handler in _HANDLERS:
+        app.add_exception_handler(exc_type, handler)
+
+
+async def response_for(request: Request, exc: Exception) -> JSONResponse:
+    """The reply the installed handlers give `exc` (for code outside FastAPI's routing)."""
+    handler = next(h for t, h in _HANDLERS if isinstance(exc, t))
+    response: JSONResponse = await handler(request, exc)
+    return response
+
+
+def json_response(body: dict[str, Any], status: int) -> JSONResponse:
+    """A JSON reply, as the routes send."""
+    return JSONResponse(body, status_code=status)
