@@ -107,6 +107,10 @@ class EventPump:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
+            if events:
+                # The reply that wrote these events usually arrives in the same read
+                # from the network: let its caller (a submit, a claim) go first.
+                await asyncio.sleep(0)
             for ev in events:
                 self.last_id = ev.id
                 try:
