@@ -18,6 +18,7 @@ from empq.config import WorkerSettings
 from empq.connectors.base import Connector, JobContext, ProgressReporter
 from empq.models import WorkerCapabilities
 from empq.worker.runtime import Worker
+from tests.support.hub_fixtures import RawPeer
 
 WAIT = 10.0
 
@@ -122,16 +123,26 @@ async def submit(client: Any, **fields: Any) -> str:
 async def wait_for_job(
     client: Any, job_id: str, *statuses: str, within: float = WAIT
 ) -> dict[str, Any]:
-    """The job record once its status is one of `statuses` (REST, checked every 20 ms)."""
+    """The job record once its status is one of `statuses`.
+
+    Subscribes to the job's events on the hub's WebSocket first, then reads the record
+    over REST once and again after each event about the job, so it wakes on the change
+    itself and cannot miss one that happened before it subscribed.
+    """
     wanted = set(statuses) or {"completed", "failed", "timeout", "cancelled"}
+    ws_url = str(client.base_url).replace("http://", "ws://").rstrip("/") + "/ws"
     last: dict[str, Any] = {}
     try:
-        async with asyncio.timeout(within):
+        async with asyncio.timeout(within), RawPeer.connect(ws_url) as peer:
+            await peer.request(
+                {"type": "subscribe_job", "job_id": job_id}, "job_notifications_subscribed"
+            )
             while True:
                 last = (await client.get(f"/api/jobs/{job_id}")).json()
                 if last.get("status") in wanted:
                     return last
-                await asyncio.sleep(0.02)  # polling the hub's REST state, not synchronising
+                while (await peer.recv(within)).get("job_id") != job_id:
+                    pass
     except TimeoutError:
         raise AssertionError(f"job {job_id} never reached {wanted}; last: {last}") from None
 
