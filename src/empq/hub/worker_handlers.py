@@ -87,6 +87,7 @@ async def register_worker(hub: Hub, conn: Connection, msg: RegisterWorker) -> No
 async def claim_job(hub: Hub, conn: Connection, msg: ClaimJob) -> None:
     lw = registered(conn)
     lw.offered_at = 0.0
+    t0 = time.perf_counter()
     reservation, lw.reservation = lw.reservation, None
     if reservation is not None:
         reservation.claimed = True
@@ -94,12 +95,12 @@ async def claim_job(hub: Hub, conn: Connection, msg: ClaimJob) -> None:
         if reserved is not None:
             if not reservation.sent:
                 send_assigned(lw, reserved, 0)
+            hub.metrics.claim_latency.observe(time.perf_counter() - t0)
             return
     wanted = min(msg.max_jobs, lw.free_slots)
     if wanted <= 0:
         conn.send(wire("no_job_available", worker_id=lw.worker_id, reason="no free slot"))
         return
-    t0 = time.perf_counter()
     assignments = await hub.broker.claim(
         lw.worker_id, lw.caps, lw.state, max_jobs=wanted, preferred_types=msg.preferred_types
     )
