@@ -145,3 +145,35 @@ async def test_completions_of_one_turn_share_one_call_and_one_event_entry(broker
     )
     stats = await broker.stats()
     assert stats["jobs_by_status"]["completed"] == 8
+
+
+async def test_an_unclaimed_reservation_goes_back_in_line_without_losing_an_attempt(
+    broker: Broker,
+) -> None:
+    await known_queue(broker)
+    behind = await broker.submit(job(priority=10))
+    job_id = new_job_id()
+    _, reserved = await broker.submit_reserving(job(), job_id, "w", CAPS, WorkerState())
+    assert reserved is not None
+    assert not await broker.release_reservation(job_id, "bogus.w")  # fenced by its token
+    assert await broker.release_reservation(job_id, reserved.claim_token)
+    rec = await broker.get(job_id)
+    assert rec.status is JobStatus.QUEUED
+    assert rec.attempts == 0
+    assert rec.position == 1  # its place in line, ahead of the lower-priority job
+    assert (await broker.get(behind.job_id)).position == 2
+    # The old token is dead: the worker that never claimed cannot report on the job.
+    with pytest.raises(StaleClaim):
+        await broker.accept(job_id, reserved.claim_token)
+    got = await broker.claim("w2", CAPS)
+    assert [a.job_id for a in got] == [job_id]
+
+
+async def test_a_reservation_the_worker_took_up_is_not_released(broker: Broker) -> None:
+    await known_queue(broker)
+    job_id = new_job_id()
+    _, reserved = await broker.submit_reserving(job(), job_id, "w", CAPS, WorkerState())
+    assert reserved is not None
+    await broker.accept(job_id, reserved.claim_token)
+    assert not await broker.release_reservation(job_id, reserved.claim_token)
+    assert (await broker.get(job_id)).status is JobStatus.ACCEPTED

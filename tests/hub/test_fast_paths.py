@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.support.hub_fixtures import HubFactory, HubHandle, RawPeer, raw_worker
+from tests.support.hub_fixtures import HubHandle, RawPeer, raw_worker
 
 SIM = {"service_type": "simulation"}
 
@@ -84,9 +84,8 @@ async def test_submitted_job_is_offered_once_and_already_claimed_for_that_worker
         assert "empq_claim_latency_seconds_count 2.0" in (await http.get("/metrics")).text
 
 
-async def test_a_worker_that_never_claims_its_offer_loses_it(hub_factory: HubFactory) -> None:
+async def test_a_worker_that_never_claims_its_offer_loses_it(hub: HubHandle) -> None:
     async with (
-        hub_factory(claim_timeout=0.5) as hub,
         hub.client() as http,
         raw_worker(hub.ws_url, "idle") as w,
         RawPeer.connect(hub.ws_url) as monitor,
@@ -103,22 +102,30 @@ async def test_a_worker_that_never_claims_its_offer_loses_it(hub_factory: HubFac
             },
             "job_completed_ack",
         )
+        await monitor.request(
+            {"type": "subscribe_job_notifications"}, "job_notifications_subscribed"
+        )
         job_id = (await http.post("/api/jobs", json={"type": "t", "requirements": SIM})).json()[
             "job_id"
         ]
         await w.expect("job_available", where=lambda m: m["job_id"] == job_id)
-        await monitor.request(
-            {"type": "subscribe_job", "job_id": job_id}, "job_notifications_subscribed"
-        )
-        # The worker ignores the offer: the claim made for it times out like any other,
-        # and the job is queued again with the attempt counted.
-        await monitor.expect(
+        assert (await http.get(f"/api/jobs/{job_id}")).json()["status"] == "assigned"
+        # The worker ignores the offer. The job claimed for it goes back in line after
+        # the offer's hold (2 s), not the claim timeout (30 s), and without losing an
+        # attempt: it never reached the worker.
+        back = await monitor.expect(
             "job_update",
-            within=10,
-            where=lambda m: m.get("status") == "queued" and m.get("previous_status") == "assigned",
+            within=5,
+            where=lambda m: (
+                m.get("job_id") == job_id
+                and m.get("status") == "queued"
+                and m.get("previous_status") == "assigned"
+            ),
         )
+        assert back["attempts"] == 0
         rec = (await http.get(f"/api/jobs/{job_id}")).json()
-        assert rec["attempts"] == 1
+        assert rec["status"] == "queued"
+        assert rec["attempts"] == 0
         # Its next claim (a worker's fallback poll) gets it the ordinary way.
         got = await w.request({"type": "claim_job"}, "job_assigned")
         assert got["job_id"] == job_id

@@ -15,7 +15,17 @@ from empq.status import JobStatus
 class RecoveryMixin(ReportsMixin):
     """Background recovery; every step re-checks the claim, so several hubs may run it."""
 
-    async def _requeue(self, job_id: str, reason: str, expected_token: str | None = None) -> bool:
+    async def release_reservation(self, job_id: str, token: str) -> bool:
+        """Put back a job claimed for a worker that never asked for it (Broker.submit_reserving).
+
+        Only while it is still `assigned` under `token`; its attempt is not counted, since
+        it never reached the worker. Returns whether the job went back to the queue.
+        """
+        return await self._requeue(job_id, "offer not claimed", token, counted=False)
+
+    async def _requeue(
+        self, job_id: str, reason: str, expected_token: str | None = None, *, counted: bool = True
+    ) -> bool:
         k = self.keys
         fields = await self._r.hmget(k.job(job_id), ["sig", "claim_token", "worker_id"])
         if fields[0] is None or fields[1] is None:
@@ -38,7 +48,15 @@ class RecoveryMixin(ReportsMixin):
                 k.stats,
                 k.events,
             ],
-            args=[token, reason, self.clock(), self._maxlen, job_id, uuid.uuid4().hex],
+            args=[
+                token,
+                reason,
+                self.clock(),
+                self._maxlen,
+                job_id,
+                uuid.uuid4().hex,
+                "1" if counted else "0",
+            ],
         )
         return bool(reply[0] == b"OK")
 

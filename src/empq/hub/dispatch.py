@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from empq.broker.base import SubmitResult
+from empq.broker.base import Assignment, SubmitResult
 from empq.broker.core import new_job_id
 from empq.hub.registry import OFFER_HOLD_SECONDS, Reservation
 from empq.hub.worker_handlers import send_assigned
@@ -63,6 +63,7 @@ class Dispatcher:
         self._specs: dict[str, JobSpec] = {}
         # Jobs offered at submission whose `queued` event has not been read yet.
         self._offered: OrderedDict[str, None] = OrderedDict()
+        self._releases: set[asyncio.Task[None]] = set()
 
     def expect(self, job_ids: list[str]) -> None:
         """Jobs about to be submitted through this hub: their `queued` events offer nothing.
@@ -168,8 +169,9 @@ class Dispatcher:
         submission, and the job is claimed for that worker in the same round trip to
         Redis (`Broker.submit_reserving`): the worker's `claim_job`, which the offer
         brings back, is then answered from memory. The worker still asks: a job is
-        never assigned to a worker that did not claim, and if it never claims, the
-        claim timeout puts the job back in the queue.
+        never assigned to a worker that did not claim, and if it does not claim within
+        `OFFER_HOLD_SECONDS`, the job goes back in line (`_release_unclaimed`; the
+        claim-timeout sweep covers a hub that dies first).
         """
         broker = self.hub.broker
         started, job_id = now_ms(), new_job_id()
@@ -208,7 +210,35 @@ class Dispatcher:
                 reservation.future.set_result(assignment)
             if target.reservation is reservation and assignment is None:
                 target.reservation = None
+        if assignment is not None and not reservation.claimed:
+            loop.call_later(
+                OFFER_HOLD_SECONDS, self._release_unclaimed, target, reservation, assignment
+            )
         return result
+
+    def _release_unclaimed(
+        self, lw: LocalWorker, reservation: Reservation, assignment: Assignment
+    ) -> None:
+        """The offered worker never claimed its reserved job: put the job back in line.
+
+        Without this it would wait for the claim-timeout sweep (`EMPQ_CLAIM_TIMEOUT`,
+        30 s by default) and lose an attempt, though it never reached the worker.
+        """
+        if reservation.claimed:
+            return
+        if lw.reservation is reservation:
+            lw.reservation = None
+        self.hub.registry.release(assignment.job_id)
+        task = asyncio.get_running_loop().create_task(self._release(assignment))
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+
+    async def _release(self, assignment: Assignment) -> None:
+        try:
+            if await self.hub.broker.release_reservation(assignment.job_id, assignment.claim_token):
+                log.info("job %s: offer not claimed; back in the queue", assignment.job_id)
+        except Exception as exc:  # noqa: BLE001 - the claim-timeout sweep still covers it
+            log.warning("job %s: could not release its reservation: %s", assignment.job_id, exc)
 
     def capable_idle_count(self, spec: JobSpec) -> int:
         """How many local workers could take a job of `spec` right now."""

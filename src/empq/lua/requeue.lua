@@ -5,6 +5,8 @@
 -- KEYS[11] stats  KEYS[12] events
 -- ARGV[1] claim token the caller saw  ARGV[2] reason  ARGV[3] now ms
 -- ARGV[4] event stream max length  ARGV[5] job id  ARGV[6] a fresh registry version
+-- ARGV[7] '0': the job never reached its worker (a reservation nobody claimed): only an
+--   `assigned` job is taken back, and the attempt is not counted
 -- Returns {'OK', new status} | {'NOTFOUND'} | {'STALE', current status}.
 local f = redis.call('HMGET', KEYS[1], 'status', 'claim_token', 'worker_id', 'type',
   'customer_id', 'priority', 'max_retries', 'order', 'sig', 'spec')
@@ -12,9 +14,16 @@ local st = f[1]
 if not st then return {'NOTFOUND'} end
 if f[2] ~= ARGV[1] then return {'STALE', st} end
 if st ~= 'assigned' and st ~= 'accepted' and st ~= 'in_progress' then return {'STALE', st} end
+local counted = ARGV[7] ~= '0'
+if not counted and st ~= 'assigned' then return {'STALE', st} end
 local now = tonumber(ARGV[3])
 local id = ARGV[5]
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+local attempts
+if counted then
+  attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+else
+  attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
+end
 redis.call('HDEL', KEYS[1], 'claim_token', 'worker_id', 'started_at', 'message')
 redis.call('ZREM', KEYS[4], id)
 redis.call('ZREM', KEYS[5], id)
