@@ -282,15 +282,22 @@ async def memory(ws_url: str, pid: int, n: int) -> dict[str, float]:
             ]
             await asyncio.gather(*(register(ws, f"idle-{start + k}") for k, ws in enumerate(batch)))
             sockets += batch
+        t0 = time.perf_counter()
         for ws in sockets:
             await ws.send(_msg("worker_heartbeat", status="idle"))
         for ws in sockets:
             while json.loads(await ws.recv())["type"] != "worker_heartbeat_ack":
                 pass
+        burst_s = time.perf_counter() - t0
         after = proc.memory_info().rss
     finally:
         await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
-    return {"workers": n, "rss_before_mb": before / 2**20, "rss_mb": after / 2**20}
+    return {
+        "workers": n,
+        "rss_before_mb": before / 2**20,
+        "rss_mb": after / 2**20,
+        "heartbeat_burst_s": burst_s,
+    }
 
 
 async def main() -> None:
@@ -322,6 +329,10 @@ async def main() -> None:
     )
     print(f"| batch enqueue | {tp['enqueue_jobs_per_s']:.0f} jobs/s | |")
     print(f"| hub RSS with {mem['workers']} idle workers | {mem['rss_mb']:.0f} MB | < 300 MB |")
+    print(
+        f"| all {mem['workers']} heartbeats at once, sent -> every ack | "
+        f"{mem['heartbeat_burst_s'] * 1000:.0f} ms | |"
+    )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -122,6 +122,11 @@ class Registry:
         #: job id -> the local worker holding it, so an event finds its worker in O(1).
         self.holders: dict[str, LocalWorker] = {}
         self.version = 0
+        # Records and heartbeat times waiting for this turn's write (see `save`).
+        self._dirty: dict[str, str] = {}
+        self._beats: dict[str, int] = {}
+        self._written: asyncio.Future[None] | None = None
+        self._writes: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ held jobs
 
@@ -174,14 +179,54 @@ class Registry:
         return lw
 
     async def save(self, lw: LocalWorker) -> None:
-        """Write a local worker's record and heartbeat time."""
+        """Write a local worker's record and heartbeat time.
+
+        Saves made in one loop turn (a thousand workers heartbeating at once) share one
+        write: one HSET of every record and one ZADD of every heartbeat time.
+        """
         info = lw.sync_info()
         self._remember(info)
-        ms = int(time.time() * 1000)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(self.keys.workers, info.worker_id, info.model_dump_json())
-            pipe.zadd(self.keys.heartbeats, {info.worker_id: ms})
-            await pipe.execute()
+        self._dirty[info.worker_id] = info.model_dump_json()
+        self._beats[info.worker_id] = int(time.time() * 1000)
+        if self._written is None:
+            loop = asyncio.get_running_loop()
+            self._written = loop.create_future()
+            loop.call_soon(self._flush)
+        # Shielded: a caller that is cancelled never cancels the others' write.
+        await asyncio.shield(self._written)
+
+    def _drop_pending(self, worker_id: str) -> None:
+        """A write about to replace this worker's record must not be undone by a save
+        still waiting for its turn (its waiters are answered by that write all the same)."""
+        self._dirty.pop(worker_id, None)
+        self._beats.pop(worker_id, None)
+
+    def _flush(self) -> None:
+        records, self._dirty = self._dirty, {}
+        beats, self._beats = self._beats, {}
+        written, self._written = self._written, None
+        assert written is not None
+        task = asyncio.get_running_loop().create_task(self._write(records, beats, written))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _write(
+        self, records: dict[str, str], beats: dict[str, int], written: asyncio.Future[None]
+    ) -> None:
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                if records:
+                    pipe.hset(self.keys.workers, mapping=records)  # type: ignore[arg-type]
+                if beats:
+                    pipe.zadd(self.keys.heartbeats, beats)
+                await pipe.execute()
+        except asyncio.CancelledError:
+            written.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001 - every waiting caller gets it
+            written.set_exception(exc)
+        else:
+            written.set_result(None)
 
     async def heartbeat(
         self,
@@ -205,6 +250,7 @@ class Registry:
         if self.local.get(lw.worker_id) is lw:
             del self.local[lw.worker_id]
             self._forget_held(lw)
+            self._drop_pending(lw.worker_id)
             lw.info.connected = False
             info = lw.sync_info()
             self._remember(info)
@@ -221,6 +267,7 @@ class Registry:
         lw = self.local.pop(worker_id, None)
         if lw is not None:
             self._forget_held(lw)
+        self._drop_pending(worker_id)
         info = lw.info if lw is not None else await self.get(worker_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             if info is not None:
