@@ -90,11 +90,11 @@ async def test_without_redis_on_path_the_bundled_server_runs_the_queue(
 def test_the_private_redis_stops_when_its_owner_is_killed(tmp_path: Path) -> None:
     """`kill -9` of the process that started the embedded Redis leaves no Redis behind."""
     code = (
-        "import sys, time\n"
+        "import sys, threading\n"
         "from empq.redis_server import RedisServer\n"
         f"s = RedisServer({str(tmp_path / 'd')!r}, persistent=True).start()\n"
         "print(s.process.pid, flush=True)\n"
-        "time.sleep(60)\n"
+        "threading.Event().wait()\n"  # until killed
     )
     owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
     assert owner.stdout is not None

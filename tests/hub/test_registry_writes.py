@@ -8,7 +8,7 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from empq.hub.connections import Connection
+from empq.hub.connections import Connection, start_eagerly
 from empq.hub.registry import Registry
 from empq.keys import Keys
 from empq.models import WorkerCapabilities
@@ -49,8 +49,9 @@ async def test_a_detach_in_the_same_turn_as_a_save_is_not_undone(redis_url: str)
         conn = cast(Connection, object())  # the registry only keeps it
         lw = await registry.register(conn, "w", WorkerCapabilities(), WorkerStatus.IDLE)
         # A heartbeat's save and the socket closing, in one loop turn:
-        save = asyncio.ensure_future(registry.heartbeat(lw, WorkerStatus.IDLE, None, None))
-        await asyncio.sleep(0)  # one turn, not a wait: the save is queued, its write not yet
+        # Run up to its wait for the shared write: the save is queued, not yet written.
+        save = start_eagerly(registry.heartbeat(lw, WorkerStatus.IDLE, None, None))
+        assert save is not None
         assert registry._dirty  # the interleaving this test is about
         await registry.detach(lw)
         await save

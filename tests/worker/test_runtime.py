@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import Any
 
 import pytest
 
+from empq.hub import ws as hub_ws
 from empq.worker import session
 from empq.worker.runtime import RECONNECT_MAX, RECONNECT_MIN, reconnect_delay
 from tests.support.hub_fixtures import HubHandle
@@ -102,16 +104,25 @@ async def test_two_cancel_orders_in_one_turn_cancel_at_the_service_once(hub: Hub
         assert gate.cancelled == [first]
 
 
-async def test_heartbeats_carry_system_info_and_connector_health(hub: HubHandle) -> None:
+async def test_heartbeats_carry_system_info_and_connector_health(
+    hub: HubHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The hub's own heartbeat handler, followed by a signal that it has run.
+    handled = asyncio.Event()
+    original = hub_ws.HANDLERS["worker_heartbeat"]
+
+    async def heartbeat(hub_: Any, conn: Any, msg: Any) -> None:
+        await original(hub_, conn, msg)
+        handled.set()
+
+    monkeypatch.setitem(hub_ws.HANDLERS, "worker_heartbeat", heartbeat)
     async with (
         running_worker(hub.ws_url, heartbeat_interval=0.05) as worker,
         hub.client() as client,
     ):
-        info: dict[str, object] = {}
         async with asyncio.timeout(WAIT):
-            while not info.get("connector_status"):
-                info = (await client.get(f"/api/workers/{worker.worker_id}")).json()
-                await asyncio.sleep(0.05)  # polling the hub's registry over REST
+            await handled.wait()
+        info = (await client.get(f"/api/workers/{worker.worker_id}")).json()
         assert info["connector_status"]["simulation"]["healthy"] is True
         assert "cpu_percent" in info["system_info"]
         assert info["capabilities"]["services"] == ["simulation"]

@@ -50,7 +50,11 @@ def start_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
     except BaseException:
         coro.close()
         raise
-    return asyncio.get_running_loop().create_task(_resume(coro, awaited))
+    task = asyncio.get_running_loop().create_task(_resume(coro, awaited))
+    # Cancelled before `_resume` ran, it never reaches `coro`: close it (its `finally`
+    # blocks run). A no-op once `coro` has finished.
+    task.add_done_callback(lambda _: coro.close())
+    return task
 
 
 async def _resume(coro: Coroutine[Any, Any, None], awaited: Any) -> None:
