@@ -16,7 +16,6 @@ Every hub handle has `.http_url` (`http://127.0.0.1:PORT`), `.ws_url`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -37,6 +36,7 @@ from empq.config import HubSettings
 from empq.hub.runtime import Hub
 from empq.hub.server import running
 from empq.redis_server import free_port
+from tests.support.child_output import ChildOutput
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -126,27 +126,25 @@ class HubProcess:
         return f"ws://127.0.0.1:{self.ws_port}/"
 
     async def start(self, within: float = 15.0) -> None:
-        """Start the process and wait until `/ready` answers 200."""
-        log = self.log_path.open("ab")
+        """Start the process, wait for its "listening" log line, and check `/ready`."""
         self.proc = await asyncio.to_thread(
             subprocess.Popen,
             [sys.executable, "-m", "empq.hub"],
             env=self.env,
-            stdout=log,
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        log.close()
-        deadline = time.monotonic() + within
-        async with httpx.AsyncClient(timeout=1.0) as client:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"hub exited at start:\n{self.log_path.read_text()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(f"{self.http_url}/ready")).status_code == 200:
-                        return
-                await asyncio.sleep(0.05)  # polling a child process's port: no event to await
-        raise RuntimeError(f"hub not ready in {within}s:\n{self.log_path.read_text()}")
+        output = ChildOutput(self.proc, self.log_path)
+        try:
+            # Logged by `empq.hub.server.serve` once both ports listen and the hub runs.
+            if not await output.wait_for("REST on", within):
+                raise RuntimeError(f"hub exited at start:\n{output.text()}")
+        except TimeoutError:
+            raise RuntimeError(f"hub not ready in {within}s:\n{output.text()}") from None
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            ready = await client.get(f"{self.http_url}/ready")
+        assert ready.status_code == 200, ready.text
 
     async def stop(self, within: float = 10.0) -> int:
         """SIGTERM and wait: the graceful path."""

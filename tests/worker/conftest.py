@@ -18,6 +18,7 @@ from empq.config import WorkerSettings
 from empq.connectors.base import Connector, JobContext, ProgressReporter
 from empq.models import WorkerCapabilities
 from empq.worker.runtime import Worker
+from tests.support.child_output import ChildOutput
 from tests.support.hub_fixtures import RawPeer
 
 WAIT = 10.0
@@ -71,7 +72,7 @@ class WorkerProcess:
     """`python -m empq.worker` as a child process."""
 
     proc: subprocess.Popen[bytes]
-    log_path: Path
+    output: ChildOutput
     worker_id: str
 
     def signal(self, sig: signal.Signals) -> None:
@@ -81,7 +82,7 @@ class WorkerProcess:
         return await asyncio.to_thread(self.proc.wait, within)
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.output.text()
 
 
 def start_worker_process(tmp: Path, ws_url: str, **env: str) -> WorkerProcess:
@@ -99,15 +100,14 @@ def start_worker_process(tmp: Path, ws_url: str, **env: str) -> WorkerProcess:
     )
     full.update(env)
     log_path = tmp / f"{worker_id}.log"
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "empq.worker"],
-            env=full,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return WorkerProcess(proc, log_path, worker_id)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "empq.worker"],
+        env=full,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return WorkerProcess(proc, ChildOutput(proc, log_path), worker_id)
 
 
 async def submit(client: Any, **fields: Any) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -29,27 +28,21 @@ pytestmark = pytest.mark.slow
 
 
 async def wait_for_log(proc: WorkerProcess, text: str, within: float = WAIT) -> None:
-    """Until the child's log shows `text` (a child process offers no event to await)."""
-    async with asyncio.timeout(within):
-        while True:
-            if text in proc.log():
-                return
-            await asyncio.sleep(0.05)
+    """Until the child's log shows `text`."""
+    try:
+        found = await proc.output.wait_for(text, within)
+    except TimeoutError:
+        found = False
+    assert found, f"no {text!r} in the worker's log:\n{proc.log()}"
 
 
 async def wait_ready(port: int, proc: WorkerProcess, within: float = WAIT) -> None:
-    """Until the worker process's `/ready` says it is registered with the hub."""
-    async with httpx.AsyncClient(timeout=1.0) as http:
-        try:
-            async with asyncio.timeout(within):
-                while True:
-                    assert proc.proc.poll() is None, proc.log()
-                    with contextlib.suppress(httpx.HTTPError):
-                        if (await http.get(f"http://127.0.0.1:{port}/ready")).status_code == 200:
-                            return
-                    await asyncio.sleep(0.05)  # polling a child process: no event to await
-        except TimeoutError:
-            raise AssertionError(f"worker never ready:\n{proc.log()}") from None
+    """Until the worker process is registered and its status port listens; then `/ready`."""
+    await wait_for_log(proc, "registered with hub", within)
+    await wait_for_log(proc, "status port listening", within)
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        ready = await http.get(f"http://127.0.0.1:{port}/ready")
+    assert ready.status_code == 200, (ready.text, proc.log())
 
 
 async def test_running_job_survives_a_hub_restart(

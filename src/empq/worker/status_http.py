@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import logging
+import socket
 import time
 from collections.abc import Generator
 from typing import TYPE_CHECKING
@@ -20,11 +22,19 @@ if TYPE_CHECKING:
     from empq.worker.runtime import Worker
 
 
+log = logging.getLogger("empq.worker.status")
+
+
 class _Server(uvicorn.Server):
     # The worker owns SIGTERM/SIGINT (graceful drain); uvicorn must not take them.
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            log.info("status port listening on %s:%s", self.config.host, self.config.port)
 
 
 def status_app(worker: Worker) -> Starlette:
