@@ -117,7 +117,8 @@ class Dispatcher:
         local = self.hub.registry.local
         if not local or not self.hub.accepting:
             return False
-        return any(lw.free_slots and not lw.offer_pending for lw in local.values())
+        offered_before = time.monotonic() - OFFER_HOLD_SECONDS
+        return any(lw.free_slots and lw.offered_at <= offered_before for lw in local.values())
 
     def pick(self, spec: JobSpec) -> LocalWorker | None:
         """The best-scoring local worker that can take a job of `spec` now, unoffered."""

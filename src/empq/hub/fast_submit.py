@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 from starlette.datastructures import Headers
 from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from empq.hub import http_errors
@@ -64,9 +65,10 @@ class FastSubmit:
         if sub is None:
             await self.app(scope, _replay(body, complete, receive), send)
             return
+        response: Response
         try:
             status, reply = await submit_reply(hub, sub)
-            response = http_errors.json_response(reply, status)
+            response = JSONResponse(reply, status_code=status)
         except Exception as exc:  # noqa: BLE001 - answered as the FastAPI route would
             response = await http_errors.response_for(Request(scope), exc)
         await response(scope, receive, send)

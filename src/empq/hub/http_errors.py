@@ -134,7 +134,3 @@ async def response_for(request: Request, exc: Exception) -> JSONResponse:
     response: JSONResponse = await handler(request, exc)
     return response
 
-
-def json_response(body: dict[str, Any], status: int) -> JSONResponse:
-    """A JSON reply, as the routes send."""
-    return JSONResponse(body, status_code=status)

@@ -97,10 +97,6 @@ class LocalWorker:
         # With nothing running, no dynamic rule applies (draining is checked above).
         return not self.held or not dynamic_reasons(self.caps, self.state, spec)
 
-    @property
-    def offer_pending(self) -> bool:
-        return time.monotonic() - self.offered_at < OFFER_HOLD_SECONDS
-
     def sync_info(self) -> WorkerInfo:
         """The shared record, with the jobs this hub knows it holds."""
         self.info.current_jobs = list(self.held)
