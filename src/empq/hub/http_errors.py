@@ -133,4 +133,3 @@ async def response_for(request: Request, exc: Exception) -> JSONResponse:
     handler = next(h for t, h in _HANDLERS if isinstance(exc, t))
     response: JSONResponse = await handler(request, exc)
     return response
-
