@@ -1,4 +1,4 @@
-"""`connections.start_eagerly`: a send runs in the caller's call, and finishes later if it must."""
+"""`eager.start_eagerly`: a send runs in the caller's call, and finishes later if it must."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Generator
 
 import pytest
 
-from empq.hub.connections import start_eagerly
+from empq.eager import start_eagerly
 
 
 @types.coroutine

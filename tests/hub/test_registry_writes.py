@@ -8,7 +8,8 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from empq.hub.connections import Connection, start_eagerly
+from empq.eager import start_eagerly
+from empq.hub.connections import Connection
 from empq.hub.registry import Registry
 from empq.keys import Keys
 from empq.models import WorkerCapabilities

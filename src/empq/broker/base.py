@@ -140,7 +140,8 @@ class BrokerBase:
         self._hints: dict[str, str] = {}
 
     async def close(self) -> None:
-        """Close the Redis client."""
+        """Close the Redis client and the scripts' connection."""
+        await self.scripts.close()
         await self.redis.aclose()
 
     async def ping(self) -> bool:

@@ -104,6 +104,7 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
         # Queued in this order in one turn: one pipeline, the claim right after the submit.
         submitted = self.scripts.submit.queue(keys, args)
         claimed = self.scripts.claim.queue(claim_keys, claim_args)
+        self.scripts.flush()  # the offered worker's claim is already on its way
         replies: tuple[Any, Any] = await asyncio.gather(submitted, claimed, return_exceptions=True)
         rows, won = replies
         if isinstance(rows, BaseException):

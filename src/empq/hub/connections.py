@@ -19,12 +19,12 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketState
 
+from empq.eager import start_eagerly
 from empq.protocol import NotificationFilters, OutMessage, out
 
 if TYPE_CHECKING:
@@ -34,51 +34,6 @@ log = logging.getLogger("empq.hub.ws")
 
 #: How far behind a socket may fall before it is closed.
 DEFAULT_MAX_QUEUE = 10_000
-
-
-def start_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
-    """Run `coro` now, in this call, up to its first suspension.
-
-    Returns None when it finished without suspending (a WebSocket send whose
-    transport takes the bytes at once), or a task that finishes it. This is what
-    Python 3.12's eager tasks do; the project also runs on 3.11.
-    """
-    try:
-        awaited = coro.send(None)
-    except StopIteration:
-        return None
-    except BaseException:
-        coro.close()
-        raise
-    task = asyncio.get_running_loop().create_task(_resume(coro, awaited))
-    # Cancelled before `_resume` ran, it never reaches `coro`: close it (its `finally`
-    # blocks run). A no-op once `coro` has finished.
-    task.add_done_callback(lambda _: coro.close())
-    return task
-
-
-async def _resume(coro: Coroutine[Any, Any, None], awaited: Any) -> None:
-    """Drive a coroutine that suspended on `awaited` until it returns (as a task would)."""
-    while True:
-        try:
-            if awaited is None:  # a bare yield: `asyncio.sleep(0)`
-                await asyncio.sleep(0)
-            else:
-                # What a task does with a yielded future: clear its "blocking" mark,
-                # wait for it, and resume the coroutine, which reads the outcome itself.
-                awaited._asyncio_future_blocking = False
-                with contextlib.suppress(Exception):
-                    await awaited
-        except asyncio.CancelledError:
-            try:
-                awaited = coro.throw(asyncio.CancelledError())
-            except StopIteration:
-                return
-            continue
-        try:
-            awaited = coro.send(None)
-        except StopIteration:
-            return
 
 
 @dataclass(slots=True)

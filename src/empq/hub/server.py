@@ -78,6 +78,7 @@ def _config(app: object, settings: HubSettings, port: int, lifespan: str) -> uvi
         ws_max_size=settings.max_message_bytes * 2 + 65536,
         # Compression costs more CPU than it saves on loopback and LAN links.
         ws_per_message_deflate=False,
+        ws="websockets-sansio",
         ws_ping_interval=20,
         ws_ping_timeout=20,
         timeout_graceful_shutdown=SHUTDOWN_DEADLINE,
