@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 
-def start_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
+def start_eagerly(
+    coro: Coroutine[Any, Any, None],
+    create_task: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]] | None = None,
+) -> asyncio.Task[None] | None:
     """Run `coro` now, in this call, up to its first suspension.
 
     Returns None when it finished without suspending (a WebSocket send whose
-    transport takes the bytes at once), or a task that finishes it. This is what
-    Python 3.12's eager tasks do; the project also runs on 3.11.
+    transport takes the bytes at once), or a task that finishes it, made by
+    `create_task` (a TaskGroup's, say; the loop's by default). This is what Python
+    3.12's eager tasks do; the project also runs on 3.11. Until it first suspends,
+    `coro` runs as part of the caller's task: it must not enter `asyncio.timeout()`,
+    whose cancellation would go to the caller.
     """
     try:
         awaited = coro.send(None)
@@ -28,7 +34,7 @@ def start_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
     except BaseException:
         coro.close()
         raise
-    task = asyncio.get_running_loop().create_task(_resume(coro, awaited))
+    task = (create_task or asyncio.get_running_loop().create_task)(_resume(coro, awaited))
     # Cancelled before `_resume` ran, it never reaches `coro`: close it (its `finally`
     # blocks run). A no-op once `coro` has finished.
     task.add_done_callback(lambda _: coro.close())

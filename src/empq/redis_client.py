@@ -14,6 +14,8 @@ from typing import Any, cast
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import MaxConnectionsError
 
 _CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
@@ -34,6 +36,13 @@ def make_client(
     default of 5 s runs every command's write under `asyncio.wait_for`, a task per
     command, which costs more than the command itself on the claim and submit paths.
     Blocking reads (XREAD BLOCK) carry their own timeouts either way.
+
+    A command that meets a dropped connection (Redis restarted, a proxy closed an
+    idle socket) is tried again on a new one, up to three times with a short
+    back-off: redis-py's default for a pool made from a URL is not to retry, so
+    every pooled connection would fail one command after each Redis restart. Script
+    calls do not go through the pool (see `scripts.ScriptChannel`), so no script is
+    run twice by a retry. (A Redis Cluster client keeps its own retry policy.)
     """
     options: dict[str, Any] = {
         "max_connections": max_connections,
@@ -45,7 +54,9 @@ def make_client(
         cluster: Any = RedisCluster.from_url(f"{_CLUSTER_SCHEMES[scheme]}{sep}{rest}", **options)
         # RedisCluster speaks the same commands; typed as Redis for the callers.
         return cluster  # type: ignore[no-any-return]
-    pool = WaitingPool.from_url(url, **options)
+    pool = WaitingPool.from_url(
+        url, retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3), **options
+    )
     return Redis.from_pool(pool)
 
 

@@ -15,14 +15,16 @@ before anything is written, so the write waits behind whatever else the loop has
 do; with the batch's task and the pipeline object, that was half a millisecond of a
 two-millisecond dispatch. The channel keeps one connection open instead, writes in
 the caller's own call, and reads replies in one reader task. It is made and spoken
-through redis-py (`make_connection`, `pack_commands`, `read_response`), so TLS,
-authentication and RESP settings are the client's own.
+through redis-py (a connection of the client's own class and settings, its
+`pack_commands` and `read_response`), so TLS, authentication and RESP settings are
+the client's own; `CLIENT LIST` names it `empq:scripts`.
 
-On NOSCRIPT (after a Redis restart or SCRIPT FLUSH) the call is run again through
-redis-py's `Script`, which loads the source and retries. If the connection drops,
-every call written on it and not yet answered fails with that error (as a command
-on a dropped connection does); the next call opens a new one. A Redis Cluster
-client runs each call on its own.
+On NOSCRIPT (after a Redis restart or SCRIPT FLUSH) the call is sent again as
+EVAL with the script's source, which runs it and loads it for the calls after. If
+the connection drops, every call written on it and not yet answered fails with that
+error (as a command on a dropped connection does: it may or may not have run); the
+reader notices the drop at once, and the next call opens a new connection. A Redis
+Cluster client runs each call on its own.
 """
 
 from __future__ import annotations
@@ -41,10 +43,24 @@ from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from empq.eager import start_eagerly
 
-_Call = tuple[AsyncScript, Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
+
+@dataclass(slots=True)
+class _Call:
+    script: AsyncScript
+    keys: Sequence[Any]
+    args: Sequence[Any]
+    fut: asyncio.Future[Any]
+    #: Sent as EVAL with the source (which also loads it) after an EVALSHA got NOSCRIPT.
+    by_source: bool = False
+
+    def command(self) -> tuple[Any, ...]:
+        head = ("EVAL", self.script.script) if self.by_source else ("EVALSHA", self.script.sha)
+        return (*head, len(self.keys), *self.keys, *self.args)
+
 
 NAMES = (
     "submit",
@@ -79,16 +95,18 @@ class ScriptChannel:
         self._conn: AbstractConnection | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._replies_due = asyncio.Event()
+        # EMPQ_REDIS_SOCKET_TIMEOUT: how long a written call may wait for its reply.
+        self._reply_timeout: float | None = redis.connection_pool.connection_kwargs.get(
+            "socket_timeout"
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._reruns: list[_Call] = []
         self._closed = False
 
     def run(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Queue one call (written at the end of this turn); the future resolves to its reply."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        self._queued.append((script, keys, args, fut))
+        self._queued.append(_Call(script, keys, args, fut))
         if not self._flush_due:
             self._flush_due = True
             loop.call_soon(self.flush)
@@ -108,11 +126,8 @@ class ScriptChannel:
             self._connect_soon()  # which flushes when connected
             return
         batch, self._queued = self._queued, []
-        packed = conn.pack_commands(
-            [("EVALSHA", script.sha, len(keys), *keys, *args) for script, keys, args, _ in batch]
-        )
+        packed = conn.pack_commands([call.command() for call in batch])
         self._written.extend(batch)
-        self._replies_due.set()
         try:
             # Completes in this call unless the socket is applying back-pressure.
             rest = start_eagerly(conn.send_packed_command(packed, check_health=False))
@@ -121,6 +136,14 @@ class ScriptChannel:
             return
         if rest is not None:
             self._keep(rest).add_done_callback(lambda t: self._write_done(conn, t))
+        if self._reply_timeout is not None:
+            last = batch[-1].fut
+            asyncio.get_running_loop().call_later(self._reply_timeout, self._overdue, conn, last)
+
+    def _overdue(self, conn: AbstractConnection, fut: asyncio.Future[Any]) -> None:
+        """The socket timeout passed before the reply to `fut`'s call: the connection failed."""
+        if not fut.done():
+            self._broken(conn, RedisTimeoutError("Timeout reading from Redis (script channel)"))
 
     def _write_done(self, conn: AbstractConnection, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -131,7 +154,14 @@ class ScriptChannel:
             self._connecting = self._keep(asyncio.get_running_loop().create_task(self._connect()))
 
     async def _connect(self) -> None:
-        conn: AbstractConnection = self.redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+        pool = self.redis.connection_pool
+        # Replies are read as they come, by one task that waits for them even while no
+        # call is out (so a dropped connection is noticed at once, not by the next
+        # call): the socket timeout is applied per call instead (`_overdue`).
+        # Named, so that `CLIENT LIST` tells it from the pool's connections.
+        kwargs = pool.connection_kwargs
+        name = f"{kwargs.get('client_name') or 'empq'}:scripts"
+        conn = pool.connection_class(**{**kwargs, "socket_timeout": None, "client_name": name})
         try:
             await conn.connect()  # type: ignore[no-untyped-call]
         except Exception as exc:  # noqa: BLE001 - Redis unreachable: the waiting calls fail
@@ -154,9 +184,6 @@ class ScriptChannel:
     async def _read(self, conn: AbstractConnection) -> None:
         """Match each reply to the oldest written call, until the connection fails."""
         while True:
-            while not self._written:
-                self._replies_due.clear()
-                await self._replies_due.wait()
             try:
                 reply: Any = await conn.read_response()
             except ResponseError as exc:  # the script's own error: this call's reply
@@ -166,11 +193,19 @@ class ScriptChannel:
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 return
+            if not self._written:
+                self._broken(conn, RedisConnectionError("a reply to no call: out of step"))
+                return
             call = self._written.popleft()
-            if isinstance(reply, NoScriptError):
-                self._rerun(call)
+            if isinstance(reply, NoScriptError) and not call.by_source:
+                # Redis restarted or its scripts were flushed: send the source this time.
+                call.by_source = True
+                self._queued.append(call)
+                if not self._flush_due:
+                    self._flush_due = True
+                    asyncio.get_running_loop().call_soon(self.flush)
             else:
-                _settle(call[3], reply)
+                _settle(call.fut, reply)
 
     def _broken(self, conn: AbstractConnection, exc: BaseException) -> None:
         """`conn` failed: every call written on it failed with it."""
@@ -188,22 +223,10 @@ class ScriptChannel:
             if self._queued:
                 self._connect_soon()
 
-    def _rerun(self, call: _Call) -> None:
-        """Run a NOSCRIPT call again through redis-py, which loads the script; in order."""
-        self._reruns.append(call)
-        if len(self._reruns) == 1:
-            self._keep(asyncio.get_running_loop().create_task(self._run_reruns()))
-
-    async def _run_reruns(self) -> None:
-        while self._reruns:
-            script, keys, args, fut = self._reruns[0]
-            _settle(fut, await _reply_of(script, keys, args))
-            self._reruns.pop(0)
-
     @staticmethod
     def _fail(calls: Sequence[_Call], exc: BaseException) -> None:
-        for *_, fut in calls:
-            _settle(fut, exc)
+        for call in calls:
+            _settle(call.fut, exc)
 
     def _keep(self, task: asyncio.Task[Any]) -> asyncio.Task[Any]:
         """Own a background task until it is done (a cancelled caller never cuts it short)."""
@@ -224,14 +247,6 @@ class ScriptChannel:
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.disconnect()
-
-
-async def _reply_of(script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-    """The reply of one call, or the exception it raised."""
-    try:
-        return await script(keys=keys, args=args)
-    except Exception as exc:  # noqa: BLE001 - handed to the caller, who raises it
-        return exc
 
 
 def _settle(fut: asyncio.Future[Any], reply: Any) -> None:

@@ -18,9 +18,10 @@ what it may take next (isolation, customer limits), then O(S) for S signatures.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -94,23 +95,38 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
         """
         eligible = self._eligible(caps, state)
         keys, args, sigs = self._submit_call([sub], [job_id], None if spec is None else [spec])
-        if sigs[0] not in eligible:
-            rows = await self.scripts.submit(keys=keys, args=args)
-            return (await self._submitted(rows, sigs, args[0]))[0], None
-        token = _token(worker_id)
-        claim_keys, claim_args = self._claim_call(
-            worker_id, eligible, b"", [token], [(job_id, "", sigs[0])]
-        )
-        # Queued in this order in one turn: one pipeline, the claim right after the submit.
         submitted = self.scripts.submit.queue(keys, args)
-        claimed = self.scripts.claim.queue(claim_keys, claim_args)
+        claimed = None
+        token = _token(worker_id)
+        if sigs[0] in eligible:
+            claim_keys, claim_args = self._claim_call(
+                worker_id, eligible, b"", [token], [(job_id, "", sigs[0])]
+            )
+            # Queued in this order: one write, the claim right after the submission.
+            claimed = self.scripts.claim.queue(claim_keys, claim_args)
         self.scripts.flush()  # the offered worker's claim is already on its way
-        replies: tuple[Any, Any] = await asyncio.gather(submitted, claimed, return_exceptions=True)
-        rows, won = replies
-        if isinstance(rows, BaseException):
-            raise rows
-        result = (await self._submitted(rows, sigs, args[0]))[0]
-        if isinstance(won, BaseException) or not won:
+        return await self._reserved(submitted, claimed, sigs, args[0], token)
+
+    async def _reserved(
+        self,
+        submitted: Awaitable[Any],
+        claimed: Awaitable[Any] | None,
+        sigs: list[str],
+        now: int,
+        token: str,
+    ) -> tuple[SubmitResult, Assignment | None]:
+        try:
+            rows = await submitted
+        except BaseException:
+            if claimed is not None:  # its outcome, whatever it is, is not needed now
+                asyncio.ensure_future(claimed).add_done_callback(_retrieved)
+            raise
+        won: Any = None
+        if claimed is not None:
+            with contextlib.suppress(Exception):  # a failed claim leaves the job queued
+                won = await claimed
+        result = (await self._submitted(rows, sigs, now))[0]
+        if not won:
             return result, None
         return result, self._assignments(won, [token])[0]
 
@@ -251,3 +267,9 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
             raise InvalidTransition(job_id, reply[1].decode(), "retry")
         self._check(job_id, reply)
         return await self.get(job_id)
+
+
+def _retrieved(fut: asyncio.Future[Any]) -> None:
+    """A done callback that marks a future's exception as seen."""
+    if not fut.cancelled():
+        fut.exception()

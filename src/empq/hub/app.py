@@ -57,8 +57,15 @@ def create_app(settings: HubSettings, broker: Broker | None = None) -> FastAPI:
         await serve_socket(app.state.hub, websocket)
 
     api_system.mount_dashboard(app)
-    app.add_middleware(FastSubmit, main=app)
     return app
+
+
+def serving_app(main: FastAPI) -> FastSubmit:
+    """What the REST port serves: `main` behind the fast path of `POST /api/jobs`.
+
+    Outside FastAPI's middleware stack, so a well-formed submission skips it all.
+    """
+    return FastSubmit(main, main)
 
 
 def create_ws_app(main: FastAPI) -> Starlette:

@@ -189,8 +189,9 @@ class Dispatcher:
         target.offered_at = time.monotonic()
         # The offer goes out first, written to the worker's socket now: the worker's
         # claim takes two hops between processes to come back, Redis's reply to the
-        # submission one, so the two arrive together. A claim that comes first waits
-        # for the reservation (worker_handlers.claim_job).
+        # submission one, so the two arrive together. The submission is written right
+        # behind it, in the same call. A claim that comes first waits for the
+        # reservation (worker_handlers.claim_job).
         self._tell(target, job_id, spec, priority, started)
         assignment = None
         try:

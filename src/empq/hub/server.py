@@ -22,7 +22,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from empq.config import HubSettings
-from empq.hub.app import create_app, create_ws_app
+from empq.hub.app import create_app, create_ws_app, serving_app
 from empq.hub.runtime import Hub
 from empq.redis_server import RedisServer
 
@@ -106,7 +106,7 @@ async def _start(server: uvicorn.Server) -> asyncio.Task[None]:
 async def running(settings: HubSettings, app: FastAPI | None = None) -> AsyncIterator[RunningHub]:
     """Both servers up (Redis must be reachable at `settings.redis_url`); stopped on exit."""
     app = app or create_app(settings)
-    api = _Server(_config(app, settings, settings.hub_port, "on"))
+    api = _Server(_config(serving_app(app), settings, settings.hub_port, "on"))
     api_task = await _start(api)
     ws = _Server(_config(create_ws_app(app), settings, settings.ws_port, "off"))
     try:

@@ -3,8 +3,9 @@
 One `claim_job` asks for every free slot at once (`max_jobs`). Its reply is one
 `no_job_available`, or one `job_assigned` per job given, each saying how many more
 follow (`claim_remaining`, 0 on the last), so the worker always knows how many slots
-its unanswered claims may still fill. A `job_available` or a freed slot claims at
-once; otherwise a back-off poll (0.2 s doubling to 5 s) is the fallback.
+its unanswered claims may still fill. A `job_available` claims at once, from the
+reader itself when no claim is in flight; a freed slot wakes the claimer; otherwise
+a back-off poll (0.2 s doubling to 5 s) is the fallback.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic import ValidationError as PydanticValidationError
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from empq.eager import start_eagerly
 from empq.errors import AuthError, HubUnavailable
 from empq.protocol import WorkerHeartbeat, WorkerStatusMessage
 from empq.worker.capabilities import system_info
@@ -61,6 +63,7 @@ class Session:
         #: A claim was wanted while one was in flight: claim again once it is answered.
         self.rewake = False
         self.poll_delay = POLL_MIN
+        self._sends: set[asyncio.Task[None]] = set()
 
     async def run(self) -> bool:
         """Serve the connection until it closes; True if registration succeeded."""
@@ -137,7 +140,8 @@ class Session:
             self.poll_delay = min(POLL_MAX, self.poll_delay * 2)
         elif kind == "job_available":
             self.poll_delay = POLL_MIN
-            w.claim_wanted.set()
+            if not self._claim_now():
+                w.claim_wanted.set()
         elif kind in ("job_completed_ack", "job_failed_ack"):
             if isinstance(msg.get("job_id"), str):
                 w.link.settle(msg["job_id"])
@@ -183,6 +187,29 @@ class Session:
         if self.rewake and not self.claims:
             self.rewake = False
             self.worker.claim_wanted.set()
+
+    def _claim_now(self) -> bool:
+        """Claim every free slot from here, at once, if no claim is in flight.
+
+        The hub holds the offered job for this worker for a moment: a claim sent in
+        the reader's own call skips the claimer task's wake-up and its extra turn.
+        """
+        w = self.worker
+        free = w.slots - len(w.jobs)
+        if w.draining or self.claims or free <= 0:
+            return False
+        self.outstanding_since = time.monotonic()
+        self.claims.append(free)
+        rest = start_eagerly(self.ws.send(w.claim_job_message(free).dump()))
+        if rest is not None:  # the socket is applying back-pressure: finish later
+            self._sends.add(rest)
+            rest.add_done_callback(self._sent)
+        return True
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sends.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("claim not sent: %s", task.exception())  # the reader sees the close
 
     async def _claimer(self) -> None:
         w = self.worker

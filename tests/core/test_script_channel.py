@@ -1,0 +1,114 @@
+"""The scripts' own pipelined connection: order, failure and recovery on a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from empq.broker import Broker
+from empq.config import BrokerSettings
+from empq.models import JobSubmission, WorkerCapabilities
+from empq.redis_server import RedisServer
+from empq.status import JobStatus
+
+CAPS = WorkerCapabilities(services=["sim"])
+
+
+def job() -> JobSubmission:
+    return JobSubmission(type="t", requirements={"service_type": "sim"})
+
+
+async def kill_script_connection(other: aredis.Redis) -> int:
+    """Close, from Redis's side, the scripts' own connection."""
+    killed = 0
+    for client in await other.client_list():
+        if client["name"] == "empq:scripts":
+            killed += await other.client_kill_filter(_id=client["id"])
+    return killed
+
+
+@pytest.fixture
+async def other(redis_url: str) -> AsyncIterator[aredis.Redis]:
+    client = aredis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def test_calls_of_many_turns_keep_their_order(broker: Broker) -> None:
+    # Forty submissions from forty tasks, each its own script call: positions come
+    # back in the order the calls were made, as one connection guarantees.
+    results = await asyncio.gather(*(broker.submit(job()) for _ in range(40)))
+    assert [r.position for r in results] == list(range(1, 41))
+
+
+async def test_a_dropped_connection_is_replaced_for_the_next_call(
+    broker: Broker, other: aredis.Redis
+) -> None:
+    await broker.submit(job())
+    assert await kill_script_connection(other) == 1
+    await broker.redis.ping()  # a round trip later, the drop has been seen
+    result = await broker.submit(job())
+    assert result.position == 2
+    assert (await broker.get(result.job_id)).status is JobStatus.QUEUED
+
+
+async def test_a_call_in_flight_when_the_connection_drops_fails_and_the_next_works(
+    broker: Broker, other: aredis.Redis
+) -> None:
+    await broker.submit(job())
+    await other.execute_command("CLIENT", "PAUSE", "5000", "WRITE")
+    try:
+        pending = asyncio.ensure_future(broker.submit(job()))
+        # Paused, the call is written and waits for its reply, until its connection goes.
+        assert await kill_script_connection(other) == 1
+        with pytest.raises(RedisConnectionError):
+            await asyncio.wait_for(pending, 5)
+    finally:
+        await other.execute_command("CLIENT", "UNPAUSE")
+    later = await broker.submit(job())
+    assert (await broker.get(later.job_id)).status is JobStatus.QUEUED
+
+
+async def test_the_socket_timeout_bounds_a_call(redis_url: str, other: aredis.Redis) -> None:
+    broker = await Broker.connect(BrokerSettings(redis_url=redis_url, redis_socket_timeout=0.3))
+    try:
+        await broker.submit(job())
+        await other.execute_command("CLIENT", "PAUSE", "5000", "WRITE")
+        try:
+            started = time.monotonic()
+            with pytest.raises(RedisTimeoutError):
+                await asyncio.wait_for(broker.submit(job()), 5)
+            assert time.monotonic() - started < 3
+        finally:
+            await other.execute_command("CLIENT", "UNPAUSE")
+        after = await broker.submit(job())
+        assert (await broker.get(after.job_id)).status is JobStatus.QUEUED
+    finally:
+        await broker.close()
+
+
+async def test_calls_fail_while_redis_is_down_and_work_once_it_is_back(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis", persistent=True).start()
+    broker = await Broker.connect(BrokerSettings(redis_url=server.url))
+    try:
+        first = await broker.submit(job())
+        server.stop()  # kept on disk: the restarted server has the first job
+        with pytest.raises((RedisConnectionError, OSError)):
+            await asyncio.wait_for(broker.submit(job()), 10)
+        server = RedisServer(tmp_path / "redis", port=server.port, persistent=True).start()
+        second = await asyncio.wait_for(broker.submit(job()), 10)
+        assert second.position == 2
+        (got,) = await broker.claim("w", CAPS)
+        assert got.job_id == first.job_id
+    finally:
+        await broker.close()
+        server.stop()
