@@ -42,10 +42,15 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import DataError, NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from empq.eager import start_eagerly
+
+try:  # redis[hiredis] brings it; packing in C costs a fifth of redis-py's Python packer
+    import hiredis
+except ImportError:  # pragma: no cover - redis-py alone
+    hiredis = None  # type: ignore[assignment]
 
 
 @dataclass(slots=True)
@@ -126,8 +131,18 @@ class ScriptChannel:
             self._connect_soon()  # which flushes when connected
             return
         batch, self._queued = self._queued, []
-        packed = conn.pack_commands([call.command() for call in batch])
-        self._written.extend(batch)
+        packed: list[bytes] = []
+        written: list[_Call] = []
+        for call in batch:
+            try:
+                packed.append(_pack(conn, call.command()))
+            except (TypeError, ValueError, DataError) as exc:  # an argument Redis cannot take
+                _settle(call.fut, DataError(f"script {call.script.sha[:8]}: {exc}"))
+                continue
+            written.append(call)
+        if not written:
+            return
+        self._written.extend(written)
         try:
             # Completes in this call unless the socket is applying back-pressure.
             rest = start_eagerly(conn.send_packed_command(packed, check_health=False))
@@ -137,7 +152,7 @@ class ScriptChannel:
         if rest is not None:
             self._keep(rest).add_done_callback(lambda t: self._write_done(conn, t))
         if self._reply_timeout is not None:
-            last = batch[-1].fut
+            last = written[-1].fut
             asyncio.get_running_loop().call_later(self._reply_timeout, self._overdue, conn, last)
 
     def _overdue(self, conn: AbstractConnection, fut: asyncio.Future[Any]) -> None:
@@ -247,6 +262,13 @@ class ScriptChannel:
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.disconnect()
+
+
+def _pack(conn: AbstractConnection, command: tuple[Any, ...]) -> bytes:
+    """One command in the Redis protocol: hiredis's packer (C), else redis-py's."""
+    if hiredis is not None:
+        return cast(bytes, hiredis.pack_command(command))
+    return b"".join(conn.pack_commands([command]))
 
 
 def _settle(fut: asyncio.Future[Any], reply: Any) -> None:

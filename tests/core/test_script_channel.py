@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import DataError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from empq.broker import Broker
@@ -48,6 +49,15 @@ async def test_calls_of_many_turns_keep_their_order(broker: Broker) -> None:
     # back in the order the calls were made, as one connection guarantees.
     results = await asyncio.gather(*(broker.submit(job()) for _ in range(40)))
     assert [r.position for r in results] == list(range(1, 41))
+
+
+async def test_a_call_redis_cannot_take_fails_alone(broker: Broker) -> None:
+    # Queued in one turn with a good call: only the bad one fails, and says why.
+    bad = broker.scripts.claim.queue(["k"], [None])
+    good = asyncio.ensure_future(broker.submit(job()))
+    with pytest.raises(DataError, match="must be str, int, float or bytes"):
+        await bad
+    assert (await good).position == 1
 
 
 async def test_a_dropped_connection_is_replaced_for_the_next_call(
