@@ -14,7 +14,9 @@ from redis.exceptions import DataError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from empq.broker import Broker
+from empq.broker.core import new_job_id
 from empq.config import BrokerSettings
+from empq.matching import WorkerState
 from empq.models import JobSubmission, WorkerCapabilities
 from empq.redis_server import RedisServer
 from empq.status import JobStatus
@@ -86,6 +88,27 @@ async def test_a_call_in_flight_when_the_connection_drops_fails_and_the_next_wor
         await other.execute_command("CLIENT", "UNPAUSE")
     later = await broker.submit(job())
     assert (await broker.get(later.job_id)).status is JobStatus.QUEUED
+
+
+async def test_a_reserving_submission_cut_off_by_a_drop_fails_and_leaves_no_claim(
+    broker: Broker, other: aredis.Redis
+) -> None:
+    first = await broker.submit(job())  # the signature is known: reservations are made
+    (a,) = await broker.claim("w", CAPS)
+    await broker.complete(a.job_id, a.claim_token, {})
+    await other.execute_command("CLIENT", "PAUSE", "5000", "WRITE")
+    try:
+        pending = asyncio.ensure_future(
+            broker.submit_reserving(job(), new_job_id(), "w", CAPS, WorkerState())
+        )
+        assert await kill_script_connection(other) == 1
+        with pytest.raises(RedisConnectionError):
+            await asyncio.wait_for(pending, 5)
+    finally:
+        await other.execute_command("CLIENT", "UNPAUSE")
+    # Neither the submission nor its claim ran: nothing is queued or held for "w".
+    assert (await broker.get(first.job_id)).status is JobStatus.COMPLETED
+    assert await broker.claim("w", CAPS) == []
 
 
 async def test_the_socket_timeout_bounds_a_call(redis_url: str, other: aredis.Redis) -> None:
