@@ -99,6 +99,7 @@ class ScriptChannel:
         self._flush_due = False
         self._conn: AbstractConnection | None = None
         self._connecting: asyncio.Task[None] | None = None
+        self._connect_error: Exception | None = None
         self._reader: asyncio.Task[None] | None = None
         # EMPQ_REDIS_SOCKET_TIMEOUT: how long a written call may wait for its reply.
         self._reply_timeout: float | None = redis.connection_pool.connection_kwargs.get(
@@ -164,6 +165,15 @@ class ScriptChannel:
         if not task.cancelled() and task.exception() is not None:
             self._broken(conn, cast(BaseException, task.exception()))
 
+    async def open(self) -> None:
+        """Open the connection now, rather than on the first call; raises if it cannot."""
+        if self._conn is None:
+            self._connect_soon()
+        if self._connecting is not None:
+            await asyncio.shield(self._connecting)
+        if self._conn is None:
+            raise self._connect_error or RedisConnectionError("script channel not connected")
+
     def _connect_soon(self) -> None:
         if self._connecting is None:
             self._connecting = self._keep(asyncio.get_running_loop().create_task(self._connect()))
@@ -180,6 +190,7 @@ class ScriptChannel:
         try:
             await conn.connect()  # type: ignore[no-untyped-call]
         except Exception as exc:  # noqa: BLE001 - Redis unreachable: the waiting calls fail
+            self._connect_error = exc
             batch, self._queued = self._queued, []
             self._fail(batch, exc)
             return
@@ -192,7 +203,7 @@ class ScriptChannel:
         if self._closed:
             await conn.disconnect()
             return
-        self._conn = conn
+        self._conn, self._connect_error = conn, None
         self._reader = self._keep(asyncio.get_running_loop().create_task(self._read(conn)))
         self.flush()
 
@@ -329,6 +340,11 @@ class Scripts:
             name: BatchedScript(redis.register_script(source(name)), channel) for name in NAMES
         }
         return cls(**scripts, channel=channel)
+
+    async def open(self) -> None:
+        """Open the scripts' own connection now (a Redis Cluster client has none)."""
+        if self.channel is not None:
+            await self.channel.open()
 
     def flush(self) -> None:
         """Write the calls queued so far now rather than at the end of this turn."""

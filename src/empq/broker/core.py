@@ -55,7 +55,12 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
             settings.redis_url, settings.redis_max_connections, settings.redis_socket_timeout
         )
         broker = cls(client, settings, clock=clock)
-        await client.ping()
+        try:
+            await client.ping()
+            await broker.scripts.open()  # so the first job does not wait for it
+        except BaseException:
+            await broker.close()
+            raise
         return broker
 
     # ------------------------------------------------------------------ submission
