@@ -76,3 +76,39 @@ async def test_claim_follows_priority_not_the_offer(hub: HubHandle) -> None:
         a = await w.request({"type": "claim_job"}, "job_assigned")
         assert a["job_id"] == high["job_id"]
         assert low["job_id"] != a["job_id"]
+
+
+async def test_equally_good_idle_workers_take_turns(hub: HubHandle) -> None:
+    # Same capabilities, both idle after each job: the offers alternate instead of
+    # the same worker getting every one while it keeps up.
+    async with (
+        hub.client() as http,
+        raw_worker(hub.ws_url, "a") as a,
+        raw_worker(hub.ws_url, "b") as b,
+    ):
+        offered_to = []
+        for _ in range(4):
+            job_id = (await http.post("/api/jobs", json={"type": "t"})).json()["job_id"]
+            waits = {
+                asyncio.ensure_future(
+                    w.expect("job_available", where=lambda m, j=job_id: m["job_id"] == j)
+                ): w
+                for w in (a, b)
+            }
+            done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            winner = waits[done.pop()]
+            got = await winner.request({"type": "claim_job"}, "job_assigned")
+            assert got["job_id"] == job_id
+            await winner.request(
+                {
+                    "type": "complete_job",
+                    "job_id": job_id,
+                    "claim_token": got["claim_token"],
+                    "result": {},
+                },
+                "job_completed_ack",
+            )
+            offered_to.append(winner)
+        assert offered_to == [a, b, a, b]

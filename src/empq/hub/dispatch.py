@@ -121,7 +121,11 @@ class Dispatcher:
         return any(lw.free_slots and lw.offered_at <= offered_before for lw in local.values())
 
     def pick(self, spec: JobSpec) -> LocalWorker | None:
-        """The best-scoring local worker that can take a job of `spec` now, unoffered."""
+        """The best-scoring local worker that can take a job of `spec` now, unoffered.
+
+        Among equally good workers, the one given a job longest ago: they take turns,
+        instead of the same one getting every offer while it keeps up.
+        """
         if not self.hub.accepting:
             return None
         best: LocalWorker | None = None
@@ -134,7 +138,10 @@ class Dispatcher:
             if (
                 best is None
                 or s > best_score
-                or (s == best_score and lw.worker_id < best.worker_id)
+                or (
+                    s == best_score
+                    and (lw.given_at, lw.worker_id) < (best.given_at, best.worker_id)
+                )
             ):
                 best, best_score = lw, s
         return best

@@ -59,6 +59,8 @@ class LocalWorker:
     verdicts: StaticVerdicts
     held: dict[str, RunningJob] = field(default_factory=dict)
     offered_at: float = 0.0
+    #: When it was last given a job (monotonic): equally good workers take turns.
+    given_at: float = 0.0
     #: A job being claimed for it alongside a `job_available` (see Dispatcher.submit);
     #: its next `claim_job` is answered with it.
     reservation: Reservation | None = None
@@ -129,6 +131,7 @@ class Registry:
     def hold(self, lw: LocalWorker, job_id: str, job: RunningJob) -> None:
         """A local worker now holds a job."""
         lw.held[job_id] = job
+        lw.given_at = time.monotonic()
         self.holders[job_id] = lw
 
     def release(self, job_id: str) -> LocalWorker | None:
