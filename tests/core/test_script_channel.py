@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -28,22 +27,13 @@ def job() -> JobSubmission:
     return JobSubmission(type="t", requirements={"service_type": "sim"})
 
 
-async def kill_script_connection(other: aredis.Redis) -> int:
+async def kill_script_connection(redis: aredis.Redis) -> int:
     """Close, from Redis's side, the scripts' own connection."""
     killed = 0
-    for client in await other.client_list():
+    for client in await redis.client_list():
         if client["name"] == "empq:scripts":
-            killed += await other.client_kill_filter(_id=client["id"])
+            killed += await redis.client_kill_filter(_id=client["id"])
     return killed
-
-
-@pytest.fixture
-async def other(redis_url: str) -> AsyncIterator[aredis.Redis]:
-    client = aredis.Redis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def test_calls_of_many_turns_keep_their_order(broker: Broker) -> None:
@@ -63,10 +53,10 @@ async def test_a_call_redis_cannot_take_fails_alone(broker: Broker) -> None:
 
 
 async def test_a_dropped_connection_is_replaced_for_the_next_call(
-    broker: Broker, other: aredis.Redis
+    broker: Broker, redis_client: aredis.Redis
 ) -> None:
     await broker.submit(job())
-    assert await kill_script_connection(other) == 1
+    assert await kill_script_connection(redis_client) == 1
     await broker.redis.ping()  # a round trip later, the drop has been seen
     result = await broker.submit(job())
     assert result.position == 2
@@ -74,55 +64,55 @@ async def test_a_dropped_connection_is_replaced_for_the_next_call(
 
 
 async def test_a_call_in_flight_when_the_connection_drops_fails_and_the_next_works(
-    broker: Broker, other: aredis.Redis
+    broker: Broker, redis_client: aredis.Redis
 ) -> None:
     await broker.submit(job())
-    await other.execute_command("CLIENT", "PAUSE", "5000", "WRITE")
+    await redis_client.execute_command("CLIENT", "PAUSE", "5000", "WRITE")
     try:
         pending = asyncio.ensure_future(broker.submit(job()))
         # Paused, the call is written and waits for its reply, until its connection goes.
-        assert await kill_script_connection(other) == 1
+        assert await kill_script_connection(redis_client) == 1
         with pytest.raises(RedisConnectionError):
             await asyncio.wait_for(pending, 5)
     finally:
-        await other.execute_command("CLIENT", "UNPAUSE")
+        await redis_client.execute_command("CLIENT", "UNPAUSE")
     later = await broker.submit(job())
     assert (await broker.get(later.job_id)).status is JobStatus.QUEUED
 
 
 async def test_a_reserving_submission_cut_off_by_a_drop_fails_and_leaves_no_claim(
-    broker: Broker, other: aredis.Redis
+    broker: Broker, redis_client: aredis.Redis
 ) -> None:
     first = await broker.submit(job())  # the signature is known: reservations are made
     (a,) = await broker.claim("w", CAPS)
     await broker.complete(a.job_id, a.claim_token, {})
-    await other.execute_command("CLIENT", "PAUSE", "5000", "WRITE")
+    await redis_client.execute_command("CLIENT", "PAUSE", "5000", "WRITE")
     try:
         pending = asyncio.ensure_future(
             broker.submit_reserving(job(), new_job_id(), "w", CAPS, WorkerState())
         )
-        assert await kill_script_connection(other) == 1
+        assert await kill_script_connection(redis_client) == 1
         with pytest.raises(RedisConnectionError):
             await asyncio.wait_for(pending, 5)
     finally:
-        await other.execute_command("CLIENT", "UNPAUSE")
+        await redis_client.execute_command("CLIENT", "UNPAUSE")
     # Neither the submission nor its claim ran: nothing is queued or held for "w".
     assert (await broker.get(first.job_id)).status is JobStatus.COMPLETED
     assert await broker.claim("w", CAPS) == []
 
 
-async def test_the_socket_timeout_bounds_a_call(redis_url: str, other: aredis.Redis) -> None:
+async def test_the_socket_timeout_bounds_a_call(redis_url: str, redis_client: aredis.Redis) -> None:
     broker = await Broker.connect(BrokerSettings(redis_url=redis_url, redis_socket_timeout=0.3))
     try:
         await broker.submit(job())
-        await other.execute_command("CLIENT", "PAUSE", "5000", "WRITE")
+        await redis_client.execute_command("CLIENT", "PAUSE", "5000", "WRITE")
         try:
             started = time.monotonic()
             with pytest.raises(RedisTimeoutError):
                 await asyncio.wait_for(broker.submit(job()), 5)
             assert time.monotonic() - started < 3
         finally:
-            await other.execute_command("CLIENT", "UNPAUSE")
+            await redis_client.execute_command("CLIENT", "UNPAUSE")
         after = await broker.submit(job())
         assert (await broker.get(after.job_id)).status is JobStatus.QUEUED
     finally:
