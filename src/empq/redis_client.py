@@ -16,6 +16,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError
 
 _CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
@@ -39,10 +40,11 @@ def make_client(
 
     A command that meets a dropped connection (Redis restarted, a proxy closed an
     idle socket) is tried again on a new one, up to three times with a short
-    back-off: redis-py's default for a pool made from a URL is not to retry, so
-    every pooled connection would fail one command after each Redis restart. Script
-    calls do not go through the pool (see `scripts.ScriptChannel`), so no script is
-    run twice by a retry. (A Redis Cluster client keeps its own retry policy.)
+    back-off; a timeout is not retried (the command may still be running). redis-py's
+    default for a pool made from a URL is not to retry, so every pooled connection
+    would fail one command after each Redis restart. Script calls do not go through
+    the pool (see `scripts.ScriptChannel`), so no script is run twice by a retry. (A
+    Redis Cluster client keeps its own retry policy.)
     """
     options: dict[str, Any] = {
         "max_connections": max_connections,
@@ -55,7 +57,9 @@ def make_client(
         # RedisCluster speaks the same commands; typed as Redis for the callers.
         return cluster  # type: ignore[no-any-return]
     pool = WaitingPool.from_url(
-        url, retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3), **options
+        url,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3, (RedisConnectionError,)),
+        **options,
     )
     return Redis.from_pool(pool)
 
