@@ -15,9 +15,10 @@ before anything is written, so the write waits behind whatever else the loop has
 do; with the batch's task and the pipeline object, that was half a millisecond of a
 two-millisecond dispatch. The channel keeps one connection open instead, writes in
 the caller's own call, and reads replies in one reader task. It is made and spoken
-through redis-py (a connection of the client's own class and settings, its
-`pack_commands` and `read_response`), so TLS, authentication and RESP settings are
-the client's own; `CLIENT LIST` names it `empq:scripts`.
+through redis-py (a connection of the client's own class and settings, and its
+`read_response`), so TLS, authentication and RESP settings are the client's own;
+commands are packed by hiredis's C packer (redis-py's without hiredis). `CLIENT
+LIST` names it `empq:scripts`.
 
 On NOSCRIPT (after a Redis restart or SCRIPT FLUSH) the call is sent again as
 EVAL with the script's source, which runs it and loads it for the calls after. If
@@ -110,13 +111,16 @@ class ScriptChannel:
 
     def run(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Queue one call (written at the end of this turn); the future resolves to its reply."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queued.append(_Call(script, keys, args, fut))
+        self._flush_soon()
+        return fut
+
+    def _flush_soon(self) -> None:
+        """Write what is queued at the end of this turn (once, however many calls)."""
         if not self._flush_due:
             self._flush_due = True
-            loop.call_soon(self.flush)
-        return fut
+            asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
         """Write every queued call now, in one write (or once connected)."""
@@ -227,9 +231,7 @@ class ScriptChannel:
                 # Redis restarted or its scripts were flushed: send the source this time.
                 call.by_source = True
                 self._queued.append(call)
-                if not self._flush_due:
-                    self._flush_due = True
-                    asyncio.get_running_loop().call_soon(self.flush)
+                self._flush_soon()
             else:
                 _settle(call.fut, reply)
 

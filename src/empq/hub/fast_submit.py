@@ -4,8 +4,8 @@ Submitting one job is the start of every dispatch, and FastAPI's path through it
 middleware, dependency solving and body parsing costs about half a millisecond here,
 as much as the rest of the submission. This ASGI wrapper, around the whole app on
 the REST port (`app.serving_app`, outside Starlette's middleware stack too), answers
-a well-formed submission itself: JSON body, API key accepted (or none configured), a body that
-`JobSubmission` validates. It calls the same `api_jobs.submit_reply` the FastAPI route
+a well-formed submission itself: JSON body, API key accepted (or none configured),
+a body that `JobSubmission` validates. It calls the same `api_jobs.submit_reply` the FastAPI route
 calls, so the reply is the same. Anything else, every error included, goes on to
 FastAPI with the body it already read, so validation and auth errors keep exactly the
 shape and wording of the documented route (which also stays in the OpenAPI schema).

@@ -198,13 +198,17 @@ class Session:
         free = w.slots - len(w.jobs)
         if w.draining or self.claims or free <= 0:
             return False
-        self.outstanding_since = time.monotonic()
-        self.claims.append(free)
-        rest = start_eagerly(self.ws.send(w.claim_job_message(free).dump()))
+        rest = start_eagerly(self.ws.send(self._claim_message(free)))
         if rest is not None:  # the socket is applying back-pressure: finish later
             self._sends.add(rest)
             rest.add_done_callback(self._sent)
         return True
+
+    def _claim_message(self, free: int) -> str:
+        """A `claim_job` for `free` slots, counted as in flight from now."""
+        self.outstanding_since = time.monotonic()
+        self.claims.append(free)
+        return self.worker.claim_job_message(free).dump()
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._sends.discard(task)
@@ -236,9 +240,7 @@ class Session:
             free = w.slots - len(w.jobs)
             if free <= 0:
                 continue
-            self.outstanding_since = now
-            self.claims.append(free)
-            await self.ws.send(w.claim_job_message(free).dump())
+            await self.ws.send(self._claim_message(free))
 
     async def _heartbeats(self) -> None:
         w = self.worker
