@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.sdk.scripted import complete
 from tests.support.hub_fixtures import HubHandle, raw_worker
 
 
@@ -101,14 +102,6 @@ async def test_equally_good_idle_workers_take_turns(hub: HubHandle) -> None:
             winner = waits[done.pop()]
             got = await winner.request({"type": "claim_job"}, "job_assigned")
             assert got["job_id"] == job_id
-            await winner.request(
-                {
-                    "type": "complete_job",
-                    "job_id": job_id,
-                    "claim_token": got["claim_token"],
-                    "result": {},
-                },
-                "job_completed_ack",
-            )
+            await complete(winner, got, {})
             offered_to.append(winner)
         assert offered_to == [a, b, a, b]
