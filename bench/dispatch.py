@@ -1,6 +1,7 @@
 """Hub benchmark: dispatch latency, throughput through one hub, memory with idle workers.
 
     .venv/bin/python bench/dispatch.py [--samples 300] [--jobs 5000] [--idle-workers 1000]
+        [--phases rest,ws,throughput,memory]
 
 Runs a private redis-server and one hub process (`python -m empq.hub`), and drives
 them from this process with raw WebSocket workers speaking the protocol:
@@ -308,31 +309,50 @@ async def main() -> None:
     ap.add_argument("--slots", type=int, default=64, help="throughput: jobs per claim")
     ap.add_argument("--idle-workers", type=int, default=1000)
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--phases",
+        default="rest,ws,throughput,memory",
+        help="comma-separated subset of: rest, ws, throughput, memory",
+    )
     args = ap.parse_args()
+    phases = set(args.phases.split(","))
+    if unknown := phases - {"rest", "ws", "throughput", "memory"}:
+        ap.error(f"--phases: unknown phase(s) {', '.join(sorted(unknown))}")
+    results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp, RedisServer(persistent=False) as redis:
         async with hub_process(redis.url, Path(tmp)) as (http_url, ws_url, pid):
-            lat = await latency(http_url, ws_url, args.samples, "rest")
-            lat_ws = await latency(http_url, ws_url, args.samples, "ws")
-            tp = await throughput(http_url, ws_url, args.jobs, args.workers, args.slots)
-            mem = await memory(ws_url, pid, args.idle_workers)
-    results = {"latency": lat, "latency_ws": lat_ws, "throughput": tp, "memory": mem}
+            if "rest" in phases:
+                results["latency"] = await latency(http_url, ws_url, args.samples, "rest")
+            if "ws" in phases:
+                results["latency_ws"] = await latency(http_url, ws_url, args.samples, "ws")
+            if "throughput" in phases:
+                results["throughput"] = await throughput(
+                    http_url, ws_url, args.jobs, args.workers, args.slots
+                )
+            if "memory" in phases:
+                results["memory"] = await memory(ws_url, pid, args.idle_workers)
     print("| figure | value | target |\n|---|---|---|")
-    for name, figures in (("REST", lat), ("WebSocket", lat_ws)):
+    for key, name in (("latency", "REST"), ("latency_ws", "WebSocket")):
+        if figures := results.get(key):
+            print(
+                f"| dispatch p50, {name} submit -> job_assigned "
+                f"| {figures['p50_ms']:.2f} ms | <= 2 ms |"
+            )
+            print(f"| dispatch p99, {name} submit | {figures['p99_ms']:.2f} ms | <= 5 ms |")
+    if tp := results.get("throughput"):
         print(
-            f"| dispatch p50, {name} submit -> job_assigned "
-            f"| {figures['p50_ms']:.2f} ms | <= 2 ms |"
+            f"| throughput, one hub, one worker process | {tp['drain_jobs_per_s']:.0f} jobs/s "
+            "| >= 2,500 |"
         )
-        print(f"| dispatch p99, {name} submit | {figures['p99_ms']:.2f} ms | <= 5 ms |")
-    print(
-        f"| throughput, one hub, one worker process | {tp['drain_jobs_per_s']:.0f} jobs/s "
-        "| >= 2,500 |"
-    )
-    print(f"| batch enqueue | {tp['enqueue_jobs_per_s']:.0f} jobs/s | |")
-    print(f"| hub RSS with {mem['workers']} idle workers | {mem['rss_mb']:.0f} MB | < 300 MB |")
-    print(
-        f"| all {mem['workers']} heartbeats at once, sent -> every ack | "
-        f"{mem['heartbeat_burst_s'] * 1000:.0f} ms | |"
-    )
+        print(f"| batch enqueue | {tp['enqueue_jobs_per_s']:.0f} jobs/s | |")
+    if mem := results.get("memory"):
+        print(
+            f"| hub RSS with {mem['workers']} idle workers | {mem['rss_mb']:.0f} MB | < 300 MB |"
+        )
+        print(
+            f"| all {mem['workers']} heartbeats at once, sent -> every ack | "
+            f"{mem['heartbeat_burst_s'] * 1000:.0f} ms | |"
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
