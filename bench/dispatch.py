@@ -135,8 +135,25 @@ def _job(i: int) -> dict[str, Any]:
     return {"type": "bench", "payload": {"i": i}, "requirements": {"service_type": "bench"}}
 
 
-async def latency(http_url: str, ws_url: str, samples: int, via: str) -> dict[str, float]:
-    """Submit one job at a time (`via` "rest" or "ws") and time it to `job_assigned`."""
+def _cpu_s(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each of these processes."""
+    out = {}
+    for name, pid in pids.items():
+        t = psutil.Process(pid).cpu_times()
+        out[name] = t.user + t.system
+    return out
+
+
+async def latency(
+    http_url: str, ws_url: str, samples: int, via: str, pids: dict[str, int]
+) -> dict[str, float]:
+    """Submit one job at a time (`via` "rest" or "ws") and time it to `job_assigned`.
+
+    Also reports each process's CPU time per job over the measured samples (the whole
+    cycle: submit, offer, claim, complete), which is steadier than latency from run to
+    run: on this machine the chain runs on one CPU, so latency is mostly their sum.
+    """
+    cpu0: dict[str, float] = {}
     assigned: dict[str, asyncio.Future[int]] = {}
     loop = asyncio.get_running_loop()
 
@@ -184,8 +201,11 @@ async def latency(http_url: str, ws_url: str, samples: int, via: str) -> dict[st
                 while (reply := json.loads(await client.recv()))["type"] != "job_accepted":
                     pass
             t1 = await asyncio.wait_for(arrived(reply["job_id"]), 5)
+            if i == 19:
+                cpu0 = _cpu_s(pids)
             if i >= 20:  # warm-up
                 lat_ms.append((t1 - t0) / 1e6)
+    cpu1 = _cpu_s(pids)
     await rest.close()
     for t in tasks:
         t.cancel()
@@ -197,6 +217,7 @@ async def latency(http_url: str, ws_url: str, samples: int, via: str) -> dict[st
         "p90_ms": q[89],
         "p99_ms": q[98],
         "max_ms": max(lat_ms),
+        **{f"{name}_cpu_us_per_job": (cpu1[name] - cpu0[name]) * 1e6 / samples for name in pids},
     }
 
 
@@ -321,10 +342,11 @@ async def main() -> None:
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp, RedisServer(persistent=False) as redis:
         async with hub_process(redis.url, Path(tmp)) as (http_url, ws_url, pid):
+            pids = {"hub": pid, "redis": redis.process.pid if redis.process else os.getpid()}
             if "rest" in phases:
-                results["latency"] = await latency(http_url, ws_url, args.samples, "rest")
+                results["latency"] = await latency(http_url, ws_url, args.samples, "rest", pids)
             if "ws" in phases:
-                results["latency_ws"] = await latency(http_url, ws_url, args.samples, "ws")
+                results["latency_ws"] = await latency(http_url, ws_url, args.samples, "ws", pids)
             if "throughput" in phases:
                 results["throughput"] = await throughput(
                     http_url, ws_url, args.jobs, args.workers, args.slots
@@ -339,6 +361,11 @@ async def main() -> None:
                 f"| {figures['p50_ms']:.2f} ms | <= 2 ms |"
             )
             print(f"| dispatch p99, {name} submit | {figures['p99_ms']:.2f} ms | <= 5 ms |")
+            print(
+                f"| CPU per job, {name} latency phase: hub / Redis "
+                f"| {figures['hub_cpu_us_per_job']:.0f} / {figures['redis_cpu_us_per_job']:.0f} µs"
+                " | |"
+            )
     if tp := results.get("throughput"):
         print(
             f"| throughput, one hub, one worker process | {tp['drain_jobs_per_s']:.0f} jobs/s "
@@ -346,9 +373,7 @@ async def main() -> None:
         )
         print(f"| batch enqueue | {tp['enqueue_jobs_per_s']:.0f} jobs/s | |")
     if mem := results.get("memory"):
-        print(
-            f"| hub RSS with {mem['workers']} idle workers | {mem['rss_mb']:.0f} MB | < 300 MB |"
-        )
+        print(f"| hub RSS with {mem['workers']} idle workers | {mem['rss_mb']:.0f} MB | < 300 MB |")
         print(
             f"| all {mem['workers']} heartbeats at once, sent -> every ack | "
             f"{mem['heartbeat_burst_s'] * 1000:.0f} ms | |"

@@ -93,6 +93,30 @@ async def test_reservation_never_jumps_a_better_queued_job(broker: Broker) -> No
     assert [a.job_id for a in got] == [better.job_id]
 
 
+async def test_a_reservation_whose_claim_fails_still_queues_the_job(broker: Broker) -> None:
+    # Submission and claim run as one script call (submit_claim): an error in the
+    # claim part must not lose the submission, which has already been written.
+    await known_queue(broker)
+    version_key = broker.keys.signatures_version
+    version = await broker.redis.get(version_key)
+    # The claim reads this key (as a string) to check the caller's view of the queues;
+    # as a hash it makes the claim fail with WRONGTYPE before it writes anything.
+    await broker.redis.delete(version_key)
+    await broker.redis.hset(version_key, "x", "1")
+    try:
+        result, reserved = await broker.submit_reserving(
+            job(), new_job_id(), "w", CAPS, WorkerState()
+        )
+    finally:
+        await broker.redis.delete(version_key)
+        await broker.redis.set(version_key, version)
+    assert result.created
+    assert reserved is None
+    assert (await broker.get(result.job_id)).status is JobStatus.QUEUED
+    (got,) = await broker.claim("w", CAPS)
+    assert got.job_id == result.job_id
+
+
 @pytest.mark.parametrize("service", ["gpu", "sim"])
 async def test_reservation_respects_matching(broker: Broker, service: str) -> None:
     await known_queue(broker)

@@ -17,11 +17,9 @@ what it may take next (isolation, customer limits), then O(S) for S signatures.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import uuid
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -92,7 +90,8 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
     ) -> tuple[SubmitResult, Assignment | None]:
         """Queue one job and, in the same round trip, claim it for `worker_id`.
 
-        The claim is the ordinary one (claim.lua), made right behind the submission:
+        The claim is the ordinary one (claim.lua), run right behind the submission in
+        the same script call (`submit_claim`):
         the worker gets the job only if it may run it and it is then the best job of
         every queue the worker may take from; otherwise the job just stays queued.
         It is for a worker that was idle and is being told `job_available` for this job:
@@ -100,38 +99,22 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
         """
         eligible = self._eligible(caps, state)
         keys, args, sigs = self._submit_call([sub], [job_id], None if spec is None else [spec])
-        submitted = self.scripts.submit.queue(keys, args)
-        claimed = None
         token = _token(worker_id)
-        if sigs[0] in eligible:
-            claim_keys, claim_args = self._claim_call(
-                worker_id, eligible, b"", [token], [(job_id, "", sigs[0])]
-            )
-            # Queued in this order: one write, the claim right after the submission.
-            claimed = self.scripts.claim.queue(claim_keys, claim_args)
+        if sigs[0] not in eligible:
+            rows = self.scripts.submit.queue(keys, args)
+            self.scripts.flush()
+            return (await self._submitted(await rows, sigs, args[0]))[0], None
+        claim_keys, claim_args = self._claim_call(
+            worker_id, eligible, b"", [token], [(job_id, "", sigs[0])]
+        )
+        # One script call: submit.lua, then claim.lua (scripts.COMPOSED).
+        reply = self.scripts.submit_claim.queue(
+            [*keys, *claim_keys], [len(keys), len(args), *args, *claim_args]
+        )
         self.scripts.flush()  # the offered worker's claim is already on its way
-        return await self._reserved(submitted, claimed, sigs, args[0], token)
-
-    async def _reserved(
-        self,
-        submitted: Awaitable[Any],
-        claimed: Awaitable[Any] | None,
-        sigs: list[str],
-        now: int,
-        token: str,
-    ) -> tuple[SubmitResult, Assignment | None]:
-        try:
-            rows = await submitted
-        except BaseException:
-            if claimed is not None:  # its outcome, whatever it is, is not needed now
-                asyncio.ensure_future(claimed).add_done_callback(_retrieved)
-            raise
-        won: Any = None
-        if claimed is not None:
-            with contextlib.suppress(Exception):  # a failed claim leaves the job queued
-                won = await claimed
-        result = (await self._submitted(rows, sigs, now))[0]
-        if not won:
+        rows, won = await reply
+        result = (await self._submitted(rows, sigs, args[0]))[0]
+        if not won or isinstance(won, Exception):  # taken, or not the best: it stays queued
             return result, None
         return result, self._assignments(won, [token])[0]
 
@@ -272,9 +255,3 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
             raise InvalidTransition(job_id, reply[1].decode(), "retry")
         self._check(job_id, reply)
         return await self.get(job_id)
-
-
-def _retrieved(fut: asyncio.Future[Any]) -> None:
-    """A done callback that marks a future's exception as seen."""
-    if not fut.cancelled():
-        fut.exception()
