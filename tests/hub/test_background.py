@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
+import pytest
+import redis.asyncio as aredis
+
+from empq.hub import tasks
 from tests.support.hub_fixtures import HubFactory, RawPeer, raw_worker
 
 
@@ -139,3 +146,63 @@ async def test_alerts_for_deep_queue_and_unrunnable_job(hub_factory: HubFactory)
             "system_alert", within=5, where=lambda m: m["category"] == "queue_depth"
         )
         assert deep["details"]["queue_depth"] >= 2
+
+
+async def test_a_retry_is_queued_again_when_its_backoff_ends_whichever_hub_failed_it(
+    hub_factory: HubFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The retries task's poll is made far longer than the test: only its wake-up on the
+    # failure's event (seen by the lease holder's event pump) can requeue in time.
+    monkeypatch.setattr(tasks, "RETRIES_POLL", 60.0)
+    async with (
+        hub_factory(retry_delays=[0.3]) as leader,
+        hub_factory(retry_delays=[0.3]) as other,
+        leader.client() as http,
+        RawPeer.connect(leader.ws_url) as mon,
+        raw_worker(other.ws_url, "w") as w,
+    ):
+        job_id = (await http.post("/api/jobs", json={"type": "t"})).json()["job_id"]
+        await mon.request(
+            {"type": "subscribe_job", "job_id": job_id}, "job_notifications_subscribed"
+        )
+        a = await w.request({"type": "claim_job"}, "job_assigned")
+        await w.request(
+            {
+                "type": "fail_job",
+                "job_id": job_id,
+                "claim_token": a["claim_token"],
+                "error": "CUDA out of memory",
+            },
+            "job_failed_ack",
+        )
+        failed = await mon.expect("job_failed", within=5)
+        assert failed["will_retry"] is True
+        failed_at = time.monotonic()
+        back = await mon.expect(
+            "job_update",
+            within=5,
+            where=lambda m: m["status"] == "queued" and m.get("previous_status") == "failed",
+        )
+        waited = time.monotonic() - failed_at
+        assert back["job_id"] == job_id
+        assert 0.2 <= waited < 3, waited  # the back-off is kept, and not overshot by the poll
+        job = (await http.get(f"/api/jobs/{job_id}")).json()
+        assert job["status"] == "queued"
+        assert job["attempts"] == 1
+        # The failure was handled by the hub that does not run the retries task.
+        assert "retries" in leader.hub.leases.held
+        assert "retries" not in other.hub.leases.held
+
+
+async def test_an_idle_hub_leaves_redis_alone(hub_factory: HubFactory, redis_url: str) -> None:
+    # Every background task of an idle hub polls at most about once a second: no event,
+    # no retry and no delivery pending means no reason to ask Redis more often.
+    r = aredis.Redis.from_url(redis_url)
+    async with hub_factory():
+        before = int((await r.info("stats"))["total_commands_processed"])
+        t0 = time.monotonic()
+        await asyncio.sleep(3)  # the measurement window, not a synchronisation
+        after = int((await r.info("stats"))["total_commands_processed"])
+        rate = (after - before - 1) / (time.monotonic() - t0)
+    await r.aclose()
+    assert rate < 50, f"an idle hub sent {rate:.0f} Redis commands a second"

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
+
+import pytest
 
 from empq.broker import Broker
 from empq.config import BrokerSettings
+from empq.hub import webhooks
 from empq.models import JobSubmission
 from tests.hub.conftest import Receiver, json_of
 from tests.support.hub_fixtures import HubFactory, HubHandle, raw_worker
@@ -105,6 +109,26 @@ async def test_failing_endpoint_is_retried_with_backoff(
         assert receiver.seen == 3
         metrics = (await http.get("/metrics")).text
         assert 'empq_webhook_failures_total{final="false"} 2.0' in metrics
+
+
+async def test_deliveries_and_their_retries_do_not_wait_for_the_idle_poll(
+    hub_factory: HubFactory, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The consumer and the delivery task poll only when idle (here: never within the
+    # test). A new event wakes the consumer, a new delivery wakes the delivery task,
+    # and a failed attempt's back-off sets the delivery task's next round.
+    monkeypatch.setattr(webhooks, "IDLE_SECONDS", 60.0)
+    receiver.fail_first = 1
+    async with hub_factory(webhook_retry_delays="0.2") as hub, hub.client() as http:
+        await http.post(
+            "/api/webhooks", json={"url": receiver.url + "/h", "events": ["job_status_change"]}
+        )
+        t0 = time.monotonic()
+        job_id = (await http.post("/api/jobs", json={"type": "t"})).json()["job_id"]
+        d = await receiver.next(within=3)
+        assert json_of(d)["data"]["job_id"] == job_id
+        assert receiver.seen == 2
+        assert time.monotonic() - t0 >= 0.2  # the failed attempt's back-off was kept
 
 
 async def test_events_while_no_hub_runs_are_delivered_after_restart(

@@ -106,6 +106,11 @@ class RecoveryMixin(ReportsMixin):
             done.append(job_id)
         return done
 
+    async def next_retry_at(self) -> int | None:
+        """When the earliest delayed retry is due (ms since the epoch); None if none waits."""
+        first = await self._r.zrange(self.keys.delayed, 0, 0, withscores=True)
+        return int(first[0][1]) if first else None
+
     async def promote_due(self) -> list[str]:
         """Queue again the delayed retries whose back-off is over."""
         k = self.keys

@@ -108,6 +108,7 @@ class EventPump:
                 backoff = min(backoff * 2, 2.0)
                 continue
             if events:
+                self.hub.webhooks.new_events.set()  # the outbox consumer reads them later
                 # The reply that wrote these events usually arrives in the same read
                 # from the network: let its caller (a submit, a claim) go first.
                 await asyncio.sleep(0)
@@ -129,6 +130,8 @@ class EventPump:
         hub = self.hub
         if event_type in JOB_EVENTS:
             self._track_jobs(event_type, data)
+            if event_type == "job_failed" and data.get("will_retry"):
+                hub.wakeups["retries"].set()  # its back-off may end before the next poll
             text: str | None = None
             for conn in hub.connections.subscribers():
                 if wants_job_event(conn, data):

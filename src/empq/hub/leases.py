@@ -9,6 +9,7 @@ hand-over does no harm.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -61,19 +62,39 @@ async def run_leased(
     work: Callable[[], Awaitable[object]],
     *,
     ttl: float | None = None,
+    wake: asyncio.Event | None = None,
 ) -> None:
     """Every `interval` seconds, run `work` if this hub holds lease `name`.
+
+    A `work` that returns a float asks to run again after that many seconds when it is
+    sooner than `interval` (the next delayed retry is due then). Setting `wake` runs the
+    next round at once (something new may be due): tasks that would otherwise poll
+    often can then poll rarely, and an idle hub stays off the CPU.
 
     Errors in one round are logged and the loop goes on: a Redis hiccup must not
     stop the heartbeat monitor for good.
     """
     ttl = ttl or max(interval * 3, 2.0)
     while True:
+        delay = interval
         try:
             if await leases.hold(name, ttl):
-                await work()
+                due = await work()
+                if type(due) is float:
+                    delay = min(interval, max(due, 0.0))
         except (RedisError, OSError) as exc:
             log.warning("background task %s: redis error: %s", name, exc)
         except Exception:
             log.exception("background task %s failed; it will run again", name)
-        await asyncio.sleep(interval)
+        await pause(delay, wake)
+
+
+async def pause(seconds: float, wake: asyncio.Event | None) -> None:
+    """Sleep `seconds`, or less if `wake` is set meanwhile (it is then cleared)."""
+    if wake is None:
+        await asyncio.sleep(seconds)
+        return
+    if not wake.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), seconds)
+    wake.clear()

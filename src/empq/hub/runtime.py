@@ -54,6 +54,8 @@ class Hub:
         self.accepting = True
         self._tasks: list[asyncio.Task[Any]] = []
         self._warn_cache: dict[tuple[int, str], list[str]] = {}
+        #: Set to run a background task's next round at once (see `tasks.schedule`).
+        self.wakeups = {"retries": asyncio.Event()}
 
     async def start(self) -> None:
         """Start the background tasks and wait until events are being read."""
@@ -68,16 +70,17 @@ class Hub:
                 run_leased(
                     self.leases,
                     "webhooks",
-                    0.2,
-                    self.webhooks.deliver_due,
-                    ttl=tasks_ttl(0.2, 15.0),
+                    self.webhooks.idle_seconds,
+                    self.webhooks.deliver_round,
+                    ttl=tasks_ttl(self.webhooks.idle_seconds, 15.0),
+                    wake=self.webhooks.outbox_grew,
                 ),
                 name="empq-webhook-delivery",
             )
         )
         for name, interval, work, leased in tasks.schedule(self):
             if leased:
-                coro = run_leased(self.leases, name, interval, work)
+                coro = run_leased(self.leases, name, interval, work, wake=self.wakeups.get(name))
             else:
                 coro = run_local(name, interval, work)
             spawn(asyncio.create_task(coro, name=f"empq-{name}"))

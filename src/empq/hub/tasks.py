@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("empq.hub.tasks")
 
+#: The retries task looks at the delayed set at least this often (seconds); it also
+#: sleeps until the next retry is due and wakes on every retry scheduled.
+RETRIES_POLL = 1.0
 #: Offline workers are forgotten after this long.
 WORKER_RETENTION = timedelta(hours=24)
 
@@ -49,8 +52,19 @@ async def sweep_timeouts(hub: Hub) -> None:
         log.info("%d jobs timed out: %s", len(timed_out), timed_out)
 
 
-async def promote_retries(hub: Hub) -> None:
-    await hub.broker.promote_due()
+async def promote_retries(hub: Hub) -> float:
+    """Queue the retries that are due; seconds until the next one is (the task's sleep).
+
+    The task also wakes when the event stream shows a failure that will retry (the
+    event pump sets `hub.wakeups["retries"]`), so a new retry due sooner than the
+    current sleep is not left waiting for it.
+    """
+    broker = hub.broker
+    due_at = await broker.next_retry_at()
+    if due_at is not None and due_at <= broker.clock():
+        await broker.promote_due()
+        due_at = await broker.next_retry_at()
+    return RETRIES_POLL if due_at is None else (due_at - broker.clock()) / 1000
 
 
 async def cleanup(hub: Hub) -> None:
@@ -121,7 +135,10 @@ async def refresh_registry(hub: Hub) -> None:
 
 
 def schedule(hub: Hub) -> list[tuple[str, float, Any, bool]]:
-    """(name, interval seconds, work, leased) for every background task."""
+    """(name, interval seconds, work, leased) for every background task.
+
+    A leased task wakes early when `hub.wakeups` has an event of its name set.
+    """
     s = hub.settings
     alerts = Alerts(hub)
     return [
@@ -133,7 +150,7 @@ def schedule(hub: Hub) -> list[tuple[str, float, Any, bool]]:
         ),
         ("claims", min(max(s.claim_timeout / 4, 0.05), 1.0), lambda: sweep_claims(hub), True),
         ("timeouts", 0.5, lambda: sweep_timeouts(hub), True),
-        ("retries", 0.1, lambda: promote_retries(hub), True),
+        ("retries", RETRIES_POLL, lambda: promote_retries(hub), True),
         ("cleanup", 60.0, lambda: cleanup(hub), True),
         ("alerts", min(s.stats_interval, 5.0), alerts.check, True),
         ("registry", 2.0, lambda: refresh_registry(hub), False),

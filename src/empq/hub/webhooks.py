@@ -13,6 +13,7 @@ once; receivers can de-duplicate on the `X-EMPQ-Delivery` header.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -51,8 +52,14 @@ ALL_EVENTS: tuple[str, ...] = (
 )
 GROUP = "webhooks"
 DELIVERY_TIMEOUT = 10.0
-#: The outbox consumer reads new events this often (at once again after a full read).
+#: After new events show up in the stream, the outbox consumer waits this long for more
+#: to gather before it reads (at once again after a full read).
 POLL_SECONDS = 0.05
+#: The consumer reads at least this often even when no new event was seen (seconds),
+#: and the delivery task looks at the outbox at least this often.
+IDLE_SECONDS = 1.0
+#: The delivery task never sleeps less than this between rounds (seconds).
+DELIVERY_MIN_SECONDS = 0.05
 READ_COUNT = 1000
 #: Job ids in an event entry's raw JSON (one event or an array of them).
 _JOB_IDS = re.compile(rb'"job_id":"([^"\\]+)"')
@@ -150,6 +157,11 @@ class Webhooks:
         self._loaded_at = 0.0
         self._job_urls: OrderedDict[str, str | None] = OrderedDict()
         self.client = httpx.AsyncClient(timeout=DELIVERY_TIMEOUT, follow_redirects=False)
+        #: Set by the event pump when the stream has new events: the consumer reads then.
+        self.new_events = asyncio.Event()
+        #: Set when this hub's consumer adds deliveries: the delivery task runs then.
+        self.outbox_grew = asyncio.Event()
+        self.idle_seconds = IDLE_SECONDS
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -290,8 +302,9 @@ class Webhooks:
                             self.keys.events, GROUP, consumer, min_idle_time=30_000, count=500
                         )
                         batch.extend((_text(i), f) for i, f in claimed[1] if f)
-                    # Polled, not blocking: a blocked read would wake this hub for every
-                    # event, right when the claim that follows it needs the loop.
+                    # Not a blocking read: that would wake this hub for every event,
+                    # right when the claim that follows it needs the loop. The event
+                    # pump, which reads every event anyway, says when there are new ones.
                     resp = await self.redis.xreadgroup(
                         GROUP, consumer, {self.keys.events: ">"}, count=READ_COUNT
                     )
@@ -301,11 +314,19 @@ class Webhooks:
                         await self._enqueue(batch)
                     backoff = 0.1
                     if len(batch) < READ_COUNT:
-                        await asyncio.sleep(POLL_SECONDS)
+                        await self._await_events()
             except (RedisError, OSError) as exc:
                 log.warning("webhook consumer: %s", exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
+
+    async def _await_events(self) -> None:
+        """Until the event pump has seen new events (or `idle_seconds`), then a gather."""
+        if not self.new_events.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.new_events.wait(), self.idle_seconds)
+        await asyncio.sleep(POLL_SECONDS)
+        self.new_events.clear()  # after the gather: what comes later sets it again
 
     async def _wanted(
         self, batch: list[tuple[str, dict[Any, Any]]]
@@ -343,8 +364,22 @@ class Webhooks:
                 pipe.zadd(self.keys.webhook_outbox, {d["id"]: now}, nx=True)
             pipe.xack(self.keys.events, GROUP, *[i for i, _ in batch])
             await pipe.execute()
+        if deliveries:
+            self.outbox_grew.set()  # the delivery task, if this hub holds its lease
 
     # ------------------------------------------------------------ delivery
+
+    async def deliver_round(self) -> float:
+        """One round of the delivery task: what is due, then seconds until the next one.
+
+        The task wakes early when this hub's consumer adds to the outbox; a delivery
+        added by another hub's consumer waits at most `idle_seconds` for its first try.
+        """
+        await self.deliver_due()
+        first = await self.redis.zrange(self.keys.webhook_outbox, 0, 0, withscores=True)
+        if not first:
+            return self.idle_seconds
+        return max((float(first[0][1]) - now_ms()) / 1000, DELIVERY_MIN_SECONDS)
 
     async def deliver_due(self) -> int:
         """POST every due delivery once (concurrently); reschedule or drop failures."""
