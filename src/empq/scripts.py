@@ -151,6 +151,7 @@ class ScriptChannel:
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
+        self._settled: asyncio.Future[None] | None = None  # see `settled`
 
     def run(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Queue one call (written at the end of this turn); the future resolves to its reply."""
@@ -158,6 +159,25 @@ class ScriptChannel:
         self._queued.append(_Call(script, keys, args, fut))
         self._flush_soon()
         return fut
+
+    async def settled(self, at_most: float) -> None:
+        """Until every call written so far has its reply settled, or `at_most` seconds.
+
+        For a reader of other replies that Redis sends in the same moment (the event
+        stream's, after a script appends an event): awaiting this first lets the
+        callers of those scripts go on before it does its own work.
+        """
+        if not self._written:
+            await asyncio.sleep(0)  # callers just answered, their wake-up pending, go first
+            return
+        if self._settled is None or self._settled.done():
+            self._settled = asyncio.get_running_loop().create_future()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._settled), at_most)
+
+    def _wake_settled(self) -> None:
+        if self._settled is not None and not self._settled.done():
+            self._settled.set_result(None)
 
     def _flush_soon(self) -> None:
         """Write what is queued at the end of this turn (once, however many calls)."""
@@ -277,6 +297,8 @@ class ScriptChannel:
                 self._flush_soon()
             else:
                 _settle(call.fut, reply)
+                if not self._written:
+                    self._wake_settled()  # after the callers' wake-ups, so they go first
 
     def _broken(self, conn: AbstractConnection, exc: BaseException) -> None:
         """`conn` failed: every call written on it failed with it."""
@@ -289,6 +311,7 @@ class ScriptChannel:
         failed, self._written = list(self._written), deque()
         error = exc if isinstance(exc, Exception) else RedisConnectionError(str(exc) or "closed")
         self._fail(failed, error)
+        self._wake_settled()
         if not self._closed:
             self._keep(asyncio.get_running_loop().create_task(conn.disconnect(nowait=True)))
             if self._queued:
@@ -392,6 +415,11 @@ class Scripts:
         """Open the scripts' own connection now (a Redis Cluster client has none)."""
         if self.channel is not None:
             await self.channel.open()
+
+    async def settled(self, at_most: float) -> None:
+        """See `ScriptChannel.settled` (at once without a channel)."""
+        if self.channel is not None:
+            await self.channel.settled(at_most)
 
     def flush(self) -> None:
         """Write the calls queued so far now rather than at the end of this turn."""

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+import pytest
+import redis.asyncio as aredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from empq.broker import Broker
 from empq.models import JobSubmission, WorkerCapabilities
@@ -43,3 +48,62 @@ async def test_events_of_a_life_in_order(broker: Broker) -> None:
     assert events[-1].id == alert == await broker.last_event_id()
     assert await broker.events_since(alert) == []
     assert await broker.read_events(alert, block_ms=1) == []
+
+
+async def _event_clients(redis: aredis.Redis) -> list[dict[str, Any]]:
+    return [c for c in await redis.client_list() if c["name"].endswith(":events")]
+
+
+async def _until_blocked(redis: aredis.Redis) -> None:
+    """Until the event reader's connection is blocked in its XREAD (Redis's view, polled:
+    nothing in this process says when the command has reached Redis)."""
+    for _ in range(500):
+        if any(c["cmd"] == "xread" for c in await _event_clients(redis)):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the event reader never blocked in XREAD")
+
+
+async def test_the_event_reader_reads_on_its_own_connection_and_survives_its_loss(
+    broker: Broker, redis_client: aredis.Redis
+) -> None:
+    reader = broker.event_reader()
+    try:
+        last = await broker.last_event_id()
+        blocked = asyncio.create_task(reader.read(last, block_ms=5000))
+        r = await broker.submit(JobSubmission(type="t", customer_id="c"))
+        (ev,) = await asyncio.wait_for(blocked, 5)
+        assert (ev.type, ev.data["job_id"], ev.data["status"]) == ("job_update", r.job_id, "queued")
+        assert ev.id == await broker.last_event_id()
+        # A claim of several jobs writes one entry of several events: all are read.
+        await broker.submit(JobSubmission(type="t", customer_id="c"))
+        claimed = await broker.claim("w", WorkerCapabilities(), max_jobs=2)
+        got = await reader.read(ev.id, block_ms=100)
+        assert [e.data["status"] for e in got] == ["queued", "assigned", "assigned"]
+        assert {e.data["job_id"] for e in got[1:]} == {a.job.id for a in claimed}
+        # Its connection killed from Redis's side: that read fails, the next one works.
+        (conn,) = await _event_clients(redis_client)
+        blocked = asyncio.create_task(reader.read(got[-1].id, block_ms=5000))
+        await _until_blocked(redis_client)
+        await redis_client.client_kill_filter(_id=conn["id"])
+        with pytest.raises(RedisConnectionError):
+            await asyncio.wait_for(blocked, 5)
+        after = await broker.publish("system_alert", {"message": "m"})
+        (alert,) = await reader.read(got[-1].id, block_ms=100)
+        assert (alert.type, alert.id) == ("system_alert", after)
+    finally:
+        await reader.close()
+    assert await _event_clients(redis_client) == []
+
+
+async def test_a_cancelled_read_leaves_no_connection_behind(
+    broker: Broker, redis_client: aredis.Redis
+) -> None:
+    reader = broker.event_reader()
+    blocked = asyncio.create_task(reader.read(await broker.last_event_id(), block_ms=10_000))
+    await _until_blocked(redis_client)
+    blocked.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await blocked
+    await reader.close()
+    assert await _event_clients(redis_client) == []

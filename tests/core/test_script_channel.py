@@ -135,3 +135,54 @@ async def test_calls_fail_while_redis_is_down_and_work_once_it_is_back(tmp_path:
     finally:
         await broker.close()
         server.stop()
+
+
+#: A script that keeps Redis busy for ARGV[1] microseconds: its reply comes that late.
+BUSY = """
+local t = redis.call('TIME')
+local start = t[1] * 1000000 + t[2]
+repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - start >= tonumber(ARGV[1])
+return 1
+"""
+
+
+async def test_settled_lets_the_callers_of_answered_calls_go_first(broker: Broker) -> None:
+    # The event reader awaits `settled` after its own reply: the callers of the script
+    # calls in flight then resume before it does.
+    assert broker.scripts.channel is not None
+    busy = broker.redis.register_script(BUSY)
+    await busy(args=[0])  # loaded: the channel's call below runs at once
+    order: list[str] = []
+
+    async def caller() -> None:
+        await broker.scripts.channel.run(busy, [], [100_000])  # Redis busy for 0.1 s
+        order.append("caller")
+
+    async def reader() -> None:
+        await broker.scripts.settled(5)
+        order.append("reader")
+
+    calling = asyncio.create_task(caller())
+    await asyncio.sleep(0)  # the caller has queued its call
+    broker.scripts.flush()  # and it is written
+    reading = asyncio.create_task(reader())
+    await asyncio.sleep(0.02)
+    assert not reading.done()  # the call is still running in Redis
+    await asyncio.wait_for(asyncio.gather(calling, reading), 5)
+    assert order == ["caller", "reader"]
+    t0 = time.monotonic()
+    await broker.scripts.settled(5)  # nothing in flight: at once
+    assert time.monotonic() - t0 < 1
+
+
+async def test_settled_waits_no_longer_than_asked(broker: Broker) -> None:
+    assert broker.scripts.channel is not None
+    busy = broker.redis.register_script(BUSY)
+    await busy(args=[0])  # loaded: the channel's call below runs at once
+    call = asyncio.ensure_future(broker.scripts.channel.run(busy, [], [500_000]))
+    broker.scripts.flush()
+    t0 = time.monotonic()
+    await broker.scripts.settled(0.1)
+    assert 0.05 <= time.monotonic() - t0 < 0.45
+    assert not call.done()
+    assert await asyncio.wait_for(call, 5) == 1

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from typing import Any, cast
+
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import AbstractConnection
 
 from empq.broker.base import (
     BrokerBase,
     Event,
 )
+
+#: How long a reader of events lets script replies that came with them go first.
+SETTLE_SECONDS = 0.005
 
 
 class EventsMixin(BrokerBase):
@@ -50,6 +58,10 @@ class EventsMixin(BrokerBase):
             return []
         return self._events(reply[0][1])
 
+    def event_reader(self) -> EventReader:
+        """A reader of the event stream on a connection of its own (see `EventReader`)."""
+        return EventReader(self)
+
     async def events_since(self, event_id: str, count: int = 1000) -> list[Event]:
         """Up to `count` events after `event_id`, for a subscriber catching up."""
         entries = await self._r.xrange(self.keys.events, f"({event_id}", "+", count=count)
@@ -59,3 +71,83 @@ class EventsMixin(BrokerBase):
         """The id of the newest event ("0-0" when there is none)."""
         entries = await self._r.xrevrange(self.keys.events, "+", "-", count=1)
         return entries[0][0].decode() if entries else "0-0"
+
+
+class EventReader:
+    """Blocking reads of the event stream (XREAD BLOCK) on a connection of their own.
+
+    The hub's event pump waits in XREAD nearly all the time. When a script appends an
+    event, Redis sends the pump its reply in the same moment as the script's caller
+    its own, and before it; read from the shared pool, through redis-py's client, the
+    pump's reply took a hundred or more microseconds of the one event loop before the
+    script's caller (a dispatch waiting to answer a worker's claim) was resumed. Here
+    the raw reply is read on a dedicated connection, and `read` then waits for the
+    script calls in flight to be settled (`ScriptChannel.settled`, at most
+    `SETTLE_SECONDS`), so that their callers go first, before it decodes the events.
+
+    A Redis Cluster client has no script channel; the reader uses its `xread` then.
+    """
+
+    def __init__(self, broker: EventsMixin) -> None:
+        self._broker = broker
+        self._conn: AbstractConnection | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+
+    async def read(self, last_id: str, block_ms: int = 1000, count: int = 500) -> list[Event]:
+        """Events after `last_id`, waiting up to `block_ms` for the first one."""
+        broker = self._broker
+        if isinstance(broker.redis, RedisCluster):
+            return await broker.read_events(last_id, block_ms, count)
+        conn = self._conn or await self._connect()
+        try:
+            await conn.send_command(
+                "XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", broker.keys.events, last_id
+            )
+            reply = await conn.read_response(timeout=block_ms / 1000 + 10)
+        except BaseException:
+            self._drop()
+            raise
+        await broker.scripts.settled(SETTLE_SECONDS)
+        if not reply:
+            return []
+        streams = reply.values() if isinstance(reply, dict) else (r[1] for r in reply)
+        return [
+            ev
+            for entries in streams
+            for eid, fields in entries
+            for ev in broker.parse_entry(eid, _fields(fields))
+        ]
+
+    async def _connect(self) -> AbstractConnection:
+        pool = self._broker.redis.connection_pool
+        kwargs = pool.connection_kwargs
+        name = f"{kwargs.get('client_name') or 'empq'}:events"
+        # No socket timeout of its own: each read carries one, past its BLOCK time.
+        conn = pool.connection_class(**{**kwargs, "socket_timeout": None, "client_name": name})
+        await conn.connect()  # type: ignore[no-untyped-call]
+        self._conn = conn
+        return conn
+
+    def _drop(self) -> None:
+        """Forget the connection after a failed or cancelled read (its reply is unknown)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            task = asyncio.get_running_loop().create_task(conn.disconnect(nowait=True))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        """Close the connection, and wait for any dropped one to be closed."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.disconnect()
+        await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+def _fields(raw: Any) -> dict[bytes, bytes]:
+    """A stream entry's fields: a flat [k, v, ...] list (RESP2) or a map (RESP3)."""
+    if isinstance(raw, dict):
+        return raw
+    it = iter(raw)
+    return dict(zip(it, it, strict=True))

@@ -89,29 +89,32 @@ class EventPump:
         self.hub = hub
         self.last_id = "$"
         self.ready = asyncio.Event()
+        self.reader = hub.broker.event_reader()
 
     async def run(self) -> None:
         """Read forever; survive Redis errors with a short back-off."""
+        try:
+            await self._run()
+        finally:
+            await self.reader.close()
+
+    async def _run(self) -> None:
         backoff = 0.1
         while True:
             try:
                 if self.last_id == "$":
                     self.last_id = await self.hub.broker.last_event_id()
                 self.ready.set()
-                events = await self.hub.broker.read_events(
-                    last_id=self.last_id, block_ms=1000, count=500
-                )
+                events = await self.reader.read(self.last_id, block_ms=1000, count=500)
                 backoff = 0.1
             except (RedisError, OSError) as exc:
                 log.warning("event stream read failed: %s", exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
+            # (The reader has let the callers of the scripts that wrote these go first.)
             if events:
                 self.hub.webhooks.new_events.set()  # the outbox consumer reads them later
-                # The reply that wrote these events usually arrives in the same read
-                # from the network: let its caller (a submit, a claim) go first.
-                await asyncio.sleep(0)
             for ev in events:
                 self.last_id = ev.id
                 try:
