@@ -7,7 +7,7 @@ from typing import Any
 
 from empq.matching import JobSpec
 from empq.models import Isolation, Job, JobSubmission, Requirements, utc_from_ms
-from empq.protocol import now_ms
+from empq.protocol import dumps, now_ms
 
 # Hash fields holding JSON documents.
 _JSON_FIELDS = ("payload", "requirements", "result", "error_details")
@@ -27,7 +27,7 @@ def submission_fields(sub: JobSubmission) -> dict[str, str | int]:
     fields: dict[str, str | int] = {
         "type": sub.type,
         "priority": sub.priority,
-        "payload": json.dumps(sub.payload, separators=(",", ":")),
+        "payload": dumps(sub.payload),
         "requirements": sub.requirements.model_dump_json(exclude_defaults=True),
         "max_retries": sub.max_retries,
         "timeout_ms": int(sub.requirements.timeout_minutes * 60_000),
@@ -107,7 +107,7 @@ def assigned_message(
     submission's, validated then), so a large payload is copied, never re-parsed.
     `requirements` lists the fields the submission set; the rest have their defaults.
     """
-    head = json.dumps(
+    head = dumps(
         {
             "type": "job_assigned",
             "timestamp": now_ms(),
@@ -124,8 +124,7 @@ def assigned_message(
             "max_retries": int(h.get("max_retries", 3)),
             # How many more job_assigned answer the same claim_job (0: the last).
             "claim_remaining": claim_remaining,
-        },
-        separators=(",", ":"),
+        }
     )
     payload = h.get("payload") or "{}"
     requirements = h.get("requirements") or "{}"

@@ -62,22 +62,49 @@ class JobSpec:
 
     @classmethod
     def of(cls, job_type: str, customer_id: str | None, req: Requirements) -> JobSpec:
-        """The spec of a job with this type, customer and requirements."""
-        return cls(
-            type=job_type,
-            customer_id=customer_id,
-            service_type=req.service_type,
-            component=req.component,
-            workflow=req.workflow,
-            models=tuple(sorted(set(req.models))),
-            gpu_memory_gb=req.hardware.gpu_memory_gb,
-            cpu_cores=req.hardware.cpu_cores,
-            ram_gb=req.hardware.ram_gb,
-            storage_gb=req.hardware.storage_gb,
-            isolation=req.customer_isolation,
-            region=req.geographic_region,
-            compliance=tuple(sorted(set(req.compliance))),
+        """The spec of a job with this type, customer and requirements.
+
+        Remembered by those fields (up to `_SPECS_MAX` of them): a queue's jobs mostly
+        repeat a few specs, and building one (canonical JSON, hash) is a sizeable part
+        of a submission's cost.
+        """
+        hw = req.hardware
+        key = (
+            job_type,
+            customer_id,
+            req.service_type,
+            req.component,
+            req.workflow,
+            tuple(req.models),
+            hw.gpu_memory_gb,
+            hw.cpu_cores,
+            hw.ram_gb,
+            hw.storage_gb,
+            req.customer_isolation,
+            req.geographic_region,
+            tuple(req.compliance),
         )
+        spec = _SPECS.get(key)
+        if spec is None:
+            spec = cls(
+                type=job_type,
+                customer_id=customer_id,
+                service_type=req.service_type,
+                component=req.component,
+                workflow=req.workflow,
+                models=tuple(sorted(set(req.models))),
+                gpu_memory_gb=hw.gpu_memory_gb,
+                cpu_cores=hw.cpu_cores,
+                ram_gb=hw.ram_gb,
+                storage_gb=hw.storage_gb,
+                isolation=req.customer_isolation,
+                region=req.geographic_region,
+                compliance=tuple(sorted(set(req.compliance))),
+            )
+            if len(_SPECS) >= _SPECS_MAX:
+                _SPECS.clear()
+            _SPECS[key] = spec
+        return spec
 
     def to_json(self) -> str:
         """Canonical JSON: equal specs give equal strings."""
@@ -107,6 +134,11 @@ class JobSpec:
     def signature(self) -> str:
         """A short stable id for this spec: the name of its queue."""
         return self._signature
+
+
+#: `JobSpec.of`'s memory: its arguments' fields -> the spec.
+_SPECS: dict[tuple[object, ...], JobSpec] = {}
+_SPECS_MAX = 10_000
 
 
 @dataclass(frozen=True, slots=True)

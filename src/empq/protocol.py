@@ -12,6 +12,7 @@ import time
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import to_json
 
 from empq.models import (
     JobSubmission,
@@ -330,7 +331,13 @@ def wire(message_type: str, **fields: Any) -> str:
     """
     body = {"type": message_type, "timestamp": now_ms()}
     body.update((k, v) for k, v in fields.items() if v is not None)
-    return json.dumps(body, separators=(",", ":"))
+    return dumps(body)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text, by pydantic-core's serializer (Rust; a third of `json.dumps`'s
+    cost here, with non-ASCII text written as UTF-8 rather than escaped)."""
+    return to_json(value).decode()
 
 
 def out(message_type: str, **fields: Any) -> OutMessage:

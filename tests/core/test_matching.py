@@ -6,6 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from empq import matching
 from empq.broker import Broker
 from empq.matching import JobSpec, RunningJob, WorkerState, can_run, rank_workers, reasons, score
 from empq.models import Isolation, JobSubmission, Requirements, WorkerCapabilities
@@ -220,6 +221,51 @@ job_subs = st.builds(
     st.lists(st.sampled_from(["soc2", "hipaa"]), max_size=1),
     st.integers(0, 100),
 )
+
+
+def _built(sub: JobSubmission) -> JobSpec:
+    """The spec of a submission built field by field, past `JobSpec.of`'s memory."""
+    r = sub.requirements
+    return JobSpec(
+        type=sub.type,
+        customer_id=sub.customer_id,
+        service_type=r.service_type,
+        component=r.component,
+        workflow=r.workflow,
+        models=tuple(sorted(set(r.models))),
+        gpu_memory_gb=r.hardware.gpu_memory_gb,
+        cpu_cores=r.hardware.cpu_cores,
+        ram_gb=r.hardware.ram_gb,
+        storage_gb=r.hardware.storage_gb,
+        isolation=r.customer_isolation,
+        region=r.geographic_region,
+        compliance=tuple(sorted(set(r.compliance))),
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(subs=st.lists(job_subs, min_size=1, max_size=30))
+def test_remembered_specs_are_the_specs_of_their_jobs(subs: list[JobSubmission]) -> None:
+    # `JobSpec.of` remembers specs by their fields: a remembered spec must be the one
+    # its job would get built afresh (so its queue, its signature), however many were
+    # remembered before and when the memory is emptied.
+    for sub in subs:
+        got = JobSpec.of(sub.type, sub.customer_id, sub.requirements)
+        want = _built(sub)
+        assert got == want
+        assert got.signature == want.signature
+        assert got.to_json() == want.to_json()
+
+
+def test_specs_are_remembered_up_to_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(matching, "_SPECS", {})
+    monkeypatch.setattr(matching, "_SPECS_MAX", 3)
+    first = spec("t0")
+    assert spec("t0") is first  # remembered
+    for i in range(1, 4):
+        spec(f"t{i}")
+    assert len(matching._SPECS) <= 3
+    assert spec("t0") == first  # built again once forgotten, equal all the same
 
 
 @settings(

@@ -207,3 +207,24 @@ async def test_unknown_route_and_method_have_error_shape(hub: HubHandle) -> None
         r = await http.put("/api/jobs")
         assert r.status_code == 405
         assert r.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+
+
+async def test_a_payload_arrives_as_it_was_sent(hub: HubHandle) -> None:
+    # Non-ASCII text, floats, nulls, nesting and big integers, through REST, Redis and
+    # the worker's job_assigned, and back through GET.
+    payload = {
+        "prompt": "café ☕ 猫 — \"quoted\" \\ back\nslash",
+        "cfg": 7.5,
+        "seed": 2**53 + 1,
+        "steps": [1, 2.25, None, {"deep": [True, False]}],
+        "empty": {},
+    }
+    caps = {"services": ["simulation"], "models": {"simulation": ["ünïcode"]}}
+    async with hub.client() as http, raw_worker(hub.ws_url, "w", caps) as w:
+        s = await submit(http, payload=payload, requirements={**SIM, "models": ["ünïcode"]})
+        a = await w.request({"type": "claim_job"}, "job_assigned")
+        assert a["job_id"] == s["job_id"]
+        assert a["payload"] == payload
+        assert a["requirements"]["models"] == ["ünïcode"]
+        job = (await http.get(f"/api/jobs/{s['job_id']}")).json()
+    assert job["payload"] == payload

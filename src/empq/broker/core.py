@@ -17,7 +17,7 @@ what it may take next (isolation, customer limits), then O(S) for S signatures.
 
 from __future__ import annotations
 
-import json
+import os
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -32,13 +32,15 @@ from empq.config import BrokerSettings
 from empq.errors import InvalidTransition, JobNotFound
 from empq.matching import JobSpec, WorkerState
 from empq.models import Job, JobSubmission, WorkerCapabilities, utc_from_ms
+from empq.protocol import dumps
 from empq.redis_client import make_client
 from empq.status import JobStatus
 
 
 def new_job_id() -> str:
-    """A fresh job id."""
-    return uuid.uuid4().hex
+    """A fresh job id: 128 random bits in 32 hex digits (`uuid4().hex`'s shape, at a
+    fifth of its cost on the submit path)."""
+    return os.urandom(16).hex()
 
 
 class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
@@ -136,7 +138,8 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
             k.all_jobs,
             k.events,
         ]
-        args: list[Any] = [self.clock(), self._maxlen, uuid.uuid4().hex]
+        # The third: the registry version to set if a new signature is registered.
+        args: list[Any] = [self.clock(), self._maxlen, os.urandom(8).hex()]
         sigs: list[str] = []
         for i, sub in enumerate(subs):
             job_id = new_job_id() if job_ids is None else job_ids[i]
@@ -152,7 +155,7 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
                 k.by_type(sub.type),
             ]
             args.append(
-                json.dumps(
+                dumps(
                     {
                         "id": job_id,
                         "fields": submission_fields(sub),
@@ -165,8 +168,7 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
                         "wp": sub.workflow_priority,
                         "wt": sub.workflow_datetime,
                         "step": sub.step_number or 0,
-                    },
-                    separators=(",", ":"),
+                    }
                 )
             )
         return keys, args, sigs
