@@ -213,7 +213,7 @@ async def test_a_payload_arrives_as_it_was_sent(hub: HubHandle) -> None:
     # Non-ASCII text, floats, nulls, nesting and big integers, through REST, Redis and
     # the worker's job_assigned, and back through GET.
     payload = {
-        "prompt": "café ☕ 猫 — \"quoted\" \\ back\nslash",
+        "prompt": 'café ☕ 猫 — "quoted" \\ back\nslash',
         "cfg": 7.5,
         "seed": 2**53 + 1,
         "steps": [1, 2.25, None, {"deep": [True, False]}],
