@@ -145,14 +145,26 @@ def _cpu_s(pids: dict[str, int]) -> dict[str, float]:
 
 
 async def latency(
-    http_url: str, ws_url: str, samples: int, via: str, pids: dict[str, int]
+    http_url: str,
+    ws_url: str,
+    samples: int,
+    via: str,
+    pids: dict[str, int],
+    marks: list[tuple[int, str]] | None = None,
 ) -> dict[str, float]:
     """Submit one job at a time (`via` "rest" or "ws") and time it to `job_assigned`.
 
     Also reports each process's CPU time per job over the measured samples (the whole
     cycle: submit, offer, claim, complete), which is steadier than latency from run to
     run: on this machine the chain runs on one CPU, so latency is mostly their sum.
+    With `marks`, appends (`perf_counter_ns`, label) for each measured sample's steps
+    seen from this side (bench/trace.py merges them with the hub's).
     """
+
+    def mark(label: str) -> None:
+        if marks is not None:
+            marks.append((time.perf_counter_ns(), label))
+
     cpu0: dict[str, float] = {}
     assigned: dict[str, asyncio.Future[int]] = {}
     loop = asyncio.get_running_loop()
@@ -168,7 +180,9 @@ async def latency(
             async for raw in ws:
                 m = json.loads(raw)
                 if m["type"] == "job_available":
+                    mark("bench: offer read")
                     await ws.send(_msg("claim_job"))
+                    mark("bench: claim sent")
                 elif m["type"] == "job_assigned":
                     fut = arrived(m["job_id"])
                     if not fut.done():
@@ -205,6 +219,8 @@ async def latency(
                 cpu0 = _cpu_s(pids)
             if i >= 20:  # warm-up
                 lat_ms.append((t1 - t0) / 1e6)
+                if marks is not None:
+                    marks += [(t0, "sample start"), (t1, "sample end")]
     cpu1 = _cpu_s(pids)
     await rest.close()
     for t in tasks:
