@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -35,11 +36,20 @@ SHUTDOWN_DEADLINE = 2
 
 
 class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to its owner."""
+    """A uvicorn server that leaves signal handling to its owner and says when it is up."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.up = asyncio.Event()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:  # (uvicorn returns without it when it could not bind)
+            self.up.set()
 
 
 @dataclass
@@ -92,13 +102,14 @@ def _bound_port(server: uvicorn.Server) -> int:
     raise RuntimeError("server has no listening socket")
 
 
-async def _start(server: uvicorn.Server) -> asyncio.Task[None]:
+async def _start(server: _Server) -> asyncio.Task[None]:
     task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            await task  # raises the start-up error
-            raise RuntimeError("server stopped during start-up")
-        await asyncio.sleep(0.005)
+    up = asyncio.create_task(server.up.wait())
+    await asyncio.wait({task, up}, return_when=asyncio.FIRST_COMPLETED)
+    if not server.up.is_set():
+        up.cancel()
+        await task  # raises the start-up error
+        raise RuntimeError("server stopped during start-up")
     return task
 
 
