@@ -153,3 +153,23 @@ async def test_private_targets_refused_when_configured(hub_factory: HubFactory) 
         r = await http.post("/api/webhooks", json={"url": "http://127.0.0.1:9/h"})
         assert r.status_code == 422
         assert r.json()["error"]["details"][0]["field"] == "url"
+
+
+async def test_deliveries_another_hub_added_go_out_without_waiting_for_the_idle_poll(
+    hub_factory: HubFactory, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The event goes to the second hub's consumer (the first hub's is stopped), which
+    # adds the delivery to the outbox; the first hub holds the delivery lease and must
+    # notice without its (here 60 s) idle poll: its event pump saw the event too.
+    monkeypatch.setattr(webhooks, "IDLE_SECONDS", 60.0)
+    async with hub_factory() as leader, hub_factory() as other, other.client() as http:
+        assert "webhooks" in leader.hub.leases.held
+        (consumer,) = [t for t in leader.hub._tasks if t.get_name() == "empq-webhook-outbox"]
+        consumer.cancel()
+        await http.post(
+            "/api/webhooks", json={"url": receiver.url + "/h", "events": ["job_status_change"]}
+        )
+        job_id = (await http.post("/api/jobs", json={"type": "t"})).json()["job_id"]
+        d = await receiver.next(within=3)
+        assert json_of(d)["data"]["job_id"] == job_id
+        assert "webhooks" not in other.hub.leases.held

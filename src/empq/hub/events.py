@@ -114,7 +114,7 @@ class EventPump:
                 continue
             # (The reader has let the callers of the scripts that wrote these go first.)
             if events:
-                self.hub.webhooks.new_events.set()  # the outbox consumer reads them later
+                self.hub.webhooks.events_seen()  # the outbox consumer reads them later
             for ev in events:
                 self.last_id = ev.id
                 try:

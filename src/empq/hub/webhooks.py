@@ -60,6 +60,9 @@ POLL_SECONDS = 0.05
 IDLE_SECONDS = 1.0
 #: The delivery task never sleeps less than this between rounds (seconds).
 DELIVERY_MIN_SECONDS = 0.05
+#: After new events, the hub holding the delivery lease runs a round this much later
+#: (seconds): time for whichever hub's consumer took them to add their deliveries.
+DELIVERY_AFTER_EVENTS = 3 * POLL_SECONDS
 READ_COUNT = 1000
 #: Job ids in an event entry's raw JSON (one event or an array of them).
 _JOB_IDS = re.compile(rb'"job_id":"([^"\\]+)"')
@@ -162,8 +165,11 @@ class Webhooks:
         #: Set when this hub's consumer adds deliveries: the delivery task runs then.
         self.outbox_grew = asyncio.Event()
         self.idle_seconds = IDLE_SECONDS
+        self._round_soon: asyncio.TimerHandle | None = None
 
     async def close(self) -> None:
+        if self._round_soon is not None:
+            self._round_soon.cancel()
         await self.client.aclose()
 
     # ------------------------------------------------------------ registrations
@@ -319,6 +325,24 @@ class Webhooks:
                 log.warning("webhook consumer: %s", exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
+
+    def events_seen(self) -> None:
+        """The event pump has read new events (of any hub).
+
+        This hub's consumer reads them; and if this hub holds the delivery lease, a
+        delivery round follows `DELIVERY_AFTER_EVENTS` later (one at a time), since
+        the consumer that took them may be another hub's, which cannot wake this
+        hub's delivery task directly.
+        """
+        self.new_events.set()
+        if "webhooks" in self.hub.leases.held and self._round_soon is None:
+            self._round_soon = asyncio.get_running_loop().call_later(
+                DELIVERY_AFTER_EVENTS, self._round_due
+            )
+
+    def _round_due(self) -> None:
+        self._round_soon = None
+        self.outbox_grew.set()
 
     async def _await_events(self) -> None:
         """Until the event pump has seen new events (or `idle_seconds`), then a gather."""
