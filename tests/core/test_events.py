@@ -10,6 +10,7 @@ import redis.asyncio as aredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from empq.broker import Broker
+from empq.config import BrokerSettings
 from empq.models import JobSubmission, WorkerCapabilities
 
 
@@ -107,3 +108,18 @@ async def test_a_cancelled_read_leaves_no_connection_behind(
         await blocked
     await reader.close()
     assert await _event_clients(redis_client) == []
+
+
+async def test_the_event_reader_speaks_resp3_too(redis_url: str) -> None:
+    # `?protocol=3` in EMPQ_REDIS_URL: XREAD answers a map; the events are the same.
+    broker = await Broker.connect(BrokerSettings(redis_url=f"{redis_url}?protocol=3"))
+    reader = broker.event_reader()
+    try:
+        last = await broker.last_event_id()
+        blocked = asyncio.create_task(reader.read(last, block_ms=5000))
+        r = await broker.submit(JobSubmission(type="t"))
+        (ev,) = await asyncio.wait_for(blocked, 5)
+        assert (ev.type, ev.data["job_id"], ev.data["status"]) == ("job_update", r.job_id, "queued")
+    finally:
+        await reader.close()
+        await broker.close()
