@@ -62,6 +62,30 @@ async def test_same_reply_whoever_answers(hub: HubHandle) -> None:
         assert [d["field"] for d in r.json()["error"]["details"]] == ["priority"]
 
 
+async def test_a_new_job_gets_the_same_201_whoever_answers(hub: HubHandle) -> None:
+    # `application/json` is the fast path's; FastAPI also takes `+json` types, which
+    # the fast path leaves to it. Same status, same headers, same body fields.
+    body = json.dumps({"type": "t", "payload": {"prompt": "ünï"}})
+    async with hub.client() as http:
+        fast = await http.post(
+            "/api/jobs", content=body, headers={"content-type": "application/json"}
+        )
+        slow = await http.post(
+            "/api/jobs", content=body, headers={"content-type": "application/vnd.empq+json"}
+        )
+    assert fast.status_code == slow.status_code == 201
+    drop = {"date"}
+    assert {k: v for k, v in fast.headers.items() if k not in drop}.keys() == {
+        k: v for k, v in slow.headers.items() if k not in drop
+    }.keys()
+    assert fast.headers["content-type"] == slow.headers["content-type"] == "application/json"
+    assert int(fast.headers["content-length"]) == len(fast.content)
+    a, b = fast.json(), slow.json()
+    assert a.keys() == b.keys() == {"job_id", "status", "position", "created_at", "warnings"}
+    assert (a["status"], a["position"], b["position"]) == ("queued", 1, 2)
+    assert a["warnings"] == b["warnings"]  # no worker is connected: both say so
+
+
 async def test_redis_down_is_503_in_the_error_shape(tmp_path: Path) -> None:
     with RedisServer(persistent=False) as redis:
         async with start_hub(redis.url, tmp_path) as hub, hub.client() as http:
