@@ -91,3 +91,19 @@ class WaitingPool(ConnectionPool):
     async def release(self, connection: AbstractConnection) -> None:
         await super().release(connection)
         self._released.set()
+
+
+def own_connection(redis: Redis, role: str) -> AbstractConnection:
+    """A connection outside `redis`'s pool, with its settings (not yet connected).
+
+    Named `<client name>:<role>` so that `CLIENT LIST` tells it from the pool's, and
+    without a socket timeout: its owner keeps it waiting for replies and applies
+    timeouts per call.
+    """
+    pool = redis.connection_pool
+    kwargs = pool.connection_kwargs
+    name = f"{kwargs.get('client_name') or 'empq'}:{role}"
+    conn: AbstractConnection = pool.connection_class(
+        **{**kwargs, "socket_timeout": None, "client_name": name}
+    )
+    return conn

@@ -47,6 +47,7 @@ from redis.exceptions import DataError, NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from empq.eager import start_eagerly
+from empq.redis_client import own_connection
 
 try:  # redis[hiredis] brings it; packing in C costs a fifth of redis-py's Python packer
     import hiredis
@@ -246,14 +247,10 @@ class ScriptChannel:
             self._connecting = self._keep(asyncio.get_running_loop().create_task(self._connect()))
 
     async def _connect(self) -> None:
-        pool = self.redis.connection_pool
         # Replies are read as they come, by one task that waits for them even while no
         # call is out (so a dropped connection is noticed at once, not by the next
         # call): the socket timeout is applied per call instead (`_overdue`).
-        # Named, so that `CLIENT LIST` tells it from the pool's connections.
-        kwargs = pool.connection_kwargs
-        name = f"{kwargs.get('client_name') or 'empq'}:scripts"
-        conn = pool.connection_class(**{**kwargs, "socket_timeout": None, "client_name": name})
+        conn = own_connection(self.redis, "scripts")
         try:
             await conn.connect()  # type: ignore[no-untyped-call]
         except Exception as exc:  # noqa: BLE001 - Redis unreachable: the waiting calls fail

@@ -14,6 +14,7 @@ from empq.broker.base import (
     BrokerBase,
     Event,
 )
+from empq.redis_client import own_connection
 
 #: How long a reader of events lets script replies that came with them go first.
 SETTLE_SECONDS = 0.005
@@ -119,11 +120,7 @@ class EventReader:
         ]
 
     async def _connect(self) -> AbstractConnection:
-        pool = self._broker.redis.connection_pool
-        kwargs = pool.connection_kwargs
-        name = f"{kwargs.get('client_name') or 'empq'}:events"
-        # No socket timeout of its own: each read carries one, past its BLOCK time.
-        conn = pool.connection_class(**{**kwargs, "socket_timeout": None, "client_name": name})
+        conn = own_connection(self._broker.redis, "events")  # each read has a timeout
         await conn.connect()  # type: ignore[no-untyped-call]
         self._conn = conn
         return conn
