@@ -89,10 +89,17 @@ async def test_usable_on_a_phone_without_sideways_scrolling(
         assert detail_box is not None
         assert detail_box["width"] <= 390
         await page.locator("#detail-close").click()
-        cancel = page.locator('tr.job-row button[data-action="cancel"]').first
-        box = await cancel.bounding_box()  # actions reachable without scrolling sideways
-        assert box is not None
-        assert box["x"] + box["width"] <= 390
+        # Actions reachable without scrolling sideways. Measured in the page in one go:
+        # live updates re-render the rows, so a button found a moment earlier may be
+        # gone by the time its box is asked for.
+        right = await page.wait_for_function(
+            """() => {
+                const b = document.querySelector('tr.job-row button[data-action="cancel"]');
+                return b && b.getBoundingClientRect().width > 0
+                    ? b.getBoundingClientRect().right : null;
+            }"""
+        )
+        assert await right.json_value() <= 390
         await page.evaluate("window.scrollTo(0, 0)")
         await page.screenshot(path=str(artifacts_dir / "dashboard-phone.png"), full_page=True)
         assert phone.problems == []
