@@ -69,38 +69,25 @@ class JobSpec:
         of a submission's cost.
         """
         hw = req.hardware
+        # The spec's own fields, in their order: the key, and the spec's arguments.
         key = (
             job_type,
             customer_id,
             req.service_type,
             req.component,
             req.workflow,
-            tuple(req.models),
+            tuple(sorted(set(req.models))),
             hw.gpu_memory_gb,
             hw.cpu_cores,
             hw.ram_gb,
             hw.storage_gb,
             req.customer_isolation,
             req.geographic_region,
-            tuple(req.compliance),
+            tuple(sorted(set(req.compliance))),
         )
         spec = _SPECS.get(key)
         if spec is None:
-            spec = cls(
-                type=job_type,
-                customer_id=customer_id,
-                service_type=req.service_type,
-                component=req.component,
-                workflow=req.workflow,
-                models=tuple(sorted(set(req.models))),
-                gpu_memory_gb=hw.gpu_memory_gb,
-                cpu_cores=hw.cpu_cores,
-                ram_gb=hw.ram_gb,
-                storage_gb=hw.storage_gb,
-                isolation=req.customer_isolation,
-                region=req.geographic_region,
-                compliance=tuple(sorted(set(req.compliance))),
-            )
+            spec = cls(*key)
             if len(_SPECS) >= _SPECS_MAX:
                 _SPECS.clear()
             _SPECS[key] = spec
