@@ -10,6 +10,7 @@ import redis.asyncio as aredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from empq.broker import Broker
+from empq.broker import events as broker_events
 from empq.config import BrokerSettings
 from empq.models import JobSubmission, WorkerCapabilities
 
@@ -123,3 +124,24 @@ async def test_the_event_reader_speaks_resp3_too(redis_url: str) -> None:
     finally:
         await reader.close()
         await broker.close()
+
+
+async def test_a_read_redis_does_not_answer_in_time_fails_and_the_next_is_in_step(
+    broker: Broker, redis_client: aredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A reply that never comes within BLOCK + margin: the read fails, and its reply,
+    # should it come later, must not be taken for the next read's.
+    monkeypatch.setattr(broker_events, "READ_MARGIN_SECONDS", 0.2)
+    reader = broker.event_reader()
+    try:
+        last = await broker.last_event_id()
+        await reader.read(last, block_ms=10)  # connected
+        await redis_client.execute_command("CLIENT", "PAUSE", 600, "ALL")
+        with pytest.raises(TimeoutError):
+            await reader.read(last, block_ms=100)
+        alert = await broker.publish("system_alert", {"message": "after"})  # once unpaused
+        (ev,) = await reader.read(last, block_ms=1000)
+        assert (ev.type, ev.id) == ("system_alert", alert)
+        assert await reader.read(alert, block_ms=50) == []
+    finally:
+        await reader.close()

@@ -18,6 +18,8 @@ from empq.redis_client import own_connection
 
 #: How long a reader of events lets script replies that came with them go first.
 SETTLE_SECONDS = 0.005
+#: An event read whose reply is this much later than its BLOCK time has failed.
+READ_MARGIN_SECONDS = 10.0
 
 
 class EventsMixin(BrokerBase):
@@ -92,22 +94,23 @@ class EventReader:
     def __init__(self, broker: EventsMixin) -> None:
         self._broker = broker
         self._conn: AbstractConnection | None = None
-        self._closing: set[asyncio.Task[None]] = set()
 
     async def read(self, last_id: str, block_ms: int = 1000, count: int = 500) -> list[Event]:
-        """Events after `last_id`, waiting up to `block_ms` for the first one."""
+        """Events after `last_id`, waiting up to `block_ms` for the first one.
+
+        A reply later than `block_ms` + `READ_MARGIN_SECONDS` means the connection is
+        dead: the read is cut short with TimeoutError. redis-py closes a connection
+        whose read failed or was cancelled, and the next read opens it again.
+        """
         broker = self._broker
         if isinstance(broker.redis, RedisCluster):
             return await broker.read_events(last_id, block_ms, count)
-        conn = self._conn or await self._connect()
-        try:
+        conn = self._conn = self._conn or own_connection(broker.redis, "events")
+        async with asyncio.timeout(block_ms / 1000 + READ_MARGIN_SECONDS):
             await conn.send_command(
                 "XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", broker.keys.events, last_id
             )
-            reply = await conn.read_response(timeout=block_ms / 1000 + 10)
-        except BaseException:
-            self._drop()
-            raise
+            reply = await conn.read_response()
         await broker.scripts.settled(SETTLE_SECONDS)
         if not reply:
             return []
@@ -119,27 +122,10 @@ class EventReader:
             for ev in broker.parse_entry(eid, _fields(fields))
         ]
 
-    async def _connect(self) -> AbstractConnection:
-        conn = own_connection(self._broker.redis, "events")  # each read has a timeout
-        await conn.connect()  # type: ignore[no-untyped-call]
-        self._conn = conn
-        return conn
-
-    def _drop(self) -> None:
-        """Forget the connection after a failed or cancelled read (its reply is unknown)."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            task = asyncio.get_running_loop().create_task(conn.disconnect(nowait=True))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
-
     async def close(self) -> None:
-        """Close the connection, and wait for any dropped one to be closed."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
+        if self._conn is not None:
             with contextlib.suppress(Exception):
-                await conn.disconnect()
-        await asyncio.gather(*self._closing, return_exceptions=True)
+                await self._conn.disconnect()
 
 
 def _fields(raw: Any) -> dict[bytes, bytes]:
