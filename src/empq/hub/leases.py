@@ -59,14 +59,14 @@ async def run_leased(
     leases: Leases,
     name: str,
     interval: float,
-    work: Callable[[], Awaitable[object]],
+    work: Callable[[], Awaitable[float | None]],
     *,
     ttl: float | None = None,
     wake: asyncio.Event | None = None,
 ) -> None:
     """Every `interval` seconds, run `work` if this hub holds lease `name`.
 
-    A `work` that returns a float asks to run again after that many seconds when it is
+    A `work` that returns seconds asks to run again after that long when it is
     sooner than `interval` (the next delayed retry is due then). Setting `wake` runs the
     next round at once (something new may be due): tasks that would otherwise poll
     often can then poll rarely, and an idle hub stays off the CPU.
@@ -80,7 +80,7 @@ async def run_leased(
         try:
             if await leases.hold(name, ttl):
                 due = await work()
-                if type(due) is float:
+                if due is not None:
                     delay = min(interval, max(due, 0.0))
         except (RedisError, OSError) as exc:
             log.warning("background task %s: redis error: %s", name, exc)
@@ -94,7 +94,12 @@ async def pause(seconds: float, wake: asyncio.Event | None) -> None:
     if wake is None:
         await asyncio.sleep(seconds)
         return
-    if not wake.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), seconds)
+    await wait_set(wake, seconds)
     wake.clear()
+
+
+async def wait_set(event: asyncio.Event, seconds: float) -> None:
+    """Until `event` is set, for at most `seconds` (it is left as it is)."""
+    if not event.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)

@@ -13,7 +13,6 @@ once; receivers can de-duplicate on the `X-EMPQ-Delivery` header.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -33,6 +32,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from empq.errors import ValidationError
 from empq.hub.events import passes
+from empq.hub.leases import wait_set
 from empq.protocol import NotificationFilters, now_ms
 
 if TYPE_CHECKING:
@@ -64,6 +64,8 @@ DELIVERY_MIN_SECONDS = 0.05
 #: (seconds): time for whichever hub's consumer took them to add their deliveries.
 DELIVERY_AFTER_EVENTS = 3 * POLL_SECONDS
 READ_COUNT = 1000
+#: The most deliveries one round attempts.
+DELIVERY_BATCH = 100
 #: Job ids in an event entry's raw JSON (one event or an array of them).
 _JOB_IDS = re.compile(rb'"job_id":"([^"\\]+)"')
 
@@ -346,9 +348,7 @@ class Webhooks:
 
     async def _await_events(self) -> None:
         """Until the event pump has seen new events (or `idle_seconds`), then a gather."""
-        if not self.new_events.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.new_events.wait(), self.idle_seconds)
+        await wait_set(self.new_events, self.idle_seconds)
         await asyncio.sleep(POLL_SECONDS)
         self.new_events.clear()  # after the gather: what comes later sets it again
 
@@ -396,23 +396,24 @@ class Webhooks:
     async def deliver_round(self) -> float:
         """One round of the delivery task: what is due, then seconds until the next one.
 
-        The task wakes early when this hub's consumer adds to the outbox; a delivery
-        added by another hub's consumer waits at most `idle_seconds` for its first try.
+        The outbox's head (by due time) is read once: the due part is delivered; with
+        nothing due, its first entry says when to look again (one call per idle round).
+        The task also wakes when this hub's consumer adds to the outbox, and 150 ms
+        after this hub's event pump reads new events (`events_seen`).
         """
-        await self.deliver_due()
-        first = await self.redis.zrange(self.keys.webhook_outbox, 0, 0, withscores=True)
-        if not first:
+        outbox = self.keys.webhook_outbox
+        head = await self.redis.zrange(outbox, 0, DELIVERY_BATCH - 1, withscores=True)
+        now = now_ms()
+        due = [_text(member) for member, at in head if at <= now]
+        if due:
+            await self._deliver(due)
+            head = await self.redis.zrange(outbox, 0, 0, withscores=True)
+        if not head:
             return self.idle_seconds
-        return max((float(first[0][1]) - now_ms()) / 1000, DELIVERY_MIN_SECONDS)
+        return max((float(head[0][1]) - now_ms()) / 1000, DELIVERY_MIN_SECONDS)
 
-    async def deliver_due(self) -> int:
-        """POST every due delivery once (concurrently); reschedule or drop failures."""
-        due = await self.redis.zrangebyscore(
-            self.keys.webhook_outbox, "-inf", now_ms(), start=0, num=100
-        )
-        if not due:
-            return 0
-        ids = [_text(d) for d in due]
+    async def _deliver(self, ids: list[str]) -> int:
+        """POST each delivery once (concurrently); reschedule or drop failures."""
         raws = await self.redis.hmget(self.keys.webhook_deliveries, ids)
         jobs = [self._attempt(i, json.loads(r)) for i, r in zip(ids, raws, strict=True) if r]
         for i, r in zip(ids, raws, strict=True):
