@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
 from empq.broker import Broker
 from empq.broker.core import new_job_id
+from empq.codec import decode_hash
 from empq.errors import StaleClaim
 from empq.matching import WorkerState
 from empq.models import JobSubmission, WorkerCapabilities
@@ -78,6 +80,53 @@ async def test_reservation_takes_the_new_job_for_an_idle_worker(broker: Broker) 
     # The reservation's token fences the job like any claim's.
     await broker.complete(job_id, reserved.claim_token, {})
     assert (await broker.get(job_id)).status is JobStatus.COMPLETED
+
+
+async def test_a_reservation_knows_the_job_as_a_claim_would_read_it(broker: Broker) -> None:
+    # reserve.lua does not read the job's hash back: the broker rebuilds it from what
+    # the submission wrote. It must be the hash itself, workflow fields the step
+    # inherited included, and the `assigned` event must be an ordinary claim's.
+
+    def step(n: int, **workflow: int) -> JobSubmission:
+        return JobSubmission(
+            type="t",
+            priority=40,
+            payload={"prompt": "a cat", "n": [1, 2.5, None]},
+            requirements={"service_type": "sim", "timeout_minutes": 2},
+            customer_id="acme",
+            workflow_id="wf",
+            step_number=n,
+            webhook_url="http://127.0.0.1:9/hook",
+            max_retries=5,
+            **workflow,
+        )
+
+    # The first step sets the workflow's priority and start (and makes the queue known).
+    first = await broker.submit(step(1, workflow_priority=70, workflow_datetime=5))
+    (a,) = await broker.claim("w0", CAPS)
+    await broker.complete(first.job_id, a.claim_token, {})
+
+    job_id = new_job_id()
+    before = await broker.last_event_id()
+    _, reserved = await broker.submit_reserving(step(2), job_id, "w", CAPS, WorkerState())
+    assert reserved is not None
+    stored = decode_hash(await broker.redis.hgetall(broker.keys.job(job_id)))
+    assert stored["workflow_priority"] == "70"
+    assert reserved.fields == stored
+    assert reserved.job == await broker.get(job_id)
+    reserved_events = await broker.events_since(before)
+
+    other = await broker.submit(step(3))
+    before = await broker.last_event_id()
+    (claimed,) = await broker.claim("w", CAPS)
+    assert claimed.job_id == other.job_id
+    claimed_events = await broker.events_since(before)
+
+    def shape(events: list[Any]) -> list[tuple[str, dict[str, Any]]]:
+        return [(e.type, {k: v for k, v in e.data.items() if k != "job_id"}) for e in events]
+
+    assert [e.data["status"] for e in reserved_events] == ["queued", "assigned"]
+    assert shape(reserved_events[1:]) == shape(claimed_events)
 
 
 async def test_reservation_never_jumps_a_better_queued_job(broker: Broker) -> None:

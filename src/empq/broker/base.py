@@ -60,7 +60,8 @@ class SubmitResult:
 class Assignment:
     """A job handed to a worker, with the token that fences its later messages.
 
-    `fields` is the job's hash as the claim read it; `job` builds the full record
+    `fields` is the job's hash as the claim left it (read back by claim.lua; for a
+    reservation, rebuilt from what the submission wrote); `job` builds the full record
     from it on demand (the hub's hot path writes `job_assigned` from the fields).
     """
 

@@ -92,41 +92,86 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
     ) -> tuple[SubmitResult, Assignment | None]:
         """Queue one job and, in the same round trip, claim it for `worker_id`.
 
-        The claim is the ordinary one (claim.lua), run right behind the submission in
-        the same script call (`submit_claim`):
-        the worker gets the job only if it may run it and it is then the best job of
-        every queue the worker may take from; otherwise the job just stays queued.
+        The claim (reserve.lua) runs right behind the submission in the same script
+        call (`submit_reserve`), with claim.lua's rules: the worker gets the job only if
+        it may run it and it is then the best job of every queue the worker may take
+        from; otherwise the job just stays queued.
         It is for a worker that was idle and is being told `job_available` for this job:
         its `claim_job` is then answered without another trip to Redis.
         """
         eligible = self._eligible(caps, state)
-        keys, args, sigs = self._submit_call([sub], [job_id], None if spec is None else [spec])
-        token = _token(worker_id)
+        spec = spec_of(sub) if spec is None else spec
+        fields = submission_fields(sub)
+        keys, args, sigs = self._submit_call([sub], [job_id], [spec], [fields])
         if sigs[0] not in eligible:
             rows = self.scripts.submit.queue(keys, args)
             self.scripts.flush()
             return (await self._submitted(await rows, sigs, args[0]))[0], None
-        claim_keys, claim_args = self._claim_call(
-            worker_id, eligible, b"", [token], [(job_id, "", sigs[0])]
-        )
-        # One script call: submit.lua, then claim.lua (scripts.COMPOSED).
-        reply = self.scripts.submit_claim.queue(
-            [*keys, *claim_keys], [len(keys), len(args), *args, *claim_args]
+        k = self.keys
+        token = _token(worker_id)
+        now = args[0]
+        reserve_keys = [
+            k.queued,
+            k.claims,
+            k.running,
+            k.worker_jobs(worker_id),
+            k.counts,
+            k.events,
+            k.signatures_version,
+            keys[8],  # the job
+            keys[9],  # its queue
+            *(k.sig_queue(sig) for sig in eligible),
+        ]
+        reserve_args = [
+            worker_id,
+            now,
+            now + int(self.settings.claim_timeout * 1000),
+            self._maxlen,
+            self._sig_version,
+            token,
+            job_id,
+        ]
+        # One script call: submit.lua, then reserve.lua (scripts.COMPOSED).
+        reply = self.scripts.submit_reserve.queue(
+            [*keys, *reserve_keys], [len(keys), len(args), *args, *reserve_args]
         )
         self.scripts.flush()  # the offered worker's claim is already on its way
         rows, won = await reply
-        result = (await self._submitted(rows, sigs, args[0]))[0]
-        if not won or isinstance(won, Exception):  # taken, or not the best: it stays queued
+        result = (await self._submitted(rows, sigs, now))[0]
+        if not isinstance(won, list):  # taken, not the best, or failed: it stays queued
             return result, None
-        return result, self._assignments(won, [token])[0]
+        # The job's hash as the claim left it, from what this call wrote.
+        h = {name: str(value) for name, value in fields.items()}
+        order = result.member or ""
+        h.update(
+            status="assigned",
+            order=order,
+            sig=sigs[0],
+            spec=spec.to_json(),
+            seq=str(int(order[22:34])),
+            created_at=str(now),
+            attempts="0",
+            progress="0",
+            worker_id=worker_id,
+            claim_token=token,
+            assigned_at=str(now),
+        )
+        for name, value in zip(("workflow_priority", "workflow_datetime"), won[1:], strict=True):
+            if value:
+                h[name] = value.decode()
+        return result, Assignment(job_id, h, token, self.settings.claim_timeout)
 
     def _submit_call(
         self,
         subs: Sequence[JobSubmission],
         job_ids: Sequence[str] | None,
         specs: Sequence[JobSpec] | None = None,
+        fields: Sequence[dict[str, str | int]] | None = None,
     ) -> tuple[list[str], list[Any], list[str]]:
-        """KEYS and ARGV of submit.lua, and each job's signature."""
+        """KEYS and ARGV of submit.lua, and each job's signature.
+
+        `specs` and `fields` (`submission_fields`), when the caller has them already.
+        """
         k = self.keys
         keys = [
             k.seq,
@@ -158,7 +203,7 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
                 dumps(
                     {
                         "id": job_id,
-                        "fields": submission_fields(sub),
+                        "fields": submission_fields(sub) if fields is None else fields[i],
                         "sig": sig,
                         "spec": spec.to_json(),
                         "idem": sub.idempotency_key,
