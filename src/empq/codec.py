@@ -28,7 +28,7 @@ def submission_fields(sub: JobSubmission) -> dict[str, str | int]:
         "type": sub.type,
         "priority": sub.priority,
         "payload": dumps(sub.payload),
-        "requirements": sub.requirements.model_dump_json(exclude_defaults=True),
+        "requirements": requirements_json(sub.requirements),
         "max_retries": sub.max_retries,
         "timeout_ms": int(sub.requirements.timeout_minutes * 60_000),
     }
@@ -37,6 +37,43 @@ def submission_fields(sub: JobSubmission) -> dict[str, str | int]:
         if value is not None:
             fields[name] = value
     return fields
+
+
+#: Requirements JSON texts remembered by `requirements_json` (a bound, not a target).
+_REQUIREMENTS_MAX = 10_000
+_REQUIREMENTS: dict[tuple[Any, ...], str] = {}
+
+
+def requirements_json(req: Requirements) -> str:
+    """`req` as a job's hash holds it: the fields that differ from their defaults.
+
+    Remembered by the fields' values: a queue's jobs mostly repeat a few requirements,
+    and serializing them cold costs several times a lookup.
+    """
+    hw = req.hardware
+    key = (
+        req.service_type,
+        req.component,
+        req.workflow,
+        tuple(req.models),
+        hw.gpu_memory_gb,
+        hw.cpu_cores,
+        hw.ram_gb,
+        hw.storage_gb,
+        req.customer_isolation,
+        req.quality_level,
+        req.timeout_minutes,
+        req.geographic_region,
+        tuple(req.compliance),
+        req.cost_tier,
+    )
+    text = _REQUIREMENTS.get(key)
+    if text is None:
+        text = req.model_dump_json(exclude_defaults=True)
+        if len(_REQUIREMENTS) >= _REQUIREMENTS_MAX:
+            _REQUIREMENTS.clear()
+        _REQUIREMENTS[key] = text
+    return text
 
 
 def spec_of(sub: JobSubmission) -> JobSpec:

@@ -8,15 +8,20 @@ may touch any set of them. See docs/redis-layout.md.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Keys:
-    """Key names for one deployment prefix."""
+    """Key names for one deployment prefix.
+
+    The fixed names are built once per instance (`cached_property`): a submission
+    names about twenty keys, on the hub's hot path.
+    """
 
     prefix: str = "empq"
 
-    @property
+    @cached_property
     def base(self) -> str:
         # The tag repeats the prefix so that two deployments sharing a cluster
         # land in different slots.
@@ -46,22 +51,22 @@ class Keys:
         """Sorted set (score = sequence): every job of a type, for listing."""
         return f"{self.base}:idx:type:{job_type}"
 
-    @property
+    @cached_property
     def seq(self) -> str:
         """String counter: submission sequence."""
         return f"{self.base}:seq"
 
-    @property
+    @cached_property
     def queued(self) -> str:
         """Sorted set (lex, score 0): every queued job's order key: global claim order."""
         return f"{self.base}:queued"
 
-    @property
+    @cached_property
     def signatures(self) -> str:
         """Hash: signature -> JobSpec JSON, for every signature with a queue."""
         return f"{self.base}:sigs"
 
-    @property
+    @cached_property
     def signatures_version(self) -> str:
         """String: a fresh random value whenever `signatures` gains or loses an entry.
 
@@ -70,57 +75,57 @@ class Keys:
         """
         return f"{self.base}:sigs:version"
 
-    @property
+    @cached_property
     def delayed(self) -> str:
         """Sorted set: job id -> ms when its retry is due."""
         return f"{self.base}:delayed"
 
-    @property
+    @cached_property
     def claims(self) -> str:
         """Sorted set: job id -> ms by which its assignment must be accepted."""
         return f"{self.base}:claims"
 
-    @property
+    @cached_property
     def running(self) -> str:
         """Sorted set: job id -> ms of its job timeout (all assigned/accepted/in_progress)."""
         return f"{self.base}:running"
 
-    @property
+    @cached_property
     def finished(self) -> str:
         """Sorted set: job id -> ms it reached a final status, for retention clean-up."""
         return f"{self.base}:finished"
 
-    @property
+    @cached_property
     def all_jobs(self) -> str:
         """Sorted set: job id -> sequence, for listing newest first."""
         return f"{self.base}:idx:all"
 
-    @property
+    @cached_property
     def counts(self) -> str:
         """Hash: status -> number of jobs in it."""
         return f"{self.base}:counts"
 
-    @property
+    @cached_property
     def idempotency(self) -> str:
         """Hash: idempotency key -> job id."""
         return f"{self.base}:idem"
 
-    @property
+    @cached_property
     def events(self) -> str:
         """Stream: every job and worker event, written in the same script as the change."""
         return f"{self.base}:events"
 
-    @property
+    @cached_property
     def workers(self) -> str:
         """Hash: worker id -> WorkerInfo JSON."""
         return f"{self.base}:workers"
 
-    @property
+    @cached_property
     def heartbeats(self) -> str:
         """Sorted set: worker id -> ms of its last heartbeat."""
         return f"{self.base}:heartbeats"
 
-    @property
+    @cached_property
     def stats(self) -> str:
         """Hash: running totals (completed, failed, wait and run time sums)."""
         return f"{self.base}:stats"
@@ -129,17 +134,17 @@ class Keys:
         """String: the leader lease of one background task."""
         return f"{self.base}:lease:{name}"
 
-    @property
+    @cached_property
     def webhooks(self) -> str:
         """Hash: webhook id -> registration JSON."""
         return f"{self.base}:webhooks"
 
-    @property
+    @cached_property
     def webhook_outbox(self) -> str:
         """Sorted set: delivery id -> ms when it is next due."""
         return f"{self.base}:webhooks:outbox"
 
-    @property
+    @cached_property
     def webhook_deliveries(self) -> str:
         """Hash: delivery id -> delivery JSON (target, body, attempt)."""
         return f"{self.base}:webhooks:deliveries"
