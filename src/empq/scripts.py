@@ -14,10 +14,10 @@ pool's check that the connection has nothing left to read yields to the event lo
 before anything is written, so the write waits behind whatever else the loop has to
 do; with the batch's task and the pipeline object, that was half a millisecond of a
 two-millisecond dispatch. The channel keeps one connection open instead, writes in
-the caller's own call, and reads replies in one reader task. It is made and spoken
-through redis-py (a connection of the client's own class and settings, and its
-`read_response`), so TLS, authentication and RESP settings are the client's own;
-commands are packed by hiredis's C packer (redis-py's without hiredis). `CLIENT
+the caller's own call, and parses each reply with hiredis as its bytes arrive, in
+the socket's own callback. The connection is made by redis-py (of the client's own
+class and settings), so TLS, authentication and RESP settings are the client's
+own; commands are packed by hiredis's C packer. `CLIENT
 LIST` names it `empq:scripts`.
 
 On NOSCRIPT (after a Redis restart or SCRIPT FLUSH) the call is sent again as
@@ -38,21 +38,21 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, cast
 
+import hiredis
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError, NoScriptError, ResponseError
+from redis.exceptions import DataError, InvalidResponse, NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from empq.eager import start_eagerly
 from empq.redis_client import own_connection
 
-try:  # redis[hiredis] brings it; packing in C costs a fifth of redis-py's Python packer
-    import hiredis
-except ImportError:  # pragma: no cover - redis-py alone
-    hiredis = None  # type: ignore[assignment]
+#: What hiredis's reader answers when a reply is not complete yet.
+_MORE = object()
+#: RESP3 push messages (hiredis 3.2 and later parse them as their own type).
+_PUSH: Any = getattr(hiredis, "PushNotification", ())
 
 
 @dataclass(slots=True)
@@ -143,9 +143,9 @@ class ScriptChannel:
         self._written: deque[_Call] = deque()  # written, reply not read yet
         self._flush_due = False
         self._conn: AbstractConnection | None = None
+        self._replies: _Replies | None = None  # the connection's socket, once taken over
         self._connecting: asyncio.Task[None] | None = None
         self._connect_error: Exception | None = None
-        self._reader: asyncio.Task[None] | None = None
         # EMPQ_REDIS_SOCKET_TIMEOUT: how long a written call may wait for its reply.
         self._reply_timeout: float | None = redis.connection_pool.connection_kwargs.get(
             "socket_timeout"
@@ -195,16 +195,18 @@ class ScriptChannel:
             self._fail(self._queued, RedisConnectionError("script channel closed"))
             self._queued = []
             return
-        conn = self._conn
-        if conn is None or not conn.is_connected:
+        conn, replies = self._conn, self._replies
+        if conn is None or replies is None:
             self._connect_soon()  # which flushes when connected
             return
+        if replies.paused:
+            return  # the socket's buffer is full: written when it drains (`resume_writing`)
         batch, self._queued = self._queued, []
         packed: list[bytes] = []
         written: list[_Call] = []
         for call in batch:
             try:
-                packed.append(_pack(conn, call.command()))
+                packed.append(hiredis.pack_command(call.command()))
             except (TypeError, ValueError, DataError) as exc:  # an argument Redis cannot take
                 _settle(call.fut, DataError(f"script {call.script.sha[:8]}: {exc}"))
                 continue
@@ -212,14 +214,10 @@ class ScriptChannel:
         if not written:
             return
         self._written.extend(written)
-        try:
-            # Completes in this call unless the socket is applying back-pressure.
-            rest = start_eagerly(conn.send_packed_command(packed, check_health=False))
-        except Exception as exc:  # noqa: BLE001 - the connection failed: every call on it did
-            self._broken(conn, exc)
-            return
-        if rest is not None:
-            self._keep(rest).add_done_callback(lambda t: self._write_done(conn, t))
+        # The transport takes the bytes in this call (what the socket does not take
+        # at once waits in its buffer; past its high-water mark it pauses further
+        # flushes); a failed socket reports to `connection_lost`.
+        replies.transport.write(packed[0] if len(packed) == 1 else b"".join(packed))
         if self._reply_timeout is not None:
             last = written[-1].fut
             asyncio.get_running_loop().call_later(self._reply_timeout, self._overdue, conn, last)
@@ -228,10 +226,6 @@ class ScriptChannel:
         """The socket timeout passed before the reply to `fut`'s call: the connection failed."""
         if not fut.done():
             self._broken(conn, RedisTimeoutError("Timeout reading from Redis (script channel)"))
-
-    def _write_done(self, conn: AbstractConnection, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            self._broken(conn, cast(BaseException, task.exception()))
 
     async def open(self) -> None:
         """Open the connection now, rather than on the first call; raises if it cannot."""
@@ -247,9 +241,11 @@ class ScriptChannel:
             self._connecting = self._keep(asyncio.get_running_loop().create_task(self._connect()))
 
     async def _connect(self) -> None:
-        # Replies are read as they come, by one task that waits for them even while no
-        # call is out (so a dropped connection is noticed at once, not by the next
-        # call): the socket timeout is applied per call instead (`_overdue`).
+        # redis-py connects (TLS, authentication, RESP version, client name), then the
+        # channel takes the socket over: replies are parsed as they arrive, in the
+        # transport's own callback (`_Replies`), and a dropped connection is noticed
+        # at once, not by the next call. The socket timeout is applied per call
+        # instead (`_overdue`).
         conn = own_connection(self.redis, "scripts")
         try:
             await conn.connect()  # type: ignore[no-untyped-call]
@@ -267,44 +263,40 @@ class ScriptChannel:
         if self._closed:
             await conn.disconnect()
             return
-        self._conn, self._connect_error = conn, None
-        self._reader = self._keep(asyncio.get_running_loop().create_task(self._read(conn)))
+        try:
+            replies = _Replies.take_over(self, conn)
+        except Exception as exc:  # noqa: BLE001 - a connection of another kind
+            self._connect_error = exc
+            batch, self._queued = self._queued, []
+            self._fail(batch, exc)
+            self._keep(asyncio.get_running_loop().create_task(conn.disconnect(nowait=True)))
+            return
+        self._conn, self._replies, self._connect_error = conn, replies, None
         self.flush()
 
-    async def _read(self, conn: AbstractConnection) -> None:
-        """Match each reply to the oldest written call, until the connection fails."""
-        while True:
-            try:
-                reply: Any = await conn.read_response()
-            except ResponseError as exc:  # the script's own error: this call's reply
-                reply = exc
-            except BaseException as exc:
-                self._broken(conn, exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                return
+    def _replied(self, conn: AbstractConnection, reply: Any) -> None:
+        """Match one reply to the oldest written call."""
+        if self._conn is not conn:
+            return
+        if not self._written:
+            self._broken(conn, RedisConnectionError("a reply to no call: out of step"))
+            return
+        call = self._written.popleft()
+        if isinstance(reply, NoScriptError) and not call.by_source:
+            # Redis restarted or its scripts were flushed: send the source this time.
+            call.by_source = True
+            self._queued.append(call)
+            self._flush_soon()
+        else:
+            _settle(call.fut, reply)
             if not self._written:
-                self._broken(conn, RedisConnectionError("a reply to no call: out of step"))
-                return
-            call = self._written.popleft()
-            if isinstance(reply, NoScriptError) and not call.by_source:
-                # Redis restarted or its scripts were flushed: send the source this time.
-                call.by_source = True
-                self._queued.append(call)
-                self._flush_soon()
-            else:
-                _settle(call.fut, reply)
-                if not self._written:
-                    self._wake_settled()  # after the callers' wake-ups, so they go first
+                self._wake_settled()  # after the callers' wake-ups, so they go first
 
     def _broken(self, conn: AbstractConnection, exc: BaseException) -> None:
         """`conn` failed: every call written on it failed with it."""
         if self._conn is not conn:
             return
-        self._conn = None
-        if self._reader is not None and self._reader is not asyncio.current_task():
-            self._reader.cancel()
-        self._reader = None
+        self._conn = self._replies = None
         failed, self._written = list(self._written), deque()
         error = exc if isinstance(exc, Exception) else RedisConnectionError(str(exc) or "closed")
         self._fail(failed, error)
@@ -340,11 +332,79 @@ class ScriptChannel:
                 await conn.disconnect()
 
 
-def _pack(conn: AbstractConnection, command: tuple[Any, ...]) -> bytes:
-    """One command in the Redis protocol: hiredis's packer (C), else redis-py's."""
-    if hiredis is not None:
-        return cast(bytes, hiredis.pack_command(command))
-    return b"".join(conn.pack_commands([command]))
+def _reply_error(message: str) -> ResponseError:
+    """An error reply as redis-py raises it (NOSCRIPT as its own class)."""
+    if message.startswith("NOSCRIPT "):
+        return NoScriptError(message.removeprefix("NOSCRIPT "))
+    return ResponseError(message)
+
+
+class _Replies(asyncio.Protocol):
+    """A script channel's socket once connected: each reply parsed (by hiredis) as its
+    bytes arrive and handed to the channel, in the transport's own callback.
+
+    redis-py's reading (a stream, a reader task woken per reply, a timeout context per
+    read) cost more than a tenth of a millisecond per reply here, on the path of
+    every dispatch.
+    """
+
+    def __init__(self, channel: ScriptChannel, conn: AbstractConnection) -> None:
+        self.channel, self.conn = channel, conn
+        options: dict[str, Any] = {}
+        if conn.encoder.decode_responses:
+            options = {"encoding": conn.encoder.encoding, "errors": conn.encoder.encoding_errors}
+        self.reader = hiredis.Reader(
+            protocolError=InvalidResponse, replyError=_reply_error, notEnoughData=_MORE, **options
+        )
+        self.transport: asyncio.Transport
+        # redis-py's stream protocol, told when the socket closes (its `disconnect`
+        # waits for that).
+        self.stream: asyncio.BaseProtocol
+        self.paused = False
+
+    @classmethod
+    def take_over(cls, channel: ScriptChannel, conn: AbstractConnection) -> _Replies:
+        """Read and write `conn`'s socket from now on (redis-py no longer does)."""
+        # redis-py keeps the socket as an asyncio stream pair (not public API; a test
+        # runs every script call of the suite through this).
+        writer = getattr(conn, "_writer", None)
+        transport = getattr(writer, "transport", None)
+        # (uvloop's transports do not derive from asyncio's: what is used is checked.)
+        if not all(hasattr(transport, a) for a in ("set_protocol", "get_protocol", "write")):
+            raise RedisConnectionError(f"{type(conn).__name__}: no asyncio transport to read")
+        transport = cast(asyncio.Transport, transport)
+        replies = cls(channel, conn)
+        replies.transport = transport
+        replies.stream = transport.get_protocol()
+        transport.set_protocol(replies)
+        return replies
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        while True:
+            try:
+                reply = self.reader.gets()
+            except InvalidResponse as exc:
+                self.channel._broken(self.conn, exc)
+                return
+            if reply is _MORE:
+                return
+            if not isinstance(reply, _PUSH):  # RESP3 pushes answer no call
+                self.channel._replied(self.conn, reply)
+
+    def eof_received(self) -> bool:
+        return False  # close the transport: `connection_lost` follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stream.connection_lost(exc)
+        self.channel._broken(self.conn, exc or RedisConnectionError("Connection closed by server."))
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self.channel.flush()
 
 
 def _settle(fut: asyncio.Future[Any], reply: Any) -> None:

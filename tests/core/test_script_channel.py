@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aredis
+import uvloop
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -186,3 +189,61 @@ async def test_settled_waits_no_longer_than_asked(broker: Broker) -> None:
     assert 0.05 <= time.monotonic() - t0 < 0.45
     assert not call.done()
     assert await asyncio.wait_for(call, 5) == 1
+
+
+def _scenario_on(loop_factory: Callable[[], asyncio.AbstractEventLoop], url: str) -> None:
+    """Order, large replies and writes, NOSCRIPT and a drop, on one event loop's sockets."""
+
+    async def scenario() -> None:
+        broker = await Broker.connect(BrokerSettings(redis_url=url))
+        admin = aredis.Redis.from_url(url)
+        try:
+            results = await asyncio.gather(*(broker.submit(job()) for _ in range(30)))
+            assert [r.position for r in results] == list(range(1, 31))
+            # Writes larger than the socket takes at once, in one turn (the transport
+            # buffers them, pausing further flushes past its high-water mark), and
+            # replies that arrive in many pieces.
+            big = [JobSubmission(type="big", payload={"blob": str(i) * 400_000}) for i in range(12)]
+
+            async def behind() -> Any:  # queued a turn later, while the socket is full
+                await asyncio.sleep(0)
+                return await broker.submit(job())
+
+            queued = await asyncio.wait_for(
+                asyncio.gather(*(broker.submit(sub) for sub in big), *(behind() for _ in range(3))),
+                20,
+            )
+            assert len({r.job_id for r in queued}) == 15
+            everything = WorkerCapabilities(performance={"concurrent_jobs": 50})
+            got = await broker.claim("w", everything, max_jobs=50)  # not the 30 "sim" jobs
+            assert len(got) == 12
+            blobs = sorted(a.job.payload["blob"] for a in got)
+            assert blobs == sorted(sub.payload["blob"] for sub in big)
+            await admin.script_flush()  # NOSCRIPT: sent again with the source
+            after_flush = await broker.submit(job())
+            assert after_flush.position == 34
+            assert await kill_script_connection(admin) == 1
+            await broker.redis.ping()
+            after_drop = await broker.submit(job())
+            assert after_drop.position == 35
+        finally:
+            await admin.aclose()
+            await broker.close()
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "loop_factory", [uvloop.new_event_loop, asyncio.new_event_loop], ids=["uvloop", "asyncio"]
+)
+def test_the_channel_on_each_event_loop(
+    redis_url: str, loop_factory: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
+    # The channel reads and writes its socket through the transport itself; the hub
+    # runs on uvloop (empq.runner), whose transports are not asyncio's.
+    _scenario_on(loop_factory, redis_url)
+
+
+def test_the_channel_over_resp3(redis_url: str) -> None:
+    _scenario_on(uvloop.new_event_loop, f"{redis_url}?protocol=3")
