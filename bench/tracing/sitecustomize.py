@@ -65,6 +65,7 @@ def install() -> None:
     wrap(ws, "parse_frame", "frame parsed")
     wrap(ws, "start_eagerly", "claim handler")
     wrap(scripts, "_settle", "script reply")
+    wrap(scripts.ScriptChannel, "settled", "event reader: reply read, settling")
     wrap(core.Broker, "_submitted", "submit result")
     wrap(worker_handlers, "send_assigned", "job_assigned written")
     dispatch.send_assigned = worker_handlers.send_assigned  # imported by name there

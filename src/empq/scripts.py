@@ -38,21 +38,16 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, cast
 
-import hiredis
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError, InvalidResponse, NoScriptError, ResponseError
+from redis.exceptions import DataError, NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from empq.redis_client import own_connection
-
-#: What hiredis's reader answers when a reply is not complete yet.
-_MORE = object()
-#: RESP3 push messages (hiredis 3.2 and later parse them as their own type).
-_PUSH: Any = getattr(hiredis, "PushNotification", ())
+from empq.redis_socket import RedisSocket, pack
 
 
 @dataclass(slots=True)
@@ -143,7 +138,7 @@ class ScriptChannel:
         self._written: deque[_Call] = deque()  # written, reply not read yet
         self._flush_due = False
         self._conn: AbstractConnection | None = None
-        self._replies: _Replies | None = None  # the connection's socket, once taken over
+        self._replies: RedisSocket | None = None  # the connection's socket, once taken over
         self._connecting: asyncio.Task[None] | None = None
         self._connect_error: Exception | None = None
         # EMPQ_REDIS_SOCKET_TIMEOUT: how long a written call may wait for its reply.
@@ -206,7 +201,7 @@ class ScriptChannel:
         written: list[_Call] = []
         for call in batch:
             try:
-                packed.append(hiredis.pack_command(call.command()))
+                packed.append(pack(*call.command()))
             except (TypeError, ValueError, DataError) as exc:  # an argument Redis cannot take
                 _settle(call.fut, DataError(f"script {call.script.sha[:8]}: {exc}"))
                 continue
@@ -217,7 +212,7 @@ class ScriptChannel:
         # The transport takes the bytes in this call (what the socket does not take
         # at once waits in its buffer; past its high-water mark it pauses further
         # flushes); a failed socket reports to `connection_lost`.
-        replies.transport.write(packed[0] if len(packed) == 1 else b"".join(packed))
+        replies.write(packed[0] if len(packed) == 1 else b"".join(packed))
         if self._reply_timeout is not None:
             last = written[-1].fut
             asyncio.get_running_loop().call_later(self._reply_timeout, self._overdue, conn, last)
@@ -243,7 +238,7 @@ class ScriptChannel:
     async def _connect(self) -> None:
         # redis-py connects (TLS, authentication, RESP version, client name), then the
         # channel takes the socket over: replies are parsed as they arrive, in the
-        # transport's own callback (`_Replies`), and a dropped connection is noticed
+        # transport's own callback (`RedisSocket`), and a dropped connection is noticed
         # at once, not by the next call. The socket timeout is applied per call
         # instead (`_overdue`).
         conn = own_connection(self.redis, "scripts")
@@ -264,7 +259,12 @@ class ScriptChannel:
             await conn.disconnect()
             return
         try:
-            replies = _Replies.take_over(self, conn)
+            replies = RedisSocket.take_over(
+                conn,
+                on_reply=lambda reply: self._replied(conn, reply),
+                on_lost=lambda exc: self._broken(conn, exc),
+                on_resume=self.flush,
+            )
         except Exception as exc:  # noqa: BLE001 - a connection of another kind
             self._connect_error = exc
             batch, self._queued = self._queued, []
@@ -330,81 +330,6 @@ class ScriptChannel:
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.disconnect()
-
-
-def _reply_error(message: str) -> ResponseError:
-    """An error reply as redis-py raises it (NOSCRIPT as its own class)."""
-    if message.startswith("NOSCRIPT "):
-        return NoScriptError(message.removeprefix("NOSCRIPT "))
-    return ResponseError(message)
-
-
-class _Replies(asyncio.Protocol):
-    """A script channel's socket once connected: each reply parsed (by hiredis) as its
-    bytes arrive and handed to the channel, in the transport's own callback.
-
-    redis-py's reading (a stream, a reader task woken per reply, a timeout context per
-    read) cost more than a tenth of a millisecond per reply here, on the path of
-    every dispatch.
-    """
-
-    def __init__(self, channel: ScriptChannel, conn: AbstractConnection) -> None:
-        self.channel, self.conn = channel, conn
-        options: dict[str, Any] = {}
-        if conn.encoder.decode_responses:
-            options = {"encoding": conn.encoder.encoding, "errors": conn.encoder.encoding_errors}
-        self.reader = hiredis.Reader(
-            protocolError=InvalidResponse, replyError=_reply_error, notEnoughData=_MORE, **options
-        )
-        self.transport: asyncio.Transport
-        # redis-py's stream protocol, told when the socket closes (its `disconnect`
-        # waits for that).
-        self.stream: asyncio.BaseProtocol
-        self.paused = False
-
-    @classmethod
-    def take_over(cls, channel: ScriptChannel, conn: AbstractConnection) -> _Replies:
-        """Read and write `conn`'s socket from now on (redis-py no longer does)."""
-        # redis-py keeps the socket as an asyncio stream pair (not public API; a test
-        # runs every script call of the suite through this).
-        writer = getattr(conn, "_writer", None)
-        transport = getattr(writer, "transport", None)
-        # (uvloop's transports do not derive from asyncio's: what is used is checked.)
-        if not all(hasattr(transport, a) for a in ("set_protocol", "get_protocol", "write")):
-            raise RedisConnectionError(f"{type(conn).__name__}: no asyncio transport to read")
-        transport = cast(asyncio.Transport, transport)
-        replies = cls(channel, conn)
-        replies.transport = transport
-        replies.stream = transport.get_protocol()
-        transport.set_protocol(replies)
-        return replies
-
-    def data_received(self, data: bytes) -> None:
-        self.reader.feed(data)
-        while True:
-            try:
-                reply = self.reader.gets()
-            except InvalidResponse as exc:
-                self.channel._broken(self.conn, exc)
-                return
-            if reply is _MORE:
-                return
-            if not isinstance(reply, _PUSH):  # RESP3 pushes answer no call
-                self.channel._replied(self.conn, reply)
-
-    def eof_received(self) -> bool:
-        return False  # close the transport: `connection_lost` follows
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.stream.connection_lost(exc)
-        self.channel._broken(self.conn, exc or RedisConnectionError("Connection closed by server."))
-
-    def pause_writing(self) -> None:
-        self.paused = True
-
-    def resume_writing(self) -> None:
-        self.paused = False
-        self.channel.flush()
 
 
 def _settle(fut: asyncio.Future[Any], reply: Any) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aredis
+import uvloop
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from empq.broker import Broker
@@ -145,3 +146,35 @@ async def test_a_read_redis_does_not_answer_in_time_fails_and_the_next_is_in_ste
         assert await reader.read(alert, block_ms=50) == []
     finally:
         await reader.close()
+
+
+def test_the_event_reader_on_uvloop(redis_url: str) -> None:
+    # The reader speaks its socket through the transport (as the hub does, on uvloop,
+    # whose transports are not asyncio's): a read, a lost connection, the next read.
+    async def scenario() -> None:
+        broker = await Broker.connect(BrokerSettings(redis_url=redis_url))
+        admin = aredis.Redis.from_url(redis_url)
+        reader = broker.event_reader()
+        try:
+            last = await broker.last_event_id()
+            blocked = asyncio.create_task(reader.read(last, block_ms=5000))
+            r = await broker.submit(JobSubmission(type="t"))
+            (ev,) = await asyncio.wait_for(blocked, 5)
+            assert (ev.data["job_id"], ev.data["status"]) == (r.job_id, "queued")
+            (conn,) = await _event_clients(admin)
+            blocked = asyncio.create_task(reader.read(ev.id, block_ms=5000))
+            await _until_blocked(admin)
+            await admin.client_kill_filter(_id=conn["id"])
+            with pytest.raises(RedisConnectionError):
+                await asyncio.wait_for(blocked, 5)
+            after = await broker.publish("system_alert", {"message": "m"})
+            (alert,) = await reader.read(ev.id, block_ms=100)
+            assert alert.id == after
+        finally:
+            await reader.close()
+            assert await _event_clients(admin) == []
+            await admin.aclose()
+            await broker.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(scenario())

@@ -15,6 +15,7 @@ from empq.broker.base import (
     Event,
 )
 from empq.redis_client import own_connection
+from empq.redis_socket import RedisSocket, pack
 
 #: How long a reader of events lets script replies that came with them go first.
 SETTLE_SECONDS = 0.005
@@ -81,12 +82,13 @@ class EventReader:
 
     The hub's event pump waits in XREAD nearly all the time. When a script appends an
     event, Redis sends the pump its reply in the same moment as the script's caller
-    its own, and before it; read from the shared pool, through redis-py's client, the
-    pump's reply took a hundred or more microseconds of the one event loop before the
-    script's caller (a dispatch waiting to answer a worker's claim) was resumed. Here
-    the raw reply is read on a dedicated connection, and `read` then waits for the
-    script calls in flight to be settled (`ScriptChannel.settled`, at most
-    `SETTLE_SECONDS`), so that their callers go first, before it decodes the events.
+    its own; read through redis-py, the pump's reply took a hundred or more
+    microseconds of the one event loop before the script's caller (a dispatch waiting
+    to answer a worker's claim) was resumed. Here the connection's socket is read
+    directly (`RedisSocket`), the reply is handed over one loop turn later, so that
+    the callers of script replies that arrived with it are woken first, and `read`
+    then waits for the script calls in flight to be settled
+    (`ScriptChannel.settled`, at most `SETTLE_SECONDS`) before it decodes the events.
 
     A Redis Cluster client has no script channel; the reader uses its `xread` then.
     """
@@ -94,23 +96,43 @@ class EventReader:
     def __init__(self, broker: EventsMixin) -> None:
         self._broker = broker
         self._conn: AbstractConnection | None = None
+        self._sock: RedisSocket | None = None
+        self._pending: asyncio.Future[Any] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def read(self, last_id: str, block_ms: int = 1000, count: int = 500) -> list[Event]:
         """Events after `last_id`, waiting up to `block_ms` for the first one.
 
         A reply later than `block_ms` + `READ_MARGIN_SECONDS` means the connection is
-        dead: the read is cut short with TimeoutError. redis-py closes a connection
-        whose read failed or was cancelled, and the next read opens it again.
+        dead: the read is cut short with TimeoutError. A read that fails or is
+        cancelled closes its connection (a late reply would otherwise be taken for the
+        next read's), and the next read opens a new one.
         """
         broker = self._broker
         if isinstance(broker.redis, RedisCluster):
             return await broker.read_events(last_id, block_ms, count)
-        conn = self._conn = self._conn or own_connection(broker.redis, "events")
-        async with asyncio.timeout(block_ms / 1000 + READ_MARGIN_SECONDS):
-            await conn.send_command(
-                "XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", broker.keys.events, last_id
-            )
-            reply = await conn.read_response()
+        sock = self._sock or await self._connect()
+        fut = self._pending = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(block_ms / 1000 + READ_MARGIN_SECONDS):
+                sock.write(
+                    pack(
+                        "XREAD",
+                        "COUNT",
+                        count,
+                        "BLOCK",
+                        block_ms,
+                        "STREAMS",
+                        broker.keys.events,
+                        last_id,
+                    )
+                )
+                reply = await fut
+        except BaseException:
+            self._drop()
+            raise
+        finally:
+            self._pending = None
         await broker.scripts.settled(SETTLE_SECONDS)
         if not reply:
             return []
@@ -122,10 +144,60 @@ class EventReader:
             for ev in broker.parse_entry(eid, _fields(fields))
         ]
 
+    async def _connect(self) -> RedisSocket:
+        conn = own_connection(self._broker.redis, "events")
+        await conn.connect()  # type: ignore[no-untyped-call]
+        sock = RedisSocket.take_over(
+            conn,
+            on_reply=lambda reply: self._replied(sock, reply),
+            on_lost=lambda exc: self._lost(sock, exc),
+        )
+        self._conn, self._sock = conn, sock
+        return sock
+
+    def _replied(self, sock: RedisSocket, reply: Any) -> None:
+        if self._sock is not sock:
+            return
+        fut = self._pending
+        if fut is None or fut.done():  # a reply to no read: out of step
+            self._drop()
+            return
+        # A turn later: the callers of script replies read in this same turn go first.
+        asyncio.get_running_loop().call_soon(_settle, fut, reply)
+
+    def _lost(self, sock: RedisSocket, exc: Exception) -> None:
+        if self._sock is not sock:  # an earlier connection, already dropped
+            return
+        pending = self._pending
+        self._drop()
+        if pending is not None:
+            _settle(pending, exc)
+
+    def _drop(self) -> None:
+        """Close the connection; the next read opens a new one."""
+        conn, sock, self._conn, self._sock = self._conn, self._sock, None, None
+        if sock is not None:
+            sock.close()
+        if conn is not None:
+            task = asyncio.get_running_loop().create_task(conn.disconnect(nowait=True))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
     async def close(self) -> None:
-        if self._conn is not None:
+        conn, self._conn, self._sock = self._conn, None, None
+        if conn is not None:
             with contextlib.suppress(Exception):
-                await self._conn.disconnect()
+                await conn.disconnect()
+        await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+def _settle(fut: asyncio.Future[Any], reply: Any) -> None:
+    if fut.done():
+        return
+    if isinstance(reply, BaseException):
+        fut.set_exception(reply)
+    else:
+        fut.set_result(reply)
 
 
 def _fields(raw: Any) -> dict[bytes, bytes]:

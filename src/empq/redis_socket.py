@@ -1,0 +1,136 @@
+"""A Redis connection's socket, read and written directly once redis-py has opened it.
+
+redis-py makes the connection (of the client's own class and settings: TLS,
+authentication, RESP version, client name); `RedisSocket.take_over` then becomes the
+transport's protocol. Each reply is parsed by hiredis as its bytes arrive and handed
+to the owner in the transport's own callback. redis-py's reading (a stream, a task
+woken per reply, a timeout context per read) cost more than a tenth of a millisecond
+per reply on this project's machine, on the path of every dispatch: the script
+channel (`scripts.ScriptChannel`) and the event reader (`broker.events.EventReader`)
+use this instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, cast
+
+import hiredis
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import InvalidResponse, NoScriptError, ResponseError
+
+#: What hiredis's reader answers when a reply is not complete yet.
+_MORE = object()
+#: RESP3 push messages (hiredis 3.2 and later parse them as their own type).
+_PUSH: Any = getattr(hiredis, "PushNotification", ())
+
+
+def pack(*args: Any) -> bytes:
+    """One command in the Redis protocol (hiredis's C packer)."""
+    return cast(bytes, hiredis.pack_command(args))
+
+
+def _reply_error(message: str) -> ResponseError:
+    """An error reply as redis-py raises it (NOSCRIPT as its own class)."""
+    if message.startswith("NOSCRIPT "):
+        return NoScriptError(message.removeprefix("NOSCRIPT "))
+    return ResponseError(message)
+
+
+class RedisSocket(asyncio.Protocol):
+    """The socket of one connected redis-py connection, spoken directly.
+
+    `on_reply` gets each reply (an error reply as a `ResponseError` instance, not
+    raised), `on_lost` the failure once the connection is gone (it is then closed),
+    `on_resume` is called when a full send buffer has drained (`paused` is True
+    meanwhile: the owner should hold further writes).
+    """
+
+    def __init__(
+        self,
+        conn: AbstractConnection,
+        on_reply: Callable[[Any], None],
+        on_lost: Callable[[Exception], None],
+        on_resume: Callable[[], None] | None = None,
+    ) -> None:
+        self.conn = conn
+        self._on_reply, self._on_lost, self._on_resume = on_reply, on_lost, on_resume
+        options: dict[str, Any] = {}
+        if conn.encoder.decode_responses:
+            options = {"encoding": conn.encoder.encoding, "errors": conn.encoder.encoding_errors}
+        self._reader = hiredis.Reader(
+            protocolError=InvalidResponse, replyError=_reply_error, notEnoughData=_MORE, **options
+        )
+        self.transport: asyncio.Transport
+        # redis-py's stream protocol, told when the socket closes (its `disconnect`
+        # waits for that).
+        self._stream: asyncio.BaseProtocol
+        self.paused = False
+        self.lost = False
+
+    @classmethod
+    def take_over(
+        cls,
+        conn: AbstractConnection,
+        on_reply: Callable[[Any], None],
+        on_lost: Callable[[Exception], None],
+        on_resume: Callable[[], None] | None = None,
+    ) -> RedisSocket:
+        """Read and write `conn`'s socket from now on (redis-py no longer does)."""
+        # redis-py keeps the socket as an asyncio stream pair (not public API; every
+        # script call and event read of the test suite goes through this).
+        writer = getattr(conn, "_writer", None)
+        transport = getattr(writer, "transport", None)
+        # (uvloop's transports do not derive from asyncio's: what is used is checked.)
+        if not all(hasattr(transport, a) for a in ("set_protocol", "get_protocol", "write")):
+            raise RedisConnectionError(f"{type(conn).__name__}: no asyncio transport to read")
+        transport = cast(asyncio.Transport, transport)
+        sock = cls(conn, on_reply, on_lost, on_resume)
+        sock.transport = transport
+        sock._stream = transport.get_protocol()
+        transport.set_protocol(sock)
+        return sock
+
+    def write(self, data: bytes) -> None:
+        """Send now (what the socket does not take at once waits in its buffer)."""
+        self.transport.write(data)
+
+    def close(self) -> None:
+        """Close the socket; `on_lost` follows."""
+        self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        self._reader.feed(data)
+        while not self.lost:
+            try:
+                reply = self._reader.gets()
+            except InvalidResponse as exc:
+                self._lose(exc)
+                self.transport.close()
+                return
+            if reply is _MORE:
+                return
+            if not isinstance(reply, _PUSH):  # RESP3 pushes answer no command
+                self._on_reply(reply)
+
+    def eof_received(self) -> bool:
+        return False  # close the transport: `connection_lost` follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stream.connection_lost(exc)
+        self._lose(exc or RedisConnectionError("Connection closed by server."))
+
+    def _lose(self, exc: Exception) -> None:
+        if not self.lost:
+            self.lost = True
+            self._on_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self._on_resume is not None:
+            self._on_resume()
