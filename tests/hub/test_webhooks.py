@@ -173,3 +173,24 @@ async def test_deliveries_another_hub_added_go_out_without_waiting_for_the_idle_
         d = await receiver.next(within=3)
         assert json_of(d)["data"]["job_id"] == job_id
         assert "webhooks" not in other.hub.leases.held
+
+
+async def test_deliveries_go_on_within_seconds_when_the_delivery_leader_dies(
+    hub_factory: HubFactory, receiver: Receiver
+) -> None:
+    # The leader's delivery task dies without giving up its lease (as in a crash): the
+    # lease's TTL (3 s: a long round renews it instead of needing a long TTL) bounds
+    # how long deliveries wait for another hub.
+    async with hub_factory() as leader, hub_factory() as other, other.client() as http:
+        assert "webhooks" in leader.hub.leases.held
+        (delivery,) = [t for t in leader.hub._tasks if t.get_name() == "empq-webhook-delivery"]
+        delivery.cancel()
+        await http.post(
+            "/api/webhooks", json={"url": receiver.url + "/h", "events": ["job_status_change"]}
+        )
+        died = time.monotonic()
+        job_id = (await http.post("/api/jobs", json={"type": "t"})).json()["job_id"]
+        d = await receiver.next(within=8)
+        assert json_of(d)["data"]["job_id"] == job_id
+        assert time.monotonic() - died < 5
+        assert "webhooks" in other.hub.leases.held

@@ -1,7 +1,9 @@
 """Leader leases: one hub at a time runs each background task.
 
-A lease is a Redis string set with `SET NX PX` and renewed by its holder; when a
-hub dies, its leases expire and another hub takes the work over within one TTL.
+A lease is a Redis string set with `SET NX PX` and renewed by its holder (every
+round, and every third of its TTL while a round runs, so a round may outlast the
+TTL); when a hub dies, its leases expire and another hub takes the work over within
+one TTL.
 The work itself is idempotent on the broker's side, so a short overlap during a
 hand-over does no harm.
 """
@@ -79,7 +81,7 @@ async def run_leased(
         delay = interval
         try:
             if await leases.hold(name, ttl):
-                due = await work()
+                due = await _holding(leases, name, ttl, work)
                 if due is not None:
                     delay = min(interval, max(due, 0.0))
         except (RedisError, OSError) as exc:
@@ -87,6 +89,32 @@ async def run_leased(
         except Exception:
             log.exception("background task %s failed; it will run again", name)
         await pause(delay, wake)
+
+
+async def _holding(
+    leases: Leases, name: str, ttl: float, work: Callable[[], Awaitable[float | None]]
+) -> float | None:
+    """Run `work`, renewing lease `name` every third of `ttl` until it returns.
+
+    A round may take longer than the TTL (webhook deliveries wait for slow receivers):
+    without renewal another hub would start the same work meanwhile, and with a TTL
+    long enough for the slowest round, a dead holder's work would wait that long.
+    """
+    renewer = asyncio.get_running_loop().create_task(_renew(leases, name, ttl))
+    try:
+        return await work()
+    finally:
+        renewer.cancel()
+
+
+async def _renew(leases: Leases, name: str, ttl: float) -> None:
+    while True:
+        await asyncio.sleep(ttl / 3)
+        try:
+            if not await leases.hold(name, ttl):
+                log.warning("background task %s: lease lost during a round", name)
+        except (RedisError, OSError) as exc:
+            log.warning("background task %s: could not renew its lease: %s", name, exc)
 
 
 async def pause(seconds: float, wake: asyncio.Event | None) -> None:

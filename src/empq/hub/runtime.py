@@ -72,7 +72,6 @@ class Hub:
                     "webhooks",
                     self.webhooks.idle_seconds,
                     self.webhooks.deliver_round,
-                    ttl=tasks_ttl(self.webhooks.idle_seconds, 15.0),
                     wake=self.webhooks.outbox_grew,
                 ),
                 name="empq-webhook-delivery",
@@ -128,11 +127,6 @@ async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
         log.error(
             "background task %s ended with an error", task.get_name(), exc_info=task.exception()
         )
-
-
-def tasks_ttl(interval: float, floor: float) -> float:
-    """A lease TTL that outlasts one round of slow work."""
-    return max(interval * 3, floor)
 
 
 async def run_local(name: str, interval: float, work: Any) -> None:
