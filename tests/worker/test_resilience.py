@@ -172,8 +172,8 @@ async def test_three_workers_complete_300_jobs_exactly_once(hub: HubHandle, tmp_
             ids = [j["job_id"] for j in reply.json()["jobs"]]
             for job_id in ids:
                 done = await wait_for_job(client, job_id, within=30)
-                assert done["status"] == "completed"
-                assert done["attempts"] == 0
+                assert done["status"] == "completed", done
+                assert done["attempts"] == 0, done
         async with httpx.AsyncClient(timeout=2) as http:
             counts = [
                 await _metric(http, p, 'empq_worker_jobs_total{outcome="completed"}') for p in ports
