@@ -32,6 +32,16 @@ def pack(*args: Any) -> bytes:
     return cast(bytes, hiredis.pack_command(args))
 
 
+def settle(fut: asyncio.Future[Any], reply: Any) -> None:
+    """Resolve `fut` with a reply (an exception instance: as its exception), if still open."""
+    if fut.done():
+        return
+    if isinstance(reply, BaseException):
+        fut.set_exception(reply)
+    else:
+        fut.set_result(reply)
+
+
 def _reply_error(message: str) -> ResponseError:
     """An error reply as redis-py raises it (NOSCRIPT as its own class)."""
     if message.startswith("NOSCRIPT "):

@@ -47,7 +47,7 @@ from redis.exceptions import DataError, NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from empq.redis_client import own_connection
-from empq.redis_socket import RedisSocket, pack
+from empq.redis_socket import RedisSocket, pack, settle
 
 
 @dataclass(slots=True)
@@ -203,7 +203,7 @@ class ScriptChannel:
             try:
                 packed.append(pack(*call.command()))
             except (TypeError, ValueError, DataError) as exc:  # an argument Redis cannot take
-                _settle(call.fut, DataError(f"script {call.script.sha[:8]}: {exc}"))
+                settle(call.fut, DataError(f"script {call.script.sha[:8]}: {exc}"))
                 continue
             written.append(call)
         if not written:
@@ -288,7 +288,7 @@ class ScriptChannel:
             self._queued.append(call)
             self._flush_soon()
         else:
-            _settle(call.fut, reply)
+            settle(call.fut, reply)
             if not self._written:
                 self._wake_settled()  # after the callers' wake-ups, so they go first
 
@@ -309,7 +309,7 @@ class ScriptChannel:
     @staticmethod
     def _fail(calls: Sequence[_Call], exc: BaseException) -> None:
         for call in calls:
-            _settle(call.fut, exc)
+            settle(call.fut, exc)
 
     def _keep(self, task: asyncio.Task[Any]) -> asyncio.Task[Any]:
         """Own a background task until it is done (a cancelled caller never cuts it short)."""
@@ -330,15 +330,6 @@ class ScriptChannel:
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.disconnect()
-
-
-def _settle(fut: asyncio.Future[Any], reply: Any) -> None:
-    if fut.done():
-        return
-    if isinstance(reply, BaseException):
-        fut.set_exception(reply)
-    else:
-        fut.set_result(reply)
 
 
 class BatchedScript:

@@ -12,6 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from empq.broker import Broker
 from empq.broker import events as broker_events
+from empq.broker.base import Event
 from empq.config import BrokerSettings
 from empq.models import JobSubmission, WorkerCapabilities
 
@@ -67,6 +68,31 @@ async def _until_blocked(redis: aredis.Redis) -> None:
     raise AssertionError("the event reader never blocked in XREAD")
 
 
+async def _reads_a_new_job(broker: Broker, reader: broker_events.EventReader) -> Event:
+    """A read blocked before a submission wakes with the job's `queued` event."""
+    last = await broker.last_event_id()
+    blocked = asyncio.create_task(reader.read(last, block_ms=5000))
+    r = await broker.submit(JobSubmission(type="t"))
+    (ev,) = await asyncio.wait_for(blocked, 5)
+    assert (ev.type, ev.data["job_id"], ev.data["status"]) == ("job_update", r.job_id, "queued")
+    return ev
+
+
+async def _survives_a_killed_connection(
+    broker: Broker, reader: broker_events.EventReader, admin: aredis.Redis, last: str
+) -> None:
+    """The reader's connection killed from Redis's side: that read fails, the next works."""
+    (conn,) = await _event_clients(admin)
+    blocked = asyncio.create_task(reader.read(last, block_ms=5000))
+    await _until_blocked(admin)
+    await admin.client_kill_filter(_id=conn["id"])
+    with pytest.raises(RedisConnectionError):
+        await asyncio.wait_for(blocked, 5)
+    after = await broker.publish("system_alert", {"message": "m"})
+    (alert,) = await reader.read(last, block_ms=100)
+    assert (alert.type, alert.id) == ("system_alert", after)
+
+
 async def test_the_event_reader_reads_on_its_own_connection_and_survives_its_loss(
     broker: Broker, redis_client: aredis.Redis
 ) -> None:
@@ -84,16 +110,7 @@ async def test_the_event_reader_reads_on_its_own_connection_and_survives_its_los
         got = await reader.read(ev.id, block_ms=100)
         assert [e.data["status"] for e in got] == ["queued", "assigned", "assigned"]
         assert {e.data["job_id"] for e in got[1:]} == {a.job.id for a in claimed}
-        # Its connection killed from Redis's side: that read fails, the next one works.
-        (conn,) = await _event_clients(redis_client)
-        blocked = asyncio.create_task(reader.read(got[-1].id, block_ms=5000))
-        await _until_blocked(redis_client)
-        await redis_client.client_kill_filter(_id=conn["id"])
-        with pytest.raises(RedisConnectionError):
-            await asyncio.wait_for(blocked, 5)
-        after = await broker.publish("system_alert", {"message": "m"})
-        (alert,) = await reader.read(got[-1].id, block_ms=100)
-        assert (alert.type, alert.id) == ("system_alert", after)
+        await _survives_a_killed_connection(broker, reader, redis_client, got[-1].id)
     finally:
         await reader.close()
     assert await _event_clients(redis_client) == []
@@ -117,11 +134,7 @@ async def test_the_event_reader_speaks_resp3_too(redis_url: str) -> None:
     broker = await Broker.connect(BrokerSettings(redis_url=f"{redis_url}?protocol=3"))
     reader = broker.event_reader()
     try:
-        last = await broker.last_event_id()
-        blocked = asyncio.create_task(reader.read(last, block_ms=5000))
-        r = await broker.submit(JobSubmission(type="t"))
-        (ev,) = await asyncio.wait_for(blocked, 5)
-        assert (ev.type, ev.data["job_id"], ev.data["status"]) == ("job_update", r.job_id, "queued")
+        await _reads_a_new_job(broker, reader)
     finally:
         await reader.close()
         await broker.close()
@@ -156,20 +169,8 @@ def test_the_event_reader_on_uvloop(redis_url: str) -> None:
         admin = aredis.Redis.from_url(redis_url)
         reader = broker.event_reader()
         try:
-            last = await broker.last_event_id()
-            blocked = asyncio.create_task(reader.read(last, block_ms=5000))
-            r = await broker.submit(JobSubmission(type="t"))
-            (ev,) = await asyncio.wait_for(blocked, 5)
-            assert (ev.data["job_id"], ev.data["status"]) == (r.job_id, "queued")
-            (conn,) = await _event_clients(admin)
-            blocked = asyncio.create_task(reader.read(ev.id, block_ms=5000))
-            await _until_blocked(admin)
-            await admin.client_kill_filter(_id=conn["id"])
-            with pytest.raises(RedisConnectionError):
-                await asyncio.wait_for(blocked, 5)
-            after = await broker.publish("system_alert", {"message": "m"})
-            (alert,) = await reader.read(ev.id, block_ms=100)
-            assert alert.id == after
+            ev = await _reads_a_new_job(broker, reader)
+            await _survives_a_killed_connection(broker, reader, admin, ev.id)
         finally:
             await reader.close()
             assert await _event_clients(admin) == []

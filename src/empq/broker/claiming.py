@@ -116,16 +116,7 @@ class ClaimMixin(QueryMixin):
     ) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of claim.lua; candidates are (job id, member or "", signature)."""
         k = self.keys
-        keys = [
-            k.queued,
-            k.claims,
-            k.running,
-            k.worker_jobs(worker_id),
-            k.counts,
-            k.events,
-            k.signatures_version,
-            *(k.sig_queue(sig) for sig in eligible),
-        ]
+        keys = [*self._claim_keys(worker_id), *(k.sig_queue(sig) for sig in eligible)]
         now = self.clock()
         args: list[Any] = [
             worker_id,
@@ -142,6 +133,19 @@ class ClaimMixin(QueryMixin):
             keys += [k.job(job_id), k.sig_queue(sig)]
             args.append(member)
         return keys, args
+
+    def _claim_keys(self, worker_id: str) -> list[str]:
+        """The first KEYS of claim.lua and reserve.lua (the same in both)."""
+        k = self.keys
+        return [
+            k.queued,
+            k.claims,
+            k.running,
+            k.worker_jobs(worker_id),
+            k.counts,
+            k.events,
+            k.signatures_version,
+        ]
 
     def _assignments(self, won: Any, tokens: list[str]) -> list[Assignment]:
         """The jobs claim.lua handed out, each with its token."""

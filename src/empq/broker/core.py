@@ -111,13 +111,7 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
         token = _token(worker_id)
         now = args[0]
         reserve_keys = [
-            k.queued,
-            k.claims,
-            k.running,
-            k.worker_jobs(worker_id),
-            k.counts,
-            k.events,
-            k.signatures_version,
+            *self._claim_keys(worker_id),
             keys[8],  # the job
             keys[9],  # its queue
             *(k.sig_queue(sig) for sig in eligible),

@@ -15,7 +15,7 @@ from empq.broker.base import (
     Event,
 )
 from empq.redis_client import own_connection
-from empq.redis_socket import RedisSocket, pack
+from empq.redis_socket import RedisSocket, pack, settle
 
 #: How long a reader of events lets script replies that came with them go first.
 SETTLE_SECONDS = 0.005
@@ -163,7 +163,7 @@ class EventReader:
             self._drop()
             return
         # A turn later: the callers of script replies read in this same turn go first.
-        asyncio.get_running_loop().call_soon(_settle, fut, reply)
+        asyncio.get_running_loop().call_soon(settle, fut, reply)
 
     def _lost(self, sock: RedisSocket, exc: Exception) -> None:
         if self._sock is not sock:  # an earlier connection, already dropped
@@ -171,7 +171,7 @@ class EventReader:
         pending = self._pending
         self._drop()
         if pending is not None:
-            _settle(pending, exc)
+            settle(pending, exc)
 
     def _drop(self) -> None:
         """Close the connection; the next read opens a new one."""
@@ -189,15 +189,6 @@ class EventReader:
             with contextlib.suppress(Exception):
                 await conn.disconnect()
         await asyncio.gather(*self._closing, return_exceptions=True)
-
-
-def _settle(fut: asyncio.Future[Any], reply: Any) -> None:
-    if fut.done():
-        return
-    if isinstance(reply, BaseException):
-        fut.set_exception(reply)
-    else:
-        fut.set_result(reply)
 
 
 def _fields(raw: Any) -> dict[bytes, bytes]:
