@@ -58,14 +58,30 @@ async def _event_clients(redis: aredis.Redis) -> list[dict[str, Any]]:
     return [c for c in await redis.client_list() if c["name"].endswith(":events")]
 
 
-async def _until_blocked(redis: aredis.Redis) -> None:
-    """Until the event reader's connection is blocked in its XREAD (Redis's view, polled:
-    nothing in this process says when the command has reached Redis)."""
-    for _ in range(500):
-        if any(c["cmd"] == "xread" for c in await _event_clients(redis)):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the event reader never blocked in XREAD")
+async def _blocked_read(
+    reader: broker_events.EventReader, admin: aredis.Redis, last: str, block_ms: int = 5000
+) -> asyncio.Task[list[Event]]:
+    """A read of what follows `last`, started and blocked in Redis's XREAD.
+
+    The read's XREAD is written before the task first waits; a command `admin` sends
+    after that reaches Redis behind it, so by its reply Redis holds the read blocked.
+    """
+    if reader._sock is None:
+        await reader.read(last, block_ms=1)  # connected
+    sock = reader._sock
+    assert sock is not None
+    written = asyncio.Event()
+    write = sock.write
+
+    def noting(data: bytes) -> None:
+        write(data)
+        written.set()
+
+    sock.write = noting  # type: ignore[method-assign]
+    task = asyncio.create_task(reader.read(last, block_ms=block_ms))
+    await asyncio.wait_for(written.wait(), 5)
+    assert [c["cmd"] for c in await _event_clients(admin)] == ["xread"]
+    return task
 
 
 async def _reads_a_new_job(broker: Broker, reader: broker_events.EventReader) -> Event:
@@ -83,8 +99,7 @@ async def _survives_a_killed_connection(
 ) -> None:
     """The reader's connection killed from Redis's side: that read fails, the next works."""
     (conn,) = await _event_clients(admin)
-    blocked = asyncio.create_task(reader.read(last, block_ms=5000))
-    await _until_blocked(admin)
+    blocked = await _blocked_read(reader, admin, last)
     await admin.client_kill_filter(_id=conn["id"])
     with pytest.raises(RedisConnectionError):
         await asyncio.wait_for(blocked, 5)
@@ -120,8 +135,7 @@ async def test_a_cancelled_read_leaves_no_connection_behind(
     broker: Broker, redis_client: aredis.Redis
 ) -> None:
     reader = broker.event_reader()
-    blocked = asyncio.create_task(reader.read(await broker.last_event_id(), block_ms=10_000))
-    await _until_blocked(redis_client)
+    blocked = await _blocked_read(reader, redis_client, await broker.last_event_id(), 10_000)
     blocked.cancel()
     with pytest.raises(asyncio.CancelledError):
         await blocked

@@ -6,7 +6,6 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis.asyncio as aredis
@@ -157,8 +156,11 @@ async def test_settled_lets_the_callers_of_answered_calls_go_first(broker: Broke
     await busy(args=[0])  # loaded: the channel's call below runs at once
     order: list[str] = []
 
+    call = broker.scripts.channel.run(busy, [], [100_000])  # Redis busy for 0.1 s
+    broker.scripts.flush()  # written now
+
     async def caller() -> None:
-        await broker.scripts.channel.run(busy, [], [100_000])  # Redis busy for 0.1 s
+        await call
         order.append("caller")
 
     async def reader() -> None:
@@ -166,11 +168,9 @@ async def test_settled_lets_the_callers_of_answered_calls_go_first(broker: Broke
         order.append("reader")
 
     calling = asyncio.create_task(caller())
-    await asyncio.sleep(0)  # the caller has queued its call
-    broker.scripts.flush()  # and it is written
     reading = asyncio.create_task(reader())
-    await asyncio.sleep(0.02)
-    assert not reading.done()  # the call is still running in Redis
+    done, _ = await asyncio.wait({reading}, timeout=0.02)
+    assert not done  # the call is still running in Redis, and the reader waits for it
     await asyncio.wait_for(asyncio.gather(calling, reading), 5)
     assert order == ["caller", "reader"]
     t0 = time.monotonic()
@@ -200,32 +200,39 @@ def _scenario_on(loop_factory: Callable[[], asyncio.AbstractEventLoop], url: str
         try:
             results = await asyncio.gather(*(broker.submit(job()) for _ in range(30)))
             assert [r.position for r in results] == list(range(1, 31))
-            # Writes larger than the socket takes at once, in one turn (the transport
-            # buffers them, pausing further flushes past its high-water mark), and
-            # replies that arrive in many pieces.
+            # Jobs larger than the socket takes at once, their claim's reply in many pieces.
             big = [JobSubmission(type="big", payload={"blob": str(i) * 400_000}) for i in range(12)]
-
-            async def behind() -> Any:  # queued a turn later, while the socket is full
-                await asyncio.sleep(0)
-                return await broker.submit(job())
-
             queued = await asyncio.wait_for(
-                asyncio.gather(*(broker.submit(sub) for sub in big), *(behind() for _ in range(3))),
-                20,
+                asyncio.gather(*(broker.submit(sub) for sub in big)), 20
             )
-            assert len({r.job_id for r in queued}) == 15
+            assert len({r.job_id for r in queued}) == 12
             everything = WorkerCapabilities(performance={"concurrent_jobs": 50})
             got = await broker.claim("w", everything, max_jobs=50)  # not the 30 "sim" jobs
             assert len(got) == 12
             blobs = sorted(a.job.payload["blob"] for a in got)
             assert blobs == sorted(sub.payload["blob"] for sub in big)
+            # Calls queued while the socket's buffer is past its high-water mark wait
+            # for it to drain (`resume_writing`), then go out in order.
+            channel = broker.scripts.channel
+            assert channel is not None
+            echo = broker.redis.register_script("return ARGV[1]")
+            await echo(args=["loaded"])
+            blobs = [str(i) * 1_000_000 for i in range(20)]
+            calls = [channel.run(echo, [], [blob]) for blob in blobs]
+            channel.flush()  # one 20 MB write: more than the socket takes at once
+            assert channel._replies is not None
+            assert channel._replies.paused
+            behind = [channel.run(echo, [], [f"behind {i}"]) for i in range(3)]
+            channel.flush()  # held: nothing written while paused
+            got = await asyncio.wait_for(asyncio.gather(*calls, *behind), 20)
+            assert got == [b.encode() for b in blobs] + [f"behind {i}".encode() for i in range(3)]
             await admin.script_flush()  # NOSCRIPT: sent again with the source
             after_flush = await broker.submit(job())
-            assert after_flush.position == 34
+            assert after_flush.position == 31
             assert await kill_script_connection(admin) == 1
             await broker.redis.ping()
             after_drop = await broker.submit(job())
-            assert after_drop.position == 35
+            assert after_drop.position == 32
         finally:
             await admin.aclose()
             await broker.close()

@@ -15,31 +15,44 @@ TTL = 0.6
 async def test_a_round_longer_than_the_ttl_keeps_the_lease_and_a_dead_holder_loses_it(
     redis_client: Redis,
 ) -> None:
-    redis = redis_client
     keys = Keys("leasetest")
-    holder, other = Leases(redis, keys, "a"), Leases(redis, keys, "b")
-    started, finish = asyncio.Event(), asyncio.Event()
+    holder, other = Leases(redis_client, keys, "a"), Leases(redis_client, keys, "b")
+    holds: asyncio.Queue[bool] = asyncio.Queue()  # each acquisition or renewal's outcome
+    hold = holder.hold
+
+    async def noting(name: str, ttl: float) -> bool:
+        got = await hold(name, ttl)
+        holds.put_nowait(got)
+        return got
+
+    holder.hold = noting  # type: ignore[method-assign]
+    finish = asyncio.Event()
 
     async def work() -> float | None:
-        started.set()
         await finish.wait()
         return None
 
     task = asyncio.create_task(run_leased(holder, "t", 60, work, ttl=TTL))
     try:
-        await asyncio.wait_for(started.wait(), 5)
-        # For three TTLs the round goes on: its holder renews, nobody else gets the lease.
-        for _ in range(18):  # sampling the lease over three TTLs, not waiting on it
+        # The round goes on for three TTLs (a renewal every third of one): its holder
+        # keeps the lease, and nobody else gets it.
+        for _ in range(10):
+            assert await asyncio.wait_for(holds.get(), TTL)
             assert not await other.hold("t", TTL)
-            await asyncio.sleep(TTL / 6)
-        assert "t" in holder.held
         finish.set()
     finally:
         task.cancel()  # the holder dies without giving the lease up
-    # Its lease then expires within one TTL, and the other takes over.
-    for _ in range(18):  # Redis expires it: there is no event to wait for
-        if await other.hold("t", TTL):
-            break
-        await asyncio.sleep(TTL / 6)
-    else:
-        raise AssertionError("the dead holder's lease never expired")
+    # Its lease expires within one TTL (Redis says when), and the other takes over.
+    pubsub = redis_client.pubsub()
+    await redis_client.config_set("notify-keyspace-events", "Kx")
+    try:
+        await pubsub.subscribe(f"__keyspace@0__:{keys.lease('t')}")
+        if await redis_client.exists(keys.lease("t")):
+            async with asyncio.timeout(3 * TTL):
+                async for message in pubsub.listen():
+                    if message["type"] == "message" and message["data"] == b"expired":
+                        break
+        assert await other.hold("t", TTL)
+    finally:
+        await redis_client.config_set("notify-keyspace-events", "")
+        await pubsub.aclose()
