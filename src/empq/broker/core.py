@@ -136,13 +136,12 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
             return result, None
         # The job's hash as the claim left it, from what this call wrote.
         h = {name: str(value) for name, value in fields.items()}
-        order = result.member or ""
         h.update(
             status="assigned",
-            order=order,
+            order=result.member or "",
             sig=sigs[0],
             spec=spec.to_json(),
-            seq=str(int(order[22:34])),
+            seq=won[1].decode(),
             created_at=str(now),
             attempts="0",
             progress="0",
@@ -150,7 +149,7 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
             claim_token=token,
             assigned_at=str(now),
         )
-        for name, value in zip(("workflow_priority", "workflow_datetime"), won[1:], strict=True):
+        for name, value in zip(("workflow_priority", "workflow_datetime"), won[2:], strict=True):
             if value:
                 h[name] = value.decode()
         return result, Assignment(job_id, h, token, self.settings.claim_timeout)

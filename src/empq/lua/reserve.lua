@@ -10,12 +10,12 @@
 -- ARGV[1] worker id  ARGV[2] now ms  ARGV[3] claim deadline ms
 -- ARGV[4] event stream max length  ARGV[5] the sigs_version the caller knows
 -- ARGV[6] claim token  ARGV[7] job id
--- Returns {1, workflow_priority, workflow_datetime} ('' for none: the two fields of
--- the job's hash the caller cannot know, when a workflow step inherited them) when the
--- job is now the worker's, 0 when it may not be the best job for it, false when the
+-- Returns {1, seq, workflow_priority, workflow_datetime} (the fields of the job's hash
+-- the caller cannot know: its sequence number, and what a workflow step inherited, ''
+-- for none) when the job is now the worker's, 0 when it may not be the best job for it, false when the
 -- job is not queued (an idempotent repeat queued nothing).
 local h = redis.call('HMGET', KEYS[8], 'order', 'status', 'timeout_ms', 'type',
-  'customer_id', 'priority', 'attempts', 'workflow_priority', 'workflow_datetime')
+  'customer_id', 'priority', 'attempts', 'workflow_priority', 'workflow_datetime', 'seq')
 local member = h[1]
 if not member or h[2] ~= 'queued' then return false end
 if (redis.call('GET', KEYS[7]) or '0') ~= ARGV[5] then return 0 end
@@ -37,4 +37,4 @@ redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[4], '*', 'type', 'job_update', '
   cjson.encode({job_id = id, status = 'assigned', previous_status = 'queued',
     progress = 0, worker_id = ARGV[1], job_type = h[4], customer_id = h[5] or nil,
     priority = tonumber(h[6]), attempts = tonumber(h[7])}))
-return {1, h[8] or '', h[9] or ''}
+return {1, h[10], h[8] or '', h[9] or ''}
