@@ -1,7 +1,7 @@
 """A Redis connection's socket, read and written directly once redis-py has opened it.
 
 redis-py makes the connection (of the client's own class and settings: TLS,
-authentication, RESP version, client name); `RedisSocket.take_over` then becomes the
+authentication, RESP version, client name); `RedisSocket` then becomes the
 transport's protocol. Each reply is parsed by hiredis as its bytes arrive and handed
 to the owner in the transport's own callback. redis-py's reading (a stream, a task
 woken per reply, a timeout context per read) cost more than a tenth of a millisecond
@@ -13,13 +13,17 @@ use this instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any, cast
 
 import hiredis
+from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse, NoScriptError, ResponseError
+
+from empq.redis_client import own_connection
 
 #: What hiredis's reader answers when a reply is not complete yet.
 _MORE = object()
@@ -49,23 +53,58 @@ def _reply_error(message: str) -> ResponseError:
     return ResponseError(message)
 
 
+#: What an owner is told: a reply (an error reply as a `ResponseError` instance, not
+#: raised), or the failure once the connection is gone.
+OnReply = Callable[["RedisSocket", Any], None]
+OnLost = Callable[["RedisSocket", Exception], None]
+
+
 class RedisSocket(asyncio.Protocol):
     """The socket of one connected redis-py connection, spoken directly.
 
-    `on_reply` gets each reply (an error reply as a `ResponseError` instance, not
-    raised), `on_lost` the failure once the connection is gone (it is then closed),
-    `on_resume` is called when a full send buffer has drained (`paused` is True
-    meanwhile: the owner should hold further writes).
+    `on_reply` gets each reply, `on_lost` the failure once the connection is gone (it
+    is then closed), each with this socket; `on_resume` is called when a full send
+    buffer has drained (`paused` is True meanwhile: the owner should hold further
+    writes).
     """
+
+    @classmethod
+    async def open(
+        cls,
+        redis: Redis,
+        role: str,
+        on_reply: OnReply,
+        on_lost: OnLost,
+        on_resume: Callable[[], None] | None = None,
+    ) -> RedisSocket:
+        """A connection of `redis`'s settings outside its pool (`own_connection`,
+        named for `role`), connected by redis-py, its socket spoken directly from then on.
+        """
+        conn = own_connection(redis, role)
+        try:
+            await conn.connect()  # type: ignore[no-untyped-call]
+            return cls(conn, on_reply, on_lost, on_resume)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await conn.disconnect(nowait=True)
+            raise
 
     def __init__(
         self,
         conn: AbstractConnection,
-        on_reply: Callable[[Any], None],
-        on_lost: Callable[[Exception], None],
+        on_reply: OnReply,
+        on_lost: OnLost,
         on_resume: Callable[[], None] | None = None,
     ) -> None:
+        """Read and write connected `conn`'s socket from now on (redis-py no longer does)."""
+        # redis-py keeps the socket as an asyncio stream pair (not public API; every
+        # script call and event read of the test suite goes through this).
+        transport = getattr(getattr(conn, "_writer", None), "transport", None)
+        # (uvloop's transports do not derive from asyncio's: what is used is checked.)
+        if not all(hasattr(transport, a) for a in ("set_protocol", "get_protocol", "write")):
+            raise RedisConnectionError(f"{type(conn).__name__}: no asyncio transport to read")
         self.conn = conn
+        self.transport = cast(asyncio.Transport, transport)
         self._on_reply, self._on_lost, self._on_resume = on_reply, on_lost, on_resume
         options: dict[str, Any] = {}
         if conn.encoder.decode_responses:
@@ -73,43 +112,21 @@ class RedisSocket(asyncio.Protocol):
         self._reader = hiredis.Reader(
             protocolError=InvalidResponse, replyError=_reply_error, notEnoughData=_MORE, **options
         )
-        self.transport: asyncio.Transport
-        # redis-py's stream protocol, told when the socket closes (its `disconnect`
-        # waits for that).
-        self._stream: asyncio.BaseProtocol
         self.paused = False
         self.lost = False
-
-    @classmethod
-    def take_over(
-        cls,
-        conn: AbstractConnection,
-        on_reply: Callable[[Any], None],
-        on_lost: Callable[[Exception], None],
-        on_resume: Callable[[], None] | None = None,
-    ) -> RedisSocket:
-        """Read and write `conn`'s socket from now on (redis-py no longer does)."""
-        # redis-py keeps the socket as an asyncio stream pair (not public API; every
-        # script call and event read of the test suite goes through this).
-        writer = getattr(conn, "_writer", None)
-        transport = getattr(writer, "transport", None)
-        # (uvloop's transports do not derive from asyncio's: what is used is checked.)
-        if not all(hasattr(transport, a) for a in ("set_protocol", "get_protocol", "write")):
-            raise RedisConnectionError(f"{type(conn).__name__}: no asyncio transport to read")
-        transport = cast(asyncio.Transport, transport)
-        sock = cls(conn, on_reply, on_lost, on_resume)
-        sock.transport = transport
-        sock._stream = transport.get_protocol()
-        transport.set_protocol(sock)
-        return sock
+        # redis-py's stream protocol, told when the socket closes (its `disconnect`
+        # waits for that).
+        self._stream = self.transport.get_protocol()
+        self.transport.set_protocol(self)
 
     def write(self, data: bytes) -> None:
         """Send now (what the socket does not take at once waits in its buffer)."""
         self.transport.write(data)
 
-    def close(self) -> None:
-        """Close the socket; `on_lost` follows."""
-        self.transport.close()
+    async def aclose(self) -> None:
+        """Close the connection (`on_lost` follows, if it was still open)."""
+        with contextlib.suppress(Exception):
+            await self.conn.disconnect(nowait=True)
 
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
@@ -123,7 +140,7 @@ class RedisSocket(asyncio.Protocol):
             if reply is _MORE:
                 return
             if not isinstance(reply, _PUSH):  # RESP3 pushes answer no command
-                self._on_reply(reply)
+                self._on_reply(self, reply)
 
     def eof_received(self) -> bool:
         return False  # close the transport: `connection_lost` follows
@@ -135,7 +152,7 @@ class RedisSocket(asyncio.Protocol):
     def _lose(self, exc: Exception) -> None:
         if not self.lost:
             self.lost = True
-            self._on_lost(exc)
+            self._on_lost(self, exc)
 
     def pause_writing(self) -> None:
         self.paused = True

@@ -40,13 +40,11 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from empq.redis_client import own_connection
 from empq.redis_socket import RedisSocket, pack, settle
 
 
@@ -137,8 +135,7 @@ class ScriptChannel:
         self._queued: list[_Call] = []  # this turn's calls, not written yet
         self._written: deque[_Call] = deque()  # written, reply not read yet
         self._flush_due = False
-        self._conn: AbstractConnection | None = None
-        self._replies: RedisSocket | None = None  # the connection's socket, once taken over
+        self._sock: RedisSocket | None = None  # the connection, once open
         self._connecting: asyncio.Task[None] | None = None
         self._connect_error: Exception | None = None
         # EMPQ_REDIS_SOCKET_TIMEOUT: how long a written call may wait for its reply.
@@ -190,11 +187,11 @@ class ScriptChannel:
             self._fail(self._queued, RedisConnectionError("script channel closed"))
             self._queued = []
             return
-        conn, replies = self._conn, self._replies
-        if conn is None or replies is None:
+        sock = self._sock
+        if sock is None:
             self._connect_soon()  # which flushes when connected
             return
-        if replies.paused:
+        if sock.paused:
             return  # the socket's buffer is full: written when it drains (`resume_writing`)
         batch, self._queued = self._queued, []
         packed: list[bytes] = []
@@ -212,23 +209,23 @@ class ScriptChannel:
         # The transport takes the bytes in this call (what the socket does not take
         # at once waits in its buffer; past its high-water mark it pauses further
         # flushes); a failed socket reports to `connection_lost`.
-        replies.write(packed[0] if len(packed) == 1 else b"".join(packed))
+        sock.write(packed[0] if len(packed) == 1 else b"".join(packed))
         if self._reply_timeout is not None:
             last = written[-1].fut
-            asyncio.get_running_loop().call_later(self._reply_timeout, self._overdue, conn, last)
+            asyncio.get_running_loop().call_later(self._reply_timeout, self._overdue, sock, last)
 
-    def _overdue(self, conn: AbstractConnection, fut: asyncio.Future[Any]) -> None:
+    def _overdue(self, sock: RedisSocket, fut: asyncio.Future[Any]) -> None:
         """The socket timeout passed before the reply to `fut`'s call: the connection failed."""
         if not fut.done():
-            self._broken(conn, RedisTimeoutError("Timeout reading from Redis (script channel)"))
+            self._broken(sock, RedisTimeoutError("Timeout reading from Redis (script channel)"))
 
     async def open(self) -> None:
         """Open the connection now, rather than on the first call; raises if it cannot."""
-        if self._conn is None:
+        if self._sock is None:
             self._connect_soon()
         if self._connecting is not None:
             await asyncio.shield(self._connecting)
-        if self._conn is None:
+        if self._sock is None:
             raise self._connect_error or RedisConnectionError("script channel not connected")
 
     def _connect_soon(self) -> None:
@@ -237,49 +234,33 @@ class ScriptChannel:
 
     async def _connect(self) -> None:
         # redis-py connects (TLS, authentication, RESP version, client name), then the
-        # channel takes the socket over: replies are parsed as they arrive, in the
+        # channel speaks the socket itself: replies are parsed as they arrive, in the
         # transport's own callback (`RedisSocket`), and a dropped connection is noticed
         # at once, not by the next call. The socket timeout is applied per call
         # instead (`_overdue`).
-        conn = own_connection(self.redis, "scripts")
         try:
-            await conn.connect()  # type: ignore[no-untyped-call]
+            sock = await RedisSocket.open(
+                self.redis, "scripts", self._replied, self._broken, on_resume=self.flush
+            )
         except Exception as exc:  # noqa: BLE001 - Redis unreachable: the waiting calls fail
             self._connect_error = exc
             batch, self._queued = self._queued, []
             self._fail(batch, exc)
             return
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await conn.disconnect(nowait=True)
-            raise
         finally:
             self._connecting = None
         if self._closed:
-            await conn.disconnect()
+            await sock.aclose()
             return
-        try:
-            replies = RedisSocket.take_over(
-                conn,
-                on_reply=lambda reply: self._replied(conn, reply),
-                on_lost=lambda exc: self._broken(conn, exc),
-                on_resume=self.flush,
-            )
-        except Exception as exc:  # noqa: BLE001 - a connection of another kind
-            self._connect_error = exc
-            batch, self._queued = self._queued, []
-            self._fail(batch, exc)
-            self._keep(asyncio.get_running_loop().create_task(conn.disconnect(nowait=True)))
-            return
-        self._conn, self._replies, self._connect_error = conn, replies, None
+        self._sock, self._connect_error = sock, None
         self.flush()
 
-    def _replied(self, conn: AbstractConnection, reply: Any) -> None:
+    def _replied(self, sock: RedisSocket, reply: Any) -> None:
         """Match one reply to the oldest written call."""
-        if self._conn is not conn:
+        if self._sock is not sock:
             return
         if not self._written:
-            self._broken(conn, RedisConnectionError("a reply to no call: out of step"))
+            self._broken(sock, RedisConnectionError("a reply to no call: out of step"))
             return
         call = self._written.popleft()
         if isinstance(reply, NoScriptError) and not call.by_source:
@@ -292,17 +273,17 @@ class ScriptChannel:
             if not self._written:
                 self._wake_settled()  # after the callers' wake-ups, so they go first
 
-    def _broken(self, conn: AbstractConnection, exc: BaseException) -> None:
-        """`conn` failed: every call written on it failed with it."""
-        if self._conn is not conn:
+    def _broken(self, sock: RedisSocket, exc: BaseException) -> None:
+        """`sock` failed: every call written on it failed with it."""
+        if self._sock is not sock:
             return
-        self._conn = self._replies = None
+        self._sock = None
         failed, self._written = list(self._written), deque()
         error = exc if isinstance(exc, Exception) else RedisConnectionError(str(exc) or "closed")
         self._fail(failed, error)
         self._wake_settled()
         if not self._closed:
-            self._keep(asyncio.get_running_loop().create_task(conn.disconnect(nowait=True)))
+            self._keep(asyncio.get_running_loop().create_task(sock.aclose()))
             if self._queued:
                 self._connect_soon()
 
@@ -321,15 +302,14 @@ class ScriptChannel:
         """Fail what is still unanswered and close the connection."""
         self._closed = True
         self.flush()
-        conn = self._conn
-        if conn is not None:
-            self._broken(conn, RedisConnectionError("script channel closed"))
+        sock = self._sock
+        if sock is not None:
+            self._broken(sock, RedisConnectionError("script channel closed"))
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.disconnect()
+        if sock is not None:
+            await sock.aclose()
 
 
 class BatchedScript:

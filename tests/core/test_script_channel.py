@@ -220,8 +220,8 @@ def _scenario_on(loop_factory: Callable[[], asyncio.AbstractEventLoop], url: str
             blobs = [str(i) * 1_000_000 for i in range(20)]
             calls = [channel.run(echo, [], [blob]) for blob in blobs]
             channel.flush()  # one 20 MB write: more than the socket takes at once
-            assert channel._replies is not None
-            assert channel._replies.paused
+            assert channel._sock is not None
+            assert channel._sock.paused
             behind = [channel.run(echo, [], [f"behind {i}"]) for i in range(3)]
             channel.flush()  # held: nothing written while paused
             got = await asyncio.wait_for(asyncio.gather(*calls, *behind), 20)

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from typing import Any, cast
 
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import AbstractConnection
 
 from empq.broker.base import (
     BrokerBase,
     Event,
 )
-from empq.redis_client import own_connection
 from empq.redis_socket import RedisSocket, pack, settle
 
 #: How long a reader of events lets script replies that came with them go first.
@@ -95,7 +92,6 @@ class EventReader:
 
     def __init__(self, broker: EventsMixin) -> None:
         self._broker = broker
-        self._conn: AbstractConnection | None = None
         self._sock: RedisSocket | None = None
         self._pending: asyncio.Future[Any] | None = None
         self._closing: set[asyncio.Task[None]] = set()
@@ -145,15 +141,8 @@ class EventReader:
         ]
 
     async def _connect(self) -> RedisSocket:
-        conn = own_connection(self._broker.redis, "events")
-        await conn.connect()  # type: ignore[no-untyped-call]
-        sock = RedisSocket.take_over(
-            conn,
-            on_reply=lambda reply: self._replied(sock, reply),
-            on_lost=lambda exc: self._lost(sock, exc),
-        )
-        self._conn, self._sock = conn, sock
-        return sock
+        self._sock = await RedisSocket.open(self._broker.redis, "events", self._replied, self._lost)
+        return self._sock
 
     def _replied(self, sock: RedisSocket, reply: Any) -> None:
         if self._sock is not sock:
@@ -175,19 +164,16 @@ class EventReader:
 
     def _drop(self) -> None:
         """Close the connection; the next read opens a new one."""
-        conn, sock, self._conn, self._sock = self._conn, self._sock, None, None
+        sock, self._sock = self._sock, None
         if sock is not None:
-            sock.close()
-        if conn is not None:
-            task = asyncio.get_running_loop().create_task(conn.disconnect(nowait=True))
+            task = asyncio.get_running_loop().create_task(sock.aclose())
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
-        conn, self._conn, self._sock = self._conn, None, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.disconnect()
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            await sock.aclose()
         await asyncio.gather(*self._closing, return_exceptions=True)
 
 
