@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,19 @@ from empq.hub import webhooks
 from empq.models import JobSubmission
 from tests.hub.conftest import Receiver, json_of
 from tests.support.hub_fixtures import HubFactory, HubHandle, raw_worker
+
+
+async def _new_job_delivered(http: Any, receiver: Receiver, within: float = 5.0) -> float:
+    """Register a status-change webhook and submit a job: seconds until the receiver
+    has the job's delivery (checked to be that job's)."""
+    await http.post(
+        "/api/webhooks", json={"url": receiver.url + "/h", "events": ["job_status_change"]}
+    )
+    t0 = time.monotonic()
+    job_id = (await http.post("/api/jobs", json={"type": "t"})).json()["job_id"]
+    d = await receiver.next(within=within)
+    assert json_of(d)["data"]["job_id"] == job_id
+    return time.monotonic() - t0
 
 
 async def test_webhook_registration_crud(hub: HubHandle) -> None:
@@ -100,12 +114,7 @@ async def test_failing_endpoint_is_retried_with_backoff(
 ) -> None:
     receiver.fail_first = 2
     async with hub_factory(webhook_retry_delays="0.05,0.05") as hub, hub.client() as http:
-        await http.post(
-            "/api/webhooks", json={"url": receiver.url + "/h", "events": ["job_status_change"]}
-        )
-        job_id = (await http.post("/api/jobs", json={"type": "t"})).json()["job_id"]
-        d = await receiver.next()
-        assert json_of(d)["data"]["job_id"] == job_id
+        await _new_job_delivered(http, receiver)
         assert receiver.seen == 3
         metrics = (await http.get("/metrics")).text
         assert 'empq_webhook_failures_total{final="false"} 2.0' in metrics
@@ -120,15 +129,9 @@ async def test_deliveries_and_their_retries_do_not_wait_for_the_idle_poll(
     monkeypatch.setattr(webhooks, "IDLE_SECONDS", 60.0)
     receiver.fail_first = 1
     async with hub_factory(webhook_retry_delays="0.2") as hub, hub.client() as http:
-        await http.post(
-            "/api/webhooks", json={"url": receiver.url + "/h", "events": ["job_status_change"]}
-        )
-        t0 = time.monotonic()
-        job_id = (await http.post("/api/jobs", json={"type": "t"})).json()["job_id"]
-        d = await receiver.next(within=3)
-        assert json_of(d)["data"]["job_id"] == job_id
+        took = await _new_job_delivered(http, receiver, within=3)
         assert receiver.seen == 2
-        assert time.monotonic() - t0 >= 0.2  # the failed attempt's back-off was kept
+        assert took >= 0.2  # the failed attempt's back-off was kept
 
 
 async def test_events_while_no_hub_runs_are_delivered_after_restart(
@@ -166,12 +169,7 @@ async def test_deliveries_another_hub_added_go_out_without_waiting_for_the_idle_
         assert "webhooks" in leader.hub.leases.held
         (consumer,) = [t for t in leader.hub._tasks if t.get_name() == "empq-webhook-outbox"]
         consumer.cancel()
-        await http.post(
-            "/api/webhooks", json={"url": receiver.url + "/h", "events": ["job_status_change"]}
-        )
-        job_id = (await http.post("/api/jobs", json={"type": "t"})).json()["job_id"]
-        d = await receiver.next(within=3)
-        assert json_of(d)["data"]["job_id"] == job_id
+        await _new_job_delivered(http, receiver, within=3)
         assert "webhooks" not in other.hub.leases.held
 
 
@@ -185,12 +183,5 @@ async def test_deliveries_go_on_within_seconds_when_the_delivery_leader_dies(
         assert "webhooks" in leader.hub.leases.held
         (delivery,) = [t for t in leader.hub._tasks if t.get_name() == "empq-webhook-delivery"]
         delivery.cancel()
-        await http.post(
-            "/api/webhooks", json={"url": receiver.url + "/h", "events": ["job_status_change"]}
-        )
-        died = time.monotonic()
-        job_id = (await http.post("/api/jobs", json={"type": "t"})).json()["job_id"]
-        d = await receiver.next(within=8)
-        assert json_of(d)["data"]["job_id"] == job_id
-        assert time.monotonic() - died < 5
+        assert await _new_job_delivered(http, receiver, within=8) < 5
         assert "webhooks" in other.hub.leases.held
