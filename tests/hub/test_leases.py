@@ -56,3 +56,43 @@ async def test_a_round_longer_than_the_ttl_keeps_the_lease_and_a_dead_holder_los
     finally:
         await redis_client.config_set("notify-keyspace-events", "")
         await pubsub.aclose()
+
+
+async def test_a_renewal_in_flight_when_the_round_ends_is_finished_not_cancelled(
+    redis_client: Redis,
+) -> None:
+    """Cancelling a renewal mid-call would cost the connection it was using."""
+    keys = Keys("leasetest-end")
+    holder = Leases(redis_client, keys, "a")
+    hold = holder.hold
+    calls = 0
+    renewed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    finish = asyncio.Event()
+
+    async def ending_the_round_meanwhile(name: str, ttl: float) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the first renewal: Redis holds it while the round ends
+            await redis_client.client_pause(int(TTL * 500), all=True)
+            asyncio.get_running_loop().call_later(TTL / 10, finish.set)
+            got = await hold(name, ttl)
+            renewed.set_result(got)
+            return got
+        return await hold(name, ttl)
+
+    holder.hold = ending_the_round_meanwhile  # type: ignore[method-assign]
+    rounds = 0
+
+    async def work() -> float | None:
+        nonlocal rounds
+        rounds += 1
+        await finish.wait()
+        return None
+
+    task = asyncio.create_task(run_leased(holder, "t", 60, work, ttl=TTL))
+    try:
+        assert await asyncio.wait_for(renewed, 2 * TTL), "the renewal should have held"
+        assert rounds == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -99,22 +99,34 @@ async def _holding(
     A round may take longer than the TTL (webhook deliveries wait for slow receivers):
     without renewal another hub would start the same work meanwhile, and with a TTL
     long enough for the slowest round, a dead holder's work would wait that long.
+    The renewer starts only once a round outlasts a third of the TTL (most rounds are
+    done long before), and a renewal in flight when the round ends is let finish:
+    cancelling it mid-call would make redis-py drop the connection it was using.
     """
-    renewer = asyncio.get_running_loop().create_task(_renew(leases, name, ttl))
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    renewer: list[asyncio.Task[None]] = []
+    timer = loop.call_later(
+        ttl / 3, lambda: renewer.append(loop.create_task(_renew(leases, name, ttl, done)))
+    )
     try:
         return await work()
     finally:
-        renewer.cancel()
+        timer.cancel()
+        done.set()
+        if renewer:
+            await renewer[0]
 
 
-async def _renew(leases: Leases, name: str, ttl: float) -> None:
-    while True:
-        await asyncio.sleep(ttl / 3)
+async def _renew(leases: Leases, name: str, ttl: float, done: asyncio.Event) -> None:
+    """Renew lease `name` now and every third of `ttl` after, until `done` is set."""
+    while not done.is_set():
         try:
             if not await leases.hold(name, ttl):
                 log.warning("background task %s: lease lost during a round", name)
         except (RedisError, OSError) as exc:
             log.warning("background task %s: could not renew its lease: %s", name, exc)
+        await wait_set(done, ttl / 3)
 
 
 async def pause(seconds: float, wake: asyncio.Event | None) -> None:
