@@ -64,7 +64,7 @@ def install() -> None:
     wrap(scripts.ScriptChannel, "flush", "script write")
     wrap(ws, "parse_frame", "frame parsed")
     wrap(ws, "start_eagerly", "claim handler")
-    wrap(scripts, "_settle", "script reply")
+    wrap(scripts.ScriptChannel, "_replied", "script reply")
     wrap(scripts.ScriptChannel, "settled", "event reader: reply read, settling")
     wrap(core.Broker, "_submitted", "submit result")
     wrap(worker_handlers, "send_assigned", "job_assigned written")
