@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from pathlib import Path
 
 from redis.asyncio import Redis
 
 from empq.hub.leases import Leases, run_leased
 from empq.keys import Keys
+from empq.redis_server import RedisServer
+from tests.support.hub_fixtures import start_hub
 
 TTL = 0.6
 
@@ -96,3 +100,32 @@ async def test_a_renewal_in_flight_when_the_round_ends_is_finished_not_cancelled
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_release_all_gives_up_only_this_holders_leases(redis_client: Redis) -> None:
+    keys = Keys("leasetest-release")
+    a, b = Leases(redis_client, keys, "a"), Leases(redis_client, keys, "b")
+    for holder, name in ((a, "one"), (a, "two"), (b, "three")):
+        assert await holder.hold(name, 30)
+    await a.release_all()
+    # A peer takes a's leases at once, without waiting for them to expire; b keeps its own.
+    for name in ("one", "two"):
+        assert await b.hold(name, 30)
+    assert await redis_client.get(keys.lease("three")) == b"b"
+    assert not a.held
+    await a.release_all()  # nothing held: no call, no error
+
+
+async def test_a_hub_whose_redis_is_gone_stops_promptly(tmp_path: Path) -> None:
+    """Its leases are given up in one call: one call's retries, not one per task."""
+    with RedisServer(persistent=False) as redis:
+        hub = start_hub(redis.url, tmp_path)
+        handle = await hub.__aenter__()
+        try:
+            for n in range(6):  # besides those of its own tasks, which it may not hold yet
+                assert await handle.hub.leases.hold(f"extra-{n}", 30)
+        finally:
+            redis.stop()
+            started = time.monotonic()
+            await hub.__aexit__(None, None, None)
+        assert time.monotonic() - started < 3.0

@@ -1,8 +1,11 @@
--- Release a leader lease, only if the caller still holds it.
--- KEYS[1]  the lease key
+-- Release leader leases, each only if the caller still holds it.
+-- KEYS     the lease keys
 -- ARGV[1]  the holder id (this hub)
--- Returns 1 when released, else 0.
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+-- Returns how many were released.
+local released = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    released = released + redis.call('DEL', key)
+  end
 end
-return 0
+return released
