@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -36,13 +37,23 @@ async def wait_for_log(proc: WorkerProcess, text: str, within: float = WAIT) -> 
     assert found, f"no {text!r} in the worker's log:\n{proc.log()}"
 
 
-async def wait_ready(port: int, proc: WorkerProcess, within: float = WAIT) -> None:
-    """Until the worker process is registered and its status port listens; then `/ready`."""
+async def wait_ready(proc: WorkerProcess, within: float = WAIT) -> int:
+    """Until the worker process is registered and its status port listens; its port.
+
+    The workers here are started with `EMPQ_HTTP_PORT=0` and say which port the OS gave
+    them: a port picked free beforehand can be taken by another process's outgoing
+    connection before the worker binds it.
+    """
     await wait_for_log(proc, "registered with hub", within)
-    await wait_for_log(proc, "status port listening", within)
+    await wait_for_log(proc, "status port listening on", within)
+    found = re.search(r"status port listening on [^\s:]+:(\d+)", proc.log())
+    assert found, proc.log()
+    port = int(found.group(1))
+    assert port > 0, proc.log()
     async with httpx.AsyncClient(timeout=5.0) as http:
         ready = await http.get(f"http://127.0.0.1:{port}/ready")
     assert ready.status_code == 200, (ready.text, proc.log())
+    return port
 
 
 async def test_running_job_survives_a_hub_restart(
@@ -75,12 +86,9 @@ async def test_running_job_survives_a_hub_restart(
 async def test_sigterm_lets_the_running_job_finish_then_exits_0(
     hub: HubHandle, tmp_path: Path
 ) -> None:
-    port = free_port()
-    proc = start_worker_process(
-        tmp_path, hub.ws_url, EMPQ_HTTP_PORT=str(port), EMPQ_SHUTDOWN_GRACE="20"
-    )
+    proc = start_worker_process(tmp_path, hub.ws_url, EMPQ_HTTP_PORT="0", EMPQ_SHUTDOWN_GRACE="20")
     try:
-        await wait_ready(port, proc)
+        await wait_ready(proc)
         async with hub.client() as client:
             running = await submit(client, payload={"duration": 1.0, "steps": 5})
             await wait_for_job(client, running, "in_progress")
@@ -98,12 +106,9 @@ async def test_sigterm_lets_the_running_job_finish_then_exits_0(
 async def test_sigterm_hands_back_a_job_that_outlives_the_grace(
     hub: HubHandle, tmp_path: Path
 ) -> None:
-    port = free_port()
-    proc = start_worker_process(
-        tmp_path, hub.ws_url, EMPQ_HTTP_PORT=str(port), EMPQ_SHUTDOWN_GRACE="0.3"
-    )
+    proc = start_worker_process(tmp_path, hub.ws_url, EMPQ_HTTP_PORT="0", EMPQ_SHUTDOWN_GRACE="0.3")
     try:
-        await wait_ready(port, proc)
+        await wait_ready(proc)
         async with hub.client() as client:
             job_id = await submit(client, payload={"duration": 60, "steps": 60})
             await wait_for_job(client, job_id, "in_progress")
@@ -120,12 +125,11 @@ async def test_sigkill_mid_job_and_another_worker_finishes_it(
     hub_factory: Callable[..., AbstractAsyncContextManager[HubHandle]], tmp_path: Path
 ) -> None:
     async with hub_factory(heartbeat_timeout=2, retry_delays=[0]) as hub:
-        port = free_port()
         doomed = start_worker_process(
-            tmp_path, hub.ws_url, EMPQ_HTTP_PORT=str(port), EMPQ_HEARTBEAT_INTERVAL="0.5"
+            tmp_path, hub.ws_url, EMPQ_HTTP_PORT="0", EMPQ_HEARTBEAT_INTERVAL="0.5"
         )
         try:
-            await wait_ready(port, doomed)
+            await wait_ready(doomed)
             async with hub.client() as client:
                 job_id = await submit(client, payload={"duration": 30, "steps": 30})
                 started = await wait_for_job(client, job_id, "in_progress")
@@ -154,14 +158,12 @@ async def _metric(http: httpx.AsyncClient, port: int, name: str) -> float:
 
 
 async def test_three_workers_complete_300_jobs_exactly_once(hub: HubHandle, tmp_path: Path) -> None:
-    ports = [free_port() for _ in range(3)]
     procs = [
-        start_worker_process(tmp_path, hub.ws_url, EMPQ_HTTP_PORT=str(p), EMPQ_CONCURRENT_JOBS="4")
-        for p in ports
+        start_worker_process(tmp_path, hub.ws_url, EMPQ_HTTP_PORT="0", EMPQ_CONCURRENT_JOBS="4")
+        for _ in range(3)
     ]
     try:
-        for port, proc in zip(ports, procs, strict=True):
-            await wait_ready(port, proc)
+        ports = [await wait_ready(proc) for proc in procs]
         async with hub.client() as client:
             jobs: list[dict[str, Any]] = [
                 {"type": "sim", "requirements": {"service_type": "simulation"}, "payload": {}}

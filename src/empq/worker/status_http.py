@@ -34,7 +34,9 @@ class _Server(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
-            log.info("status port listening on %s:%s", self.config.host, self.config.port)
+            # The port bound, not the one asked for: with `EMPQ_HTTP_PORT=0` the OS picks.
+            port = self.servers[0].sockets[0].getsockname()[1] if self.servers else self.config.port
+            log.info("status port listening on %s:%s", self.config.host, port)
 
 
 def status_app(worker: Worker) -> Starlette:
