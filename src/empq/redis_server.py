@@ -64,6 +64,20 @@ def free_port(below: int = 65536) -> int:
             return port
 
 
+def _bindable(port: int) -> bool:
+    """Whether a listening socket could bind 127.0.0.1:`port` now."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class _PortTaken(Exception):
+    """redis-server could not bind its port: another process has it."""
+
+
 class RedisServer:
     """A `redis-server` child process on 127.0.0.1; a context manager.
 
@@ -82,6 +96,9 @@ class RedisServer:
     ) -> None:
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.port = port or free_port()
+        #: The port was picked here, not asked for, and no server has run on it yet: if
+        #: another process takes it first, `start` may pick another.
+        self._may_move = not port
         self.persistent = persistent and data_dir is not None
         self.binary = binary or find_redis_server()
         self.extra_args = list(extra_args or [])
@@ -93,7 +110,26 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> RedisServer:
-        """Start the server and wait until it accepts connections."""
+        """Start the server and wait until it accepts connections.
+
+        A port picked free a moment ago can be taken by another process before
+        redis-server binds it (an outgoing connection's local port, say); on a first
+        start the server then moves to another picked port, up to a few times. Once it
+        has run, a restart keeps its port: clients hold its URL.
+        """
+        for _ in range(4):
+            try:
+                self._start_once(timeout)
+            except _PortTaken:
+                self.port = free_port()
+                continue
+            self._may_move = False
+            return self
+        self._start_once(timeout)
+        self._may_move = False
+        return self
+
+    def _start_once(self, timeout: float) -> None:
         args = [
             self.binary,
             "--port",
@@ -131,10 +167,16 @@ class RedisServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                err = self.process.stderr.read().decode() if self.process.stderr else ""
+                proc, self.process = self.process, None
+                err = ""
+                if proc.stderr is not None:
+                    err = proc.stderr.read().decode()
+                    proc.stderr.close()
+                if self._may_move and not _bindable(self.port):
+                    raise _PortTaken(err)
                 raise EmpqError(f"redis-server exited at start: {err.strip()}")
             if self._answers():
-                return self
+                return
             time.sleep(0.02)
         self.stop()
         raise EmpqError(f"redis-server did not answer on port {self.port} in {timeout:g}s")

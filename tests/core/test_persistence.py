@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import psutil
 import pytest
+import redis
 
 from empq.broker import Broker
 from empq.config import BrokerSettings
+from empq.errors import EmpqError
 from empq.models import JobSubmission, WorkerCapabilities
 from empq.redis_server import RedisServer, bundled_redis_server, find_redis_server
 from empq.status import JobStatus
@@ -105,3 +108,31 @@ def test_the_private_redis_stops_when_its_owner_is_killed(tmp_path: Path) -> Non
     owner.stdout.close()
     _, alive = psutil.wait_procs([psutil.Process(redis_pid)], timeout=10)
     assert not alive
+
+
+def test_a_picked_port_taken_before_redis_binds_it_moves_the_server(tmp_path: Path) -> None:
+    """Another process may take the port picked free a moment ago; redis moves, once."""
+    server = RedisServer(tmp_path / "redis", persistent=True)
+    picked = server.port
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", picked))
+        squatter.listen()
+        with server:
+            assert server.port != picked
+            assert redis.Redis.from_url(server.url).ping()
+            moved = server.port
+        # Once it has run, a restart keeps its port (clients hold its URL).
+        server.start()
+        try:
+            assert server.port == moved
+        finally:
+            server.stop()
+
+
+def test_a_port_asked_for_and_taken_is_an_error(tmp_path: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        with pytest.raises(EmpqError, match="exited at start"):
+            RedisServer(port=port, persistent=False).start()

@@ -18,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -35,7 +37,6 @@ from websockets.asyncio.client import ClientConnection, connect
 from empq.config import HubSettings
 from empq.hub.runtime import Hub
 from empq.hub.server import running
-from empq.redis_server import free_port
 from tests.support.child_output import ChildOutput
 
 DEFAULT_TIMEOUT = 5.0
@@ -126,7 +127,12 @@ class HubProcess:
         return f"ws://127.0.0.1:{self.ws_port}/"
 
     async def start(self, within: float = 15.0) -> None:
-        """Start the process, wait for its "listening" log line, and check `/ready`."""
+        """Start the process, wait for its "listening" log line, and check `/ready`.
+
+        The first start binds port 0 (the OS picks; a port picked free beforehand can be
+        taken by another process's outgoing connection before the hub binds it) and
+        reads the ports from that line; a restart binds the same ones again.
+        """
         self.proc = await asyncio.to_thread(
             subprocess.Popen,
             [sys.executable, "-m", "empq.hub"],
@@ -142,6 +148,12 @@ class HubProcess:
                 raise RuntimeError(f"hub exited at start:\n{output.text()}")
         except TimeoutError:
             raise RuntimeError(f"hub not ready in {within}s:\n{output.text()}") from None
+        ports = re.search(
+            r"REST on http://[^\s:]+:(\d+), WebSocket on ws://[^\s:]+:(\d+)/", output.text()
+        )
+        assert ports, output.text()
+        self.http_port, self.ws_port = int(ports.group(1)), int(ports.group(2))
+        self.env["EMPQ_HUB_PORT"], self.env["EMPQ_WS_PORT"] = ports.group(1), ports.group(2)
         async with httpx.AsyncClient(timeout=5.0) as client:
             ready = await client.get(f"{self.http_url}/ready")
         assert ready.status_code == 200, ready.text
@@ -176,15 +188,15 @@ def hub_process(
 
     @asynccontextmanager
     async def factory(**env: str) -> AsyncIterator[HubProcess]:
-        base = tmp_path / f"proc-{free_port()}"
+        base = tmp_path / f"proc-{uuid.uuid4().hex[:8]}"
         base.mkdir(parents=True)
         full = dict(os.environ)
         full.update(
             {
                 "EMPQ_REDIS_URL": redis_url,
                 "EMPQ_HUB_HOST": "127.0.0.1",
-                "EMPQ_HUB_PORT": str(free_port()),
-                "EMPQ_WS_PORT": str(free_port()),
+                "EMPQ_HUB_PORT": "0",
+                "EMPQ_WS_PORT": "0",
                 "EMPQ_DATA_DIR": str(base / "data"),
                 "EMPQ_ARTIFACT_DIR": str(base / "artifacts"),
             }
