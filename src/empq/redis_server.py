@@ -117,7 +117,7 @@ class RedisServer:
         start the server then moves to another picked port, up to a few times. Once it
         has run, a restart keeps its port: clients hold its URL.
         """
-        for _ in range(4):
+        for _ in range(5):
             try:
                 self._start_once(timeout)
             except _PortTaken:
@@ -125,9 +125,7 @@ class RedisServer:
                 continue
             self._may_move = False
             return self
-        self._start_once(timeout)
-        self._may_move = False
-        return self
+        raise EmpqError("redis-server found each port it was given taken before it could bind")
 
     def _start_once(self, timeout: float) -> None:
         args = [

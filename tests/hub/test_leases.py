@@ -119,13 +119,9 @@ async def test_release_all_gives_up_only_this_holders_leases(redis_client: Redis
 async def test_a_hub_whose_redis_is_gone_stops_promptly(tmp_path: Path) -> None:
     """Its leases are given up in one call: one call's retries, not one per task."""
     with RedisServer(persistent=False) as redis:
-        hub = start_hub(redis.url, tmp_path)
-        handle = await hub.__aenter__()
-        try:
+        async with start_hub(redis.url, tmp_path) as handle:
             for n in range(6):  # besides those of its own tasks, which it may not hold yet
                 assert await handle.hub.leases.hold(f"extra-{n}", 30)
-        finally:
             redis.stop()
             started = time.monotonic()
-            await hub.__aexit__(None, None, None)
         assert time.monotonic() - started < 3.0
