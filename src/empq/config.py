@@ -70,6 +70,8 @@ class HubSettings(BrokerSettings):
     stats_interval: Annotated[float, Field(gt=0)] = 5
     max_message_bytes: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
     ws_max_queue: Annotated[int, Field(ge=1)] = 10_000
+    #: The longest a worker's `claim_job.wait_seconds` may park a claim (`claim_wait_max`).
+    claim_wait_max: Annotated[float, Field(ge=0, le=3600)] = 30
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     worker_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
     webhook_deny_private: bool = False

@@ -61,11 +61,26 @@ class RegisterWorker(Message):
     current_jobs: list[str] = Field(default_factory=list)
 
 
+#: Longest `wait_seconds` a claim may ask for; the hub may advertise less (`claim_wait_max`).
+CLAIM_WAIT_LIMIT = 3600.0
+
+
+class ClaimNext(BaseModel):
+    """A `claim_job` carried by `complete_job`, `fail_job` or `release_job` (CONTRACT §9)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_jobs: Annotated[int, Field(ge=1, le=1024)] = 1
+    wait_seconds: Annotated[float, Field(ge=0, le=CLAIM_WAIT_LIMIT, allow_inf_nan=False)] = 0
+
+
 class ClaimJob(Message):
     type: Literal["claim_job"]
     worker_id: str | None = None
     max_jobs: Annotated[int, Field(ge=1, le=1024)] = 1
     preferred_types: list[str] | None = None
+    #: Park the claim this long when nothing can be given (capped at `claim_wait_max`).
+    wait_seconds: Annotated[float, Field(ge=0, le=CLAIM_WAIT_LIMIT, allow_inf_nan=False)] = 0
 
 
 class JobAcceptedByWorker(Message):
@@ -95,6 +110,7 @@ class CompleteJob(Message):
     result: dict[str, Any] = Field(default_factory=dict)
     processing_time: Annotated[float, Field(ge=0)] | None = None
     worker_id: str | None = None
+    claim_next: ClaimNext | None = None
 
 
 class FailJob(Message):
@@ -105,6 +121,18 @@ class FailJob(Message):
     retry: bool = True
     error_details: dict[str, Any] | None = None
     worker_id: str | None = None
+    claim_next: ClaimNext | None = None
+
+
+class ReleaseJob(Message):
+    """A hand-back: the worker could not start the job; no attempt is counted."""
+
+    type: Literal["release_job"]
+    job_id: str
+    claim_token: str
+    reason: Annotated[str, Field(max_length=1000)] | None = None
+    worker_id: str | None = None
+    claim_next: ClaimNext | None = None
 
 
 class WorkerHeartbeat(Message):
@@ -230,6 +258,7 @@ InboundMessage = Annotated[
     | UpdateJobProgress
     | CompleteJob
     | FailJob
+    | ReleaseJob
     | WorkerHeartbeat
     | WorkerStatusMessage
     | UpdateCapabilities
@@ -258,6 +287,7 @@ INBOUND_TYPES: frozenset[str] = frozenset(
         UpdateJobProgress,
         CompleteJob,
         FailJob,
+        ReleaseJob,
         WorkerHeartbeat,
         WorkerStatusMessage,
         UpdateCapabilities,

@@ -1,4 +1,5 @@
-"""Script calls of one loop turn share a round trip; reservations never jump the queue."""
+"""Script calls of one loop turn share a round trip; a job claimed in its own submission
+(for a parked claim) never jumps the queue; hand-backs keep a job's place and attempts."""
 
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ def job(priority: int = 50, service: str = "sim") -> JobSubmission:
 async def known_queue(broker: Broker) -> None:
     """Run one job of the `sim` requirements, so the broker knows their queue.
 
-    (A reservation is made only for requirements the broker has seen: a brand-new
-    signature is claimed the ordinary way.)
+    (A job is claimed in its own submission only for requirements the broker has seen:
+    a brand-new signature is claimed the ordinary way.)
     """
     await broker.submit(job())
     (first,) = await broker.claim("w", CAPS)
@@ -69,7 +70,7 @@ async def test_batched_calls_survive_a_script_flush(broker: Broker) -> None:
 async def test_reservation_takes_the_new_job_for_an_idle_worker(broker: Broker) -> None:
     await known_queue(broker)
     job_id = new_job_id()
-    result, reserved = await broker.submit_reserving(job(), job_id, "w", CAPS, WorkerState())
+    result, reserved = await broker.submit_and_claim(job(), job_id, "w", CAPS, WorkerState())
     assert result.created
     assert result.status is JobStatus.QUEUED
     assert reserved is not None
@@ -108,7 +109,7 @@ async def test_a_reservation_knows_the_job_as_a_claim_would_read_it(broker: Brok
 
     job_id = new_job_id()
     before = await broker.last_event_id()
-    _, reserved = await broker.submit_reserving(step(2), job_id, "w", CAPS, WorkerState())
+    _, reserved = await broker.submit_and_claim(step(2), job_id, "w", CAPS, WorkerState())
     assert reserved is not None
     stored = decode_hash(await broker.redis.hgetall(broker.keys.job(job_id)))
     assert stored["workflow_priority"] == "70"
@@ -132,7 +133,7 @@ async def test_a_reservation_knows_the_job_as_a_claim_would_read_it(broker: Brok
 async def test_reservation_never_jumps_a_better_queued_job(broker: Broker) -> None:
     await known_queue(broker)
     better = await broker.submit(job(priority=90))
-    result, reserved = await broker.submit_reserving(
+    result, reserved = await broker.submit_and_claim(
         job(priority=10), new_job_id(), "w", CAPS, WorkerState()
     )
     assert reserved is None
@@ -153,7 +154,7 @@ async def test_a_reservation_whose_claim_fails_still_queues_the_job(broker: Brok
     await broker.redis.delete(version_key)
     await broker.redis.hset(version_key, "x", "1")
     try:
-        result, reserved = await broker.submit_reserving(
+        result, reserved = await broker.submit_and_claim(
             job(), new_job_id(), "w", CAPS, WorkerState()
         )
     finally:
@@ -171,7 +172,7 @@ async def test_reservation_respects_matching(broker: Broker, service: str) -> No
     await known_queue(broker)
     # A worker that cannot run the job (another service, or draining) gets nothing.
     state = WorkerState(draining=service == "sim")
-    result, reserved = await broker.submit_reserving(
+    result, reserved = await broker.submit_and_claim(
         job(service=service), new_job_id(), "w", CAPS, state
     )
     assert reserved is None
@@ -181,7 +182,7 @@ async def test_reservation_respects_matching(broker: Broker, service: str) -> No
 async def test_repeated_idempotency_key_reserves_nothing(broker: Broker) -> None:
     first = await broker.submit(JobSubmission(type="t", idempotency_key="k"))
     again = JobSubmission(type="t", idempotency_key="k")
-    result, reserved = await broker.submit_reserving(
+    result, reserved = await broker.submit_and_claim(
         again, new_job_id(), "w", WorkerCapabilities(), WorkerState()
     )
     assert not result.created
@@ -220,33 +221,42 @@ async def test_completions_of_one_turn_share_one_call_and_one_event_entry(broker
     assert stats["jobs_by_status"]["completed"] == 8
 
 
-async def test_an_unclaimed_reservation_goes_back_in_line_without_losing_an_attempt(
-    broker: Broker,
+@pytest.mark.parametrize("reached", [JobStatus.ASSIGNED, JobStatus.ACCEPTED, JobStatus.IN_PROGRESS])
+async def test_a_hand_back_keeps_the_jobs_place_and_its_attempts(
+    broker: Broker, reached: JobStatus
 ) -> None:
-    await known_queue(broker)
+    first = await broker.submit(job())
     behind = await broker.submit(job(priority=10))
-    job_id = new_job_id()
-    _, reserved = await broker.submit_reserving(job(), job_id, "w", CAPS, WorkerState())
-    assert reserved is not None
-    assert not await broker.release_reservation(job_id, "bogus.w")  # fenced by its token
-    assert await broker.release_reservation(job_id, reserved.claim_token)
-    rec = await broker.get(job_id)
+    (a,) = await broker.claim("w", CAPS)
+    assert a.job_id == first.job_id
+    if reached is not JobStatus.ASSIGNED:
+        await broker.accept(a.job_id, a.claim_token)
+    if reached is JobStatus.IN_PROGRESS:
+        await broker.progress(a.job_id, a.claim_token, 10, None)
+    with pytest.raises(StaleClaim):
+        await broker.release(a.job_id, "bogus.w", "service down")  # fenced by its token
+    await broker.release(a.job_id, a.claim_token, "service down")
+    rec = await broker.get(a.job_id)
     assert rec.status is JobStatus.QUEUED
     assert rec.attempts == 0
     assert rec.position == 1  # its place in line, ahead of the lower-priority job
     assert (await broker.get(behind.job_id)).position == 2
-    # The old token is dead: the worker that never claimed cannot report on the job.
+    # The old token is dead: the worker that handed it back cannot report on it.
     with pytest.raises(StaleClaim):
-        await broker.accept(job_id, reserved.claim_token)
+        await broker.complete(a.job_id, a.claim_token, {})
     got = await broker.claim("w2", CAPS)
-    assert [a.job_id for a in got] == [job_id]
+    assert [g.job_id for g in got] == [a.job_id]
 
 
-async def test_a_reservation_the_worker_took_up_is_not_released(broker: Broker) -> None:
-    await known_queue(broker)
-    job_id = new_job_id()
-    _, reserved = await broker.submit_reserving(job(), job_id, "w", CAPS, WorkerState())
-    assert reserved is not None
-    await broker.accept(job_id, reserved.claim_token)
-    assert not await broker.release_reservation(job_id, reserved.claim_token)
-    assert (await broker.get(job_id)).status is JobStatus.ACCEPTED
+async def test_more_than_ten_hand_backs_in_a_row_count_one_attempt(broker: Broker) -> None:
+    sub = await broker.submit(job().model_copy(update={"max_retries": 0}))
+    for n in range(10):
+        (a,) = await broker.claim(f"w{n}", CAPS)
+        await broker.release(a.job_id, a.claim_token, "cannot start it")
+        assert (await broker.get(sub.job_id)).attempts == 0
+    (a,) = await broker.claim("w10", CAPS)
+    await broker.release(a.job_id, a.claim_token, "cannot start it")
+    rec = await broker.get(sub.job_id)
+    # With no retries left, the job that every worker gave up on ends instead of cycling.
+    assert rec.attempts == 1
+    assert rec.status is JobStatus.FAILED

@@ -82,16 +82,16 @@ async def test_a_call_in_flight_when_the_connection_drops_fails_and_the_next_wor
     assert (await broker.get(later.job_id)).status is JobStatus.QUEUED
 
 
-async def test_a_reserving_submission_cut_off_by_a_drop_fails_and_leaves_no_claim(
+async def test_a_claiming_submission_cut_off_by_a_drop_fails_and_leaves_no_claim(
     broker: Broker, redis_client: aredis.Redis
 ) -> None:
-    first = await broker.submit(job())  # the signature is known: reservations are made
+    first = await broker.submit(job())  # the signature is known: the submission claims
     (a,) = await broker.claim("w", CAPS)
     await broker.complete(a.job_id, a.claim_token, {})
     await redis_client.execute_command("CLIENT", "PAUSE", "5000", "WRITE")
     try:
         pending = asyncio.ensure_future(
-            broker.submit_reserving(job(), new_job_id(), "w", CAPS, WorkerState())
+            broker.submit_and_claim(job(), new_job_id(), "w", CAPS, WorkerState())
         )
         assert await kill_script_connection(redis_client) == 1
         with pytest.raises(RedisConnectionError):

@@ -225,7 +225,7 @@ async def test_disconnect_requeues_running_jobs_at_once(hub: HubHandle) -> None:
         assert gone["jobs_affected"] == [job_id]
         job = (await http.get(f"/api/jobs/{job_id}")).json()
         assert job["status"] == "queued"
-        assert job["attempts"] == 1
+        assert job["attempts"] == 0  # a graceful disconnect hands back (CONTRACT §9)
         worker = (await http.get("/api/workers/w1")).json()
         assert worker["status"] == "offline"
 

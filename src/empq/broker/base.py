@@ -60,15 +60,18 @@ class SubmitResult:
 class Assignment:
     """A job handed to a worker, with the token that fences its later messages.
 
-    `fields` is the job's hash as the claim left it (read back by claim.lua; for a
-    reservation, rebuilt from what the submission wrote); `job` builds the full record
-    from it on demand (the hub's hot path writes `job_assigned` from the fields).
+    `fields` is the job's hash as the claim left it (read back by claim.lua; for a job
+    claimed in its own submission, rebuilt from what the submission wrote); `job` builds
+    the full record from it on demand (the hub's hot path writes `job_assigned` from the
+    fields). `event_id` is the claim's entry in the event stream: events before it are
+    about earlier holders of the job.
     """
 
     job_id: str
     fields: dict[str, str]
     claim_token: str
     claim_timeout: float
+    event_id: str | None = None
 
     @property
     def job(self) -> Job:

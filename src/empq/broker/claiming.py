@@ -148,11 +148,14 @@ class ClaimMixin(QueryMixin):
         ]
 
     def _assignments(self, won: Any, tokens: list[str]) -> list[Assignment]:
-        """The jobs claim.lua handed out, each with its token."""
+        """The jobs claim.lua handed out, each with its token and the claim's event id."""
         timeout = self.settings.claim_timeout
+        event_id = won[0].decode()
         return [
-            Assignment(member.decode().partition("|")[2], decode_hash(raw), token, timeout)
-            for member, raw, token in zip(won[::2], won[1::2], tokens, strict=False)
+            Assignment(
+                member.decode().partition("|")[2], decode_hash(raw), token, timeout, event_id
+            )
+            for member, raw, token in zip(won[1::2], won[2::2], tokens, strict=False)
         ]
 
     def _hint(self, member: str, sig: str) -> None:
@@ -229,7 +232,7 @@ class ClaimMixin(QueryMixin):
                 self._candidates.pop(cache_key, None)
                 spare = _CONTENDED_PEEK_DEPTH
                 continue
-            if len(won) // 2 < want or hinted:
+            if (len(won) - 1) // 2 < want or hinted:
                 # Fewer than asked: the rest were taken, or jobs joined a queue since the
                 # peek (then one job is claimed). Either way this peek is spent.
                 self._candidates.pop(cache_key, None)

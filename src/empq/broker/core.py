@@ -80,7 +80,7 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
         rows = await self.scripts.submit(keys=keys, args=args)
         return await self._submitted(rows, sigs, args[0])
 
-    async def submit_reserving(
+    async def submit_and_claim(
         self,
         sub: JobSubmission,
         job_id: str,
@@ -92,12 +92,12 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
     ) -> tuple[SubmitResult, Assignment | None]:
         """Queue one job and, in the same round trip, claim it for `worker_id`.
 
-        The claim (reserve.lua) runs right behind the submission in the same script
-        call (`submit_reserve`), with claim.lua's rules: the worker gets the job only if
-        it may run it and it is then the best job of every queue the worker may take
-        from; otherwise the job just stays queued.
-        It is for a worker that was idle and is being told `job_available` for this job:
-        its `claim_job` is then answered without another trip to Redis.
+        For a worker whose `claim_job` is parked on this hub: it asked for a job, and
+        this one may be it. The claim (reserve.lua) runs right behind the submission in
+        the same script call (`submit_reserve`), with claim.lua's rules: the worker gets
+        the job only if it may run it and it is then the best job of every queue the
+        worker may take from; otherwise the job just stays queued (and the caller claims
+        as usual, which answers with the better job).
         """
         eligible = self._eligible(caps, state)
         spec = spec_of(sub) if spec is None else spec
@@ -149,10 +149,10 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
             claim_token=token,
             assigned_at=str(now),
         )
-        for name, value in zip(("workflow_priority", "workflow_datetime"), won[2:], strict=True):
+        for name, value in zip(("workflow_priority", "workflow_datetime"), won[2:4], strict=True):
             if value:
                 h[name] = value.decode()
-        return result, Assignment(job_id, h, token, self.settings.claim_timeout)
+        return result, Assignment(job_id, h, token, self.settings.claim_timeout, won[4].decode())
 
     def _submit_call(
         self,

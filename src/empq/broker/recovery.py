@@ -15,13 +15,19 @@ from empq.status import JobStatus
 class RecoveryMixin(ReportsMixin):
     """Background recovery; every step re-checks the claim, so several hubs may run it."""
 
-    async def release_reservation(self, job_id: str, token: str) -> bool:
-        """Put back a job claimed for a worker that never asked for it (Broker.submit_reserving).
+    async def release(self, job_id: str, token: str, reason: str) -> None:
+        """A hand-back (`release_job`): the job goes back to its place, no attempt counted.
 
-        Only while it is still `assigned` under `token`; its attempt is not counted, since
-        it never reached the worker. Returns whether the job went back to the queue.
+        Raises `StaleClaim` when `token` no longer holds the job, `JobNotFound` for none.
         """
-        return await self._requeue(job_id, "offer not claimed", token, counted=False)
+        k = self.keys
+        fields = await self._r.hmget(k.job(job_id), ["sig", "status"])
+        if fields[0] is None:
+            raise JobNotFound(job_id)
+        if not await self._requeue(job_id, reason, token, counted=False):
+            status = await self._r.hget(k.job(job_id), "status")
+            current = status.decode() if status else "unknown"
+            raise StaleClaim(job_id, f"claim token does not hold the job (job is {current})")
 
     async def _requeue(
         self, job_id: str, reason: str, expected_token: str | None = None, *, counted: bool = True
@@ -60,14 +66,20 @@ class RecoveryMixin(ReportsMixin):
         )
         return bool(reply[0] == b"OK")
 
-    async def requeue_worker_jobs(self, worker_id: str, reason: str) -> list[str]:
-        """Return every job a worker holds to its place in the queue (attempt counted)."""
+    async def requeue_worker_jobs(
+        self, worker_id: str, reason: str, *, counted: bool = True
+    ) -> list[str]:
+        """Return every job a worker holds to its place in the queue.
+
+        The attempt counts (`counted`) unless the worker handed the jobs back (a graceful
+        `disconnect`).
+        """
         ids = [m.decode() for m in await self._r.smembers(self.keys.worker_jobs(worker_id))]
         done = []
         for job_id in sorted(ids):
             token = await self._r.hget(self.keys.job(job_id), "claim_token")
             if token is not None and _worker_of_token(token.decode()) == worker_id:
-                if await self._requeue(job_id, reason, token.decode()):
+                if await self._requeue(job_id, reason, token.decode(), counted=counted):
                     done.append(job_id)
             else:  # the set lagged behind a finished job; tidy it
                 await self._r.srem(self.keys.worker_jobs(worker_id), job_id)

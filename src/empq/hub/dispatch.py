@@ -1,27 +1,27 @@
-"""Offer newly queued jobs to idle workers connected to this hub (`job_available`).
+"""Tell workers connected to this hub about newly queued jobs.
 
 Triggered by every `job_update` event with status `queued` that this hub reads
 from the shared stream, whichever hub or sweep queued the job, so two hubs on one
-Redis offer work to all their workers. A job submitted through this hub is offered
-at once, from the submit handler (`offer_submitted`), without waiting for its event
-to come back from Redis; its event is then skipped here. The offer goes to the best-scoring worker
-that can take the job now and has no unanswered offer; the worker then claims,
-and the broker, not this offer, decides which job it gets (so an offer can never
-let a lower-priority job jump a higher one).
+Redis serve all their workers. A worker whose claim is parked (`claim_job` with
+`wait_seconds`) and may run the job is woken to claim again (`Claims.queued`);
+otherwise the best-scoring idle worker with no parked claim and no unanswered offer
+is sent `job_available`, and claims if it wants. Either way the worker asked, and
+the broker, not this choice, decides which job it gets, so a lower-priority job never
+jumps a higher one. A job submitted through this hub is handled at once by the
+submit path (`submit`), without waiting for its event to come back from Redis; its
+event is then skipped here.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from empq.broker.base import Assignment, SubmitResult
+from empq.broker.base import SubmitResult
 from empq.broker.core import new_job_id
-from empq.hub.registry import OFFER_HOLD_SECONDS, Reservation
-from empq.hub.worker_handlers import send_assigned
+from empq.hub.registry import OFFER_HOLD_SECONDS
 from empq.matching import JobSpec, score
 from empq.models import JobSubmission
 from empq.protocol import now_ms, wire
@@ -63,7 +63,6 @@ class Dispatcher:
         self._specs: dict[str, JobSpec] = {}
         # Jobs offered at submission whose `queued` event has not been read yet.
         self._offered: OrderedDict[str, None] = OrderedDict()
-        self._releases: set[asyncio.Task[None]] = set()
 
     def expect(self, job_ids: list[str]) -> None:
         """Jobs about to be submitted through this hub: their `queued` events offer nothing.
@@ -107,7 +106,8 @@ class Dispatcher:
         return JobSpec.of(job.type, job.customer_id, job.requirements)
 
     async def on_queued(self, data: dict[str, Any], event_ms: int | None) -> int:
-        """Offer a just-queued job; returns how many workers were told."""
+        """A job was queued (by any hub): wake a parked claim that may take it, else offer
+        it to an idle worker; returns how many workers were told."""
         if not self._ready_worker():
             return 0
         spec = await self.spec_for(data)
@@ -118,7 +118,11 @@ class Dispatcher:
         if not local or not self.hub.accepting:
             return False
         offered_before = time.monotonic() - OFFER_HOLD_SECONDS
-        return any(lw.free_slots and lw.offered_at <= offered_before for lw in local.values())
+        return any(
+            lw.free_slots
+            and (lw.parked is not None or lw.claiming or lw.offered_at <= offered_before)
+            for lw in local.values()
+        )
 
     def pick(self, spec: JobSpec) -> LocalWorker | None:
         """The best-scoring local worker that can take a job of `spec` now, unoffered.
@@ -132,7 +136,12 @@ class Dispatcher:
         best_score = 0.0
         offered_before = time.monotonic() - OFFER_HOLD_SECONDS
         for lw in self.hub.registry.local.values():
-            if lw.offered_at > offered_before or not lw.free_slots or not lw.can_take(spec):
+            if (
+                lw.parked is not None
+                or lw.offered_at > offered_before
+                or not lw.free_slots
+                or not lw.can_take(spec)
+            ):
                 continue
             s = score(lw.caps, spec)
             if (
@@ -147,6 +156,13 @@ class Dispatcher:
         return best
 
     def _offer(self, job_id: str, spec: JobSpec, priority: Any, event_ms: int | None) -> int:
+        """Wake a parked claim that may take the job, else offer it to an idle worker."""
+        if not self.hub.accepting:
+            return 0
+        if self.hub.claims.queued(spec):
+            if event_ms is not None:
+                self._observe(event_ms)
+            return 1
         best = self.pick(spec)
         if best is None:
             return 0
@@ -168,86 +184,36 @@ class Dispatcher:
             )
         )
         if event_ms is not None:
-            self.hub.metrics.dispatch_latency.observe(max(time.time() * 1000 - event_ms, 0) / 1000)
+            self._observe(event_ms)
+
+    def _observe(self, event_ms: int) -> None:
+        self.hub.metrics.dispatch_latency.observe(max(time.time() * 1000 - event_ms, 0) / 1000)
 
     async def submit(self, sub: JobSubmission, spec: JobSpec) -> SubmitResult:
-        """Queue one job submitted through this hub and offer it at once.
+        """Queue one job submitted through this hub and tell a worker about it at once.
 
-        With an idle local worker that can run it, the offer goes out together with the
-        submission, and the job is claimed for that worker in the same round trip to
-        Redis (`Broker.submit_reserving`): the worker's `claim_job`, which the offer
-        brings back, is then answered from memory. The worker still asks: a job is
-        never assigned to a worker that did not claim, and if it does not claim within
-        `OFFER_HOLD_SECONDS`, the job goes back in line (`_release_unclaimed`; the
-        claim-timeout sweep covers a hub that dies first).
+        A worker whose claim is parked here and that may run the job asked for work:
+        the job is claimed for it in the same Redis call as the submission, if it is the
+        best job that worker may run (`Claims.submit`). Otherwise an idle worker with no
+        parked claim is offered it (`job_available`) and claims it if it wants it.
         """
-        broker = self.hub.broker
         started, job_id = now_ms(), new_job_id()
         self.expect([job_id])
-        priority = sub.effective_priority
-        target = self.pick(spec)
-        if target is None:
-            result = await broker.submit(sub, job_id)
-            self.submitted(job_id, spec, priority, created=result.created, started_ms=started)
-            return result
-        loop = asyncio.get_running_loop()
-        reservation = Reservation(loop.create_future())
-        target.reservation = reservation
-        target.offered_at = time.monotonic()
-        # The offer goes out first, written to the worker's socket now: the worker's
-        # claim takes two hops between processes to come back, Redis's reply to the
-        # submission one, so the two arrive together. The submission is written right
-        # behind it, in the same call. A claim that comes first waits for the
-        # reservation (worker_handlers.claim_job).
-        self._tell(target, job_id, spec, priority, started)
-        assignment = None
-        try:
-            result, assignment = await broker.submit_reserving(
-                sub, job_id, target.worker_id, target.caps, target.state, spec=spec
-            )
-            if not result.created:
+        parked = self.hub.claims.parked_for(spec) if self.hub.accepting else None
+        if parked is not None:
+            result, given = await self.hub.claims.submit(sub, spec, job_id, parked)
+            if given or not result.created:
                 self._offered.pop(job_id, None)
-        finally:
-            if assignment is not None:
-                self.hub.registry.hold(target, job_id, assignment.running)
-                if reservation.claimed and not reservation.future.done():
-                    # The worker's claim is already waiting: answer it now rather than
-                    # a loop turn later, after this submit's reply is built.
-                    send_assigned(target, assignment, 0)
-                    reservation.sent = True
-            if not reservation.future.done():
-                reservation.future.set_result(assignment)
-            if target.reservation is reservation and assignment is None:
-                target.reservation = None
-        if assignment is not None and not reservation.claimed:
-            loop.call_later(
-                OFFER_HOLD_SECONDS, self._release_unclaimed, target, reservation, assignment
-            )
+                return result
+            # Not the best job for that worker (it claims again for the better one): the
+            # job is queued like any other, for the next parked or idle worker.
+            self._offer(job_id, spec, sub.effective_priority, started)
+            return result
+        result = await self.hub.broker.submit(sub, job_id)
+        self.submitted(
+            job_id, spec, sub.effective_priority, created=result.created, started_ms=started
+        )
         return result
-
-    def _release_unclaimed(
-        self, lw: LocalWorker, reservation: Reservation, assignment: Assignment
-    ) -> None:
-        """The offered worker never claimed its reserved job: put the job back in line.
-
-        Without this it would wait for the claim-timeout sweep (`EMPQ_CLAIM_TIMEOUT`,
-        30 s by default) and lose an attempt, though it never reached the worker.
-        """
-        if reservation.claimed:
-            return
-        if lw.reservation is reservation:
-            lw.reservation = None
-        self.hub.registry.release(assignment.job_id)
-        task = asyncio.get_running_loop().create_task(self._release(assignment))
-        self._releases.add(task)
-        task.add_done_callback(self._releases.discard)
-
-    async def _release(self, assignment: Assignment) -> None:
-        try:
-            if await self.hub.broker.release_reservation(assignment.job_id, assignment.claim_token):
-                log.info("job %s: offer not claimed; back in the queue", assignment.job_id)
-        except Exception as exc:  # noqa: BLE001 - the claim-timeout sweep still covers it
-            log.warning("job %s: could not release its reservation: %s", assignment.job_id, exc)
 
     def capable_idle_count(self, spec: JobSpec) -> int:
         """How many local workers could take a job of `spec` right now."""

@@ -132,7 +132,7 @@ class EventPump:
         """Deliver one event to everything on this hub that wants it."""
         hub = self.hub
         if event_type in JOB_EVENTS:
-            self._track_jobs(event_type, data)
+            self._track_jobs(data, event_id)
             if event_type == "job_failed" and data.get("will_retry"):
                 hub.wakeups["retries"].set()  # its back-off may end before the next poll
             text: str | None = None
@@ -180,13 +180,24 @@ class EventPump:
                 text = text or event_message(event_type, data, event_id)
                 conn.send(text)
 
-    def _track_jobs(self, event_type: str, data: dict[str, Any]) -> None:
-        """Keep local workers' held jobs in step; tell a worker its job was cancelled."""
+    def _track_jobs(self, data: dict[str, Any], event_id: str) -> None:
+        """Keep local workers' held jobs in step; tell a worker its job was cancelled.
+
+        An event ends a hold only if it is newer than the claim that made the hold (a
+        late-read event of the job's earlier life says nothing about its holder now), and
+        says the job left its holder: it is no longer active, or it is active with
+        another worker (taken back and claimed elsewhere meanwhile).
+        """
         job_id = data.get("job_id")
         status = data.get("status")
-        if not isinstance(job_id, str) or status in ACTIVE_STATUSES:
+        if not isinstance(job_id, str):
             return
-        lw = self.hub.registry.release(job_id)
+        holder = self.hub.registry.holders.get(job_id)
+        if holder is None or (
+            status in ACTIVE_STATUSES and data.get("worker_id") in (None, holder.worker_id)
+        ):
+            return
+        lw = self.hub.registry.ended_by(job_id, event_id)
         if lw is not None and status == JobStatus.CANCELLED:
             lw.conn.send(
                 out("cancel_job", job_id=job_id, reason=data.get("message") or "cancelled")

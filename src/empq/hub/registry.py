@@ -25,7 +25,6 @@ from empq.models import WorkerCapabilities, WorkerInfo
 from empq.status import WorkerStatus
 
 if TYPE_CHECKING:
-    from empq.broker.base import Assignment
     from empq.hub.connections import Connection
 
 log = logging.getLogger("empq.hub.registry")
@@ -38,16 +37,26 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(slots=True, eq=False)
-class Reservation:
-    """A job being claimed for a worker alongside its `job_available` (Dispatcher.submit)."""
+def stream_position(event_id: str | None) -> tuple[int, int]:
+    """An event-stream id ("ms-seq") as a pair that orders like the stream."""
+    if not event_id:
+        return (0, 0)
+    ms, _, seq = event_id.partition("-")
+    try:
+        return (int(ms), int(seq or 0))
+    except ValueError:
+        return (0, 0)
 
-    #: The claim's outcome: the assignment, or None if the job went to no one.
-    future: asyncio.Future[Assignment | None]
-    #: The worker's `claim_job` has arrived and waits for the outcome.
-    claimed: bool = False
-    #: The submit already sent `job_assigned` (in the same turn as Redis's reply).
-    sent: bool = False
+
+@dataclass(slots=True, eq=False)
+class ParkedClaim:
+    """A `claim_job` with `wait_seconds` that found nothing yet (CONTRACT §9)."""
+
+    max_jobs: int
+    #: When the wait ends (the loop's clock).
+    deadline: float
+    #: Answers `no_job_available` at the deadline.
+    timer: asyncio.TimerHandle | None = None
 
 
 @dataclass(slots=True)
@@ -61,9 +70,17 @@ class LocalWorker:
     offered_at: float = 0.0
     #: When it was last given a job (monotonic): equally good workers take turns.
     given_at: float = 0.0
-    #: A job being claimed for it alongside a `job_available` (see Dispatcher.submit);
-    #: its next `claim_job` is answered with it.
-    reservation: Reservation | None = None
+    #: Per held job, where in the event stream the hold began: older events are about
+    #: earlier holders and never end it.
+    held_since: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: Its claim waiting for a job, if any (`claim_job.wait_seconds`).
+    parked: ParkedClaim | None = None
+    #: Claims for it run one at a time, so two never share out the same free slots.
+    claim_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: A claim for it is in flight, and a job it could take was queued meanwhile: the
+    #: claim may have looked too early, so it looks again before parking.
+    claiming: bool = False
+    missed: bool = False
 
     @property
     def worker_id(self) -> str:
@@ -84,6 +101,13 @@ class LocalWorker:
     @property
     def free_slots(self) -> int:
         return max(self.caps.performance.concurrent_jobs - len(self.held), 0)
+
+    def unpark(self) -> ParkedClaim | None:
+        """Take its parked claim away (its timer stopped); the caller answers it."""
+        parked, self.parked = self.parked, None
+        if parked is not None and parked.timer is not None:
+            parked.timer.cancel()
+        return parked
 
     def set_capabilities(self, caps: WorkerCapabilities) -> None:
         """Replace the capabilities; cached verdicts no longer hold."""
@@ -128,9 +152,14 @@ class Registry:
 
     # ------------------------------------------------------------------ held jobs
 
-    def hold(self, lw: LocalWorker, job_id: str, job: RunningJob) -> None:
-        """A local worker now holds a job."""
+    def hold(self, lw: LocalWorker, job_id: str, job: RunningJob, since: str | None = None) -> None:
+        """A local worker now holds a job; `since` is the claim's event id, if known."""
+        previous = self.holders.get(job_id)
+        if previous is not None and previous is not lw:
+            previous.held.pop(job_id, None)
+            previous.held_since.pop(job_id, None)
         lw.held[job_id] = job
+        lw.held_since[job_id] = stream_position(since)
         lw.given_at = time.monotonic()
         self.holders[job_id] = lw
 
@@ -139,9 +168,18 @@ class Registry:
         lw = self.holders.pop(job_id, None)
         if lw is not None:
             lw.held.pop(job_id, None)
+            lw.held_since.pop(job_id, None)
         return lw
 
+    def ended_by(self, job_id: str, event_id: str) -> LocalWorker | None:
+        """Release the job if its hold began before this event; returns the holder then."""
+        lw = self.holders.get(job_id)
+        if lw is None or lw.held_since.get(job_id, (0, 0)) >= stream_position(event_id):
+            return None
+        return self.release(job_id)
+
     def _forget_held(self, lw: LocalWorker) -> None:
+        lw.unpark()
         for job_id in list(lw.held):
             if self.holders.get(job_id) is lw:
                 del self.holders[job_id]
@@ -168,7 +206,9 @@ class Registry:
         )
         lw = LocalWorker(info=info, conn=conn, verdicts=StaticVerdicts(caps))
         if previous is not None:
+            previous.unpark()
             lw.held = previous.held
+            lw.held_since = previous.held_since
             for job_id in lw.held:
                 self.holders[job_id] = lw
             if previous.conn is not conn:

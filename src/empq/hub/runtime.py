@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from empq.config import HubSettings
 from empq.hub import tasks
 from empq.hub.artifacts import ArtifactStore
+from empq.hub.claims import Claims
 from empq.hub.connections import Connections
 from empq.hub.dispatch import Dispatcher
 from empq.hub.events import EventPump
@@ -45,13 +46,20 @@ class Hub:
         self.metrics = HubMetrics()
         self.registry = Registry(broker.redis, broker.keys, self.hub_id)
         self.connections = Connections()
+        self.accepting = True
+        self.claims = Claims(
+            broker,
+            self.registry,
+            self.metrics,
+            wait_max=settings.claim_wait_max,
+            accepting=lambda: self.accepting,
+        )
         self.events = EventPump(self)
         self.dispatcher = Dispatcher(self)
         self.stats = StatsService(self)
         self.webhooks = Webhooks(self)
         self.artifacts = ArtifactStore(settings.artifact_dir)
         self.leases = Leases(broker.redis, broker.keys, self.hub_id)
-        self.accepting = True
         self._tasks: list[asyncio.Task[Any]] = []
         self._warn_cache: dict[tuple[int, str], list[str]] = {}
         #: Set to run a background task's next round at once (see `tasks.schedule`).
@@ -89,6 +97,7 @@ class Hub:
     def begin_shutdown(self, reason: str = "hub shutting down", reconnect_after: float = 1) -> None:
         """First stage of shutdown: stop taking work and tell every peer to reconnect later."""
         self.accepting = False
+        self.claims.end_all(reason)
         self.connections.broadcast(
             out("server_disconnect", reason=reason, reconnect_after=reconnect_after)
         )
@@ -97,6 +106,7 @@ class Hub:
         """Cancel and await every background task, then give up leases and close I/O."""
         await asyncio.gather(*(cancel_and_wait(t) for t in self._tasks))
         self._tasks.clear()
+        await self.claims.close()
         with contextlib.suppress(Exception):
             await self.leases.release_all()
         await self.webhooks.close()

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError as PydanticValidationError
 
 from empq import errors
-from empq.codec import assigned_message
 from empq.hub.auth import matches
 from empq.hub.connections import Connection
 from empq.hub.registry import LocalWorker, dumps
@@ -17,12 +15,14 @@ from empq.matching import RunningJob
 from empq.models import WorkerCapabilities
 from empq.protocol import (
     ClaimJob,
+    ClaimNext,
     CompleteJob,
     Disconnect,
     FailJob,
     JobAcceptedByWorker,
     ProtocolError,
     RegisterWorker,
+    ReleaseJob,
     UpdateCapabilities,
     UpdateJobProgress,
     WorkerHeartbeat,
@@ -32,10 +32,9 @@ from empq.protocol import (
     out,
     wire,
 )
-from empq.status import ACTIVE_STATUSES
+from empq.status import ACTIVE_STATUSES, WorkerStatus
 
 if TYPE_CHECKING:
-    from empq.broker.base import Assignment
     from empq.hub.runtime import Hub
 
 log = logging.getLogger("empq.hub.workers")
@@ -60,6 +59,9 @@ async def register_worker(hub: Hub, conn: Connection, msg: RegisterWorker) -> No
     lw = await hub.registry.register(conn, msg.worker_id, msg.capabilities, msg.status)
     conn.worker = lw
     conn.authenticated = True
+    # Events up to this point are older than what the reads below see: they never end
+    # the holds made from them.
+    seen = await hub.broker.last_event_id() if msg.current_jobs else None
     for job_id in msg.current_jobs:
         if job_id in lw.held:
             continue
@@ -69,7 +71,7 @@ async def register_worker(hub: Hub, conn: Connection, msg: RegisterWorker) -> No
             continue
         if job.worker_id == msg.worker_id and job.status in ACTIVE_STATUSES:
             running = RunningJob(job.customer_id, job.requirements.customer_isolation)
-            hub.registry.hold(lw, job_id, running)
+            hub.registry.hold(lw, job_id, running, seen)
     conn.send(
         out(
             "worker_registered",
@@ -78,6 +80,7 @@ async def register_worker(hub: Hub, conn: Connection, msg: RegisterWorker) -> No
             assigned_connection_id=conn.id,
             hub_http_url=hub.http_url,
             heartbeat_timeout=hub.settings.heartbeat_timeout,
+            claim_wait_max=hub.settings.claim_wait_max,
         )
     )
     await hub.broker.publish("worker_registered", dumps(lw.sync_info()))
@@ -87,44 +90,13 @@ async def register_worker(hub: Hub, conn: Connection, msg: RegisterWorker) -> No
 async def claim_job(hub: Hub, conn: Connection, msg: ClaimJob) -> None:
     lw = registered(conn)
     lw.offered_at = 0.0
-    t0 = time.perf_counter()
-    reservation, lw.reservation = lw.reservation, None
-    if reservation is not None:
-        reservation.claimed = True
-        reserved = await reservation.future
-        if reserved is not None:
-            if not reservation.sent:
-                send_assigned(lw, reserved, 0)
-            hub.metrics.claim_latency.observe(time.perf_counter() - t0)
-            return
-    wanted = min(msg.max_jobs, lw.free_slots)
-    if wanted <= 0:
-        conn.send(wire("no_job_available", worker_id=lw.worker_id, reason="no free slot"))
-        return
-    assignments = await hub.broker.claim(
-        lw.worker_id, lw.caps, lw.state, max_jobs=wanted, preferred_types=msg.preferred_types
-    )
-    hub.metrics.claim_latency.observe(time.perf_counter() - t0)
-    if not assignments:
-        conn.send(wire("no_job_available", worker_id=lw.worker_id))
-        return
-    for i, a in enumerate(assignments):
-        hub.registry.hold(lw, a.job_id, a.running)
-        send_assigned(lw, a, len(assignments) - 1 - i)
+    await hub.claims.claim(lw, msg.max_jobs, msg.wait_seconds)
 
 
-def send_assigned(lw: LocalWorker, a: Assignment, remaining: int) -> None:
-    """`job_assigned` for one job of a claim; `remaining` more follow for the same claim."""
-    lw.conn.send(
-        assigned_message(
-            a.job_id,
-            a.fields,
-            worker_id=lw.worker_id,
-            claim_token=a.claim_token,
-            claim_timeout=a.claim_timeout,
-            claim_remaining=remaining,
-        )
-    )
+async def _claim_next(hub: Hub, lw: LocalWorker, claim_next: ClaimNext | None) -> None:
+    """The claim a `complete_job`, `fail_job` or `release_job` carried: after its ack."""
+    if claim_next is not None:
+        await hub.claims.claim(lw, claim_next.max_jobs, claim_next.wait_seconds)
 
 
 async def job_accepted(hub: Hub, conn: Connection, msg: JobAcceptedByWorker) -> None:
@@ -140,12 +112,19 @@ async def update_progress(hub: Hub, conn: Connection, msg: UpdateJobProgress) ->
     await hub.broker.progress(msg.job_id, msg.claim_token, msg.progress, text)
 
 
+def _settled(hub: Hub, lw: LocalWorker, job_id: str) -> None:
+    """An outcome freed one of the worker's slots: its parked claim, if any, is answered."""
+    if hub.registry.release(job_id) is not None:
+        hub.claims.end_parked(lw, "a slot was freed")
+
+
 async def complete_job(hub: Hub, conn: Connection, msg: CompleteJob) -> None:
     lw = registered(conn)
     await hub.broker.complete(msg.job_id, msg.claim_token, msg.result, msg.processing_time)
-    hub.registry.release(msg.job_id)
+    _settled(hub, lw, msg.job_id)
     lw.info.jobs_completed += 1
     conn.send(wire("job_completed_ack", job_id=msg.job_id, worker_id=lw.worker_id))
+    await _claim_next(hub, lw, msg.claim_next)
 
 
 async def fail_job(hub: Hub, conn: Connection, msg: FailJob) -> None:
@@ -153,7 +132,7 @@ async def fail_job(hub: Hub, conn: Connection, msg: FailJob) -> None:
     result = await hub.broker.fail(
         msg.job_id, msg.claim_token, msg.error, retry=msg.retry, error_details=msg.error_details
     )
-    hub.registry.release(msg.job_id)
+    _settled(hub, lw, msg.job_id)
     lw.info.jobs_failed += 1
     conn.send(
         out(
@@ -164,6 +143,24 @@ async def fail_job(hub: Hub, conn: Connection, msg: FailJob) -> None:
             retry_delay=result.retry_delay,
         )
     )
+    await _claim_next(hub, lw, msg.claim_next)
+
+
+async def release_job(hub: Hub, conn: Connection, msg: ReleaseJob) -> None:
+    """A hand-back: the job goes back to its place in the queue, no attempt counted."""
+    lw = registered(conn)
+    reason = msg.reason or "handed back by its worker"
+    await hub.broker.release(msg.job_id, msg.claim_token, reason)
+    _settled(hub, lw, msg.job_id)
+    conn.send(wire("job_released_ack", job_id=msg.job_id, worker_id=lw.worker_id))
+    log.info(
+        "job %s handed back by %s: %s",
+        msg.job_id,
+        lw.worker_id,
+        reason,
+        extra={"job_id": msg.job_id, "worker_id": lw.worker_id},
+    )
+    await _claim_next(hub, lw, msg.claim_next)
 
 
 async def heartbeat(hub: Hub, conn: Connection, msg: WorkerHeartbeat) -> None:
@@ -183,6 +180,9 @@ async def worker_status(hub: Hub, conn: Connection, msg: WorkerStatusMessage) ->
     lw.info.status = msg.status
     if msg.capabilities is not None:
         lw.set_capabilities(msg.capabilities)
+        hub.claims.end_parked(lw, "capabilities changed")
+    elif msg.status in (WorkerStatus.DRAINING, WorkerStatus.OFFLINE):
+        hub.claims.end_parked(lw, f"worker is {msg.status.value}")
     await hub.registry.save(lw)
     data = dumps(lw.sync_info())
     if msg.available_slots is not None:
@@ -210,19 +210,27 @@ def merged_capabilities(current: WorkerCapabilities, changes: dict[str, Any]) ->
 async def update_capabilities(hub: Hub, conn: Connection, msg: UpdateCapabilities) -> None:
     lw = registered(conn)
     lw.set_capabilities(merged_capabilities(lw.caps, msg.capability_changes))
+    hub.claims.end_parked(lw, "capabilities changed")
     await hub.registry.save(lw)
     await hub.broker.publish("worker_status", dumps(lw.sync_info()))
 
 
 async def disconnect(hub: Hub, conn: Connection, msg: Disconnect) -> None:
+    """A graceful goodbye: the worker's jobs are handed back (no attempt counted)."""
     lw = registered(conn)
-    await worker_gone(hub, lw.worker_id, msg.reason or "worker disconnected")
+    lw.unpark()
+    await worker_gone(hub, lw.worker_id, msg.reason or "worker disconnected", handed_back=True)
     conn.worker = None
 
 
-async def worker_gone(hub: Hub, worker_id: str, reason: str) -> list[str]:
-    """Requeue a departed worker's jobs, mark it offline and tell everyone."""
-    jobs = await hub.broker.requeue_worker_jobs(worker_id, reason)
+async def worker_gone(
+    hub: Hub, worker_id: str, reason: str, *, handed_back: bool = False
+) -> list[str]:
+    """Requeue a departed worker's jobs, mark it offline and tell everyone.
+
+    The attempt counts unless the worker `handed_back` its jobs (CONTRACT §9).
+    """
+    jobs = await hub.broker.requeue_worker_jobs(worker_id, reason, counted=not handed_back)
     await hub.registry.mark_offline(worker_id)
     await hub.broker.publish(
         "worker_disconnected", {"worker_id": worker_id, "reason": reason, "jobs_affected": jobs}

@@ -59,6 +59,7 @@ HANDLERS: dict[str, Handler] = {
     "update_job_progress": workers.update_progress,
     "complete_job": workers.complete_job,
     "fail_job": workers.fail_job,
+    "release_job": workers.release_job,
     "worker_heartbeat": workers.heartbeat,
     "worker_status": workers.worker_status,
     "update_capabilities": workers.update_capabilities,

@@ -19,8 +19,9 @@
 -- The claimed jobs' `job_update` events share one stream entry (data: an array when
 -- there are several), so a batch of claims costs the stream and its readers one entry.
 -- Returns 0 when the candidates may no longer be the best, false when every candidate
--- was taken, else {member, job hash (HGETALL), member, ...} in claim order; the n-th job
--- claimed holds the n-th token.
+-- was taken, else {event id, member, job hash (HGETALL), member, ...} in claim order; the
+-- n-th job claimed holds the n-th token, and the event id is the claim's stream entry (a
+-- hub's hold of the jobs is newer than every event before it).
 local want = tonumber(ARGV[6])
 local e = tonumber(ARGV[7])
 local n = (#KEYS - 7 - e) / 2
@@ -85,5 +86,7 @@ if got == 0 then return false end
 -- One stream entry for the whole claim: a single event, or a JSON array of them.
 local data = cjson.encode(events[1])
 if got > 1 then data = cjson.encode(events) end
-redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[4], '*', 'type', 'job_update', 'data', data)
+local eid = redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[4], '*', 'type', 'job_update',
+  'data', data)
+table.insert(out, 1, eid)
 return out

@@ -17,6 +17,7 @@ local now = tonumber(ARGV[5])
 local id = ARGV[7]
 local new = ARGV[8]
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HDEL', KEYS[1], 'handbacks')
 local will_retry = ARGV[4] == '1' and attempts <= tonumber(f[7])
 local delay = 0
 redis.call('HSET', KEYS[1], 'status', new, 'error', ARGV[2], 'completed_at', now)

@@ -1,12 +1,14 @@
--- requeue.lua: take a job back from a worker that lost it (worker gone, assignment never
--- accepted) and put it back at its original place in the queue, counting the attempt.
+-- requeue.lua: take a job back from its worker and put it back at its original place in
+-- the queue: counting the attempt when the worker lost it (worker gone, assignment never
+-- accepted), or not when the worker handed it back (`release_job`, a graceful
+-- `disconnect`, a drain; CONTRACT §9). More than 10 hand-backs in a row count one attempt,
+-- so a job that makes every worker give up still ends.
 -- KEYS[1] job  KEYS[2] sig_queue  KEYS[3] queued  KEYS[4] claims  KEYS[5] running
 -- KEYS[6] worker_jobs  KEYS[7] finished  KEYS[8] counts  KEYS[9] sigs  KEYS[10] sigs_version
 -- KEYS[11] stats  KEYS[12] events
 -- ARGV[1] claim token the caller saw  ARGV[2] reason  ARGV[3] now ms
 -- ARGV[4] event stream max length  ARGV[5] job id  ARGV[6] a fresh registry version
--- ARGV[7] '0': the job never reached its worker (a reservation nobody claimed): only an
---   `assigned` job is taken back, and the attempt is not counted
+-- ARGV[7] '1': the worker lost the job (the attempt counts); '0': a hand-back
 -- Returns {'OK', new status} | {'NOTFOUND'} | {'STALE', current status}.
 local f = redis.call('HMGET', KEYS[1], 'status', 'claim_token', 'worker_id', 'type',
   'customer_id', 'priority', 'max_retries', 'order', 'sig', 'spec')
@@ -15,12 +17,15 @@ if not st then return {'NOTFOUND'} end
 if f[2] ~= ARGV[1] then return {'STALE', st} end
 if st ~= 'assigned' and st ~= 'accepted' and st ~= 'in_progress' then return {'STALE', st} end
 local counted = ARGV[7] ~= '0'
-if not counted and st ~= 'assigned' then return {'STALE', st} end
+if not counted and redis.call('HINCRBY', KEYS[1], 'handbacks', 1) > 10 then
+  counted = true
+end
 local now = tonumber(ARGV[3])
 local id = ARGV[5]
 local attempts
 if counted then
   attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+  redis.call('HDEL', KEYS[1], 'handbacks')
 else
   attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
 end

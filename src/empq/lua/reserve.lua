@@ -1,5 +1,5 @@
 -- reserve.lua: claim the one job submit.lua has just queued, in the same call
--- (`submit_reserve`), for the idle worker it is being offered to. claim.lua's rules
+-- (`submit_reserve`), for a worker whose claim is parked on this hub (it asked). claim.lua's rules
 -- for a single named job: the caller's view of the signatures must be current and the
 -- job must be the best head of every queue the worker may take from, or nothing
 -- changes. Leaner than claim.lua because the job is new: it has no message or start
@@ -10,7 +10,7 @@
 -- ARGV[1] worker id  ARGV[2] now ms  ARGV[3] claim deadline ms
 -- ARGV[4] event stream max length  ARGV[5] the sigs_version the caller knows
 -- ARGV[6] claim token  ARGV[7] job id
--- Returns {1, seq, workflow_priority, workflow_datetime} (the fields of the job's hash
+-- Returns {1, seq, workflow_priority, workflow_datetime, event id} (the fields of the job's hash
 -- the caller cannot know: its sequence number, and what a workflow step inherited, ''
 -- for none) when the job is now the worker's, 0 when it may not be the best job for it, false when the
 -- job is not queued (an idempotent repeat queued nothing).
@@ -33,8 +33,8 @@ redis.call('ZADD', KEYS[3], now + (tonumber(h[3]) or 1800000), id)
 redis.call('SADD', KEYS[4], id)
 redis.call('HINCRBY', KEYS[5], 'queued', -1)
 redis.call('HINCRBY', KEYS[5], 'assigned', 1)
-redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[4], '*', 'type', 'job_update', 'data',
+local eid = redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[4], '*', 'type', 'job_update', 'data',
   cjson.encode({job_id = id, status = 'assigned', previous_status = 'queued',
     progress = 0, worker_id = ARGV[1], job_type = h[4], customer_id = h[5] or nil,
     priority = tonumber(h[6]), attempts = tonumber(h[7])}))
-return {1, h[10], h[8] or '', h[9] or ''}
+return {1, h[10], h[8] or '', h[9] or '', eid}
