@@ -107,6 +107,9 @@ class WorkerSettings(CommonSettings):
     worker_config: Path | None = None
     heartbeat_interval: Annotated[float, Field(gt=0)] = 20
     concurrent_jobs: Annotated[int, Field(ge=1, le=1024)] = 1
+    #: How long a claim waits on the hub for a job (`claim_job.wait_seconds`, cut to the
+    #: hub's `claim_wait_max`); 0 claims without waiting and relies on `job_available`.
+    claim_wait: Annotated[float, Field(ge=0, le=3600)] = 20
     comfyui_url: str = "http://127.0.0.1:8188"
     a1111_url: str = "http://127.0.0.1:7860"
     simulation_duration: Annotated[float, Field(ge=0)] = 2.0

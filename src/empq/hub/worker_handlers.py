@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("empq.hub.workers")
 
+#: Broker refusals of an outcome: the job is not (or no longer) the worker's.
+REFUSED = (errors.StaleClaim, errors.InvalidTransition, errors.JobNotFound)
+
 
 def registered(conn: Connection) -> LocalWorker:
     """The worker registered on this connection, or a protocol error."""
@@ -118,9 +121,29 @@ def _settled(hub: Hub, lw: LocalWorker, job_id: str) -> None:
         hub.claims.end_parked(lw, "a slot was freed")
 
 
+async def _refused(
+    hub: Hub,
+    conn: Connection,
+    lw: LocalWorker,
+    msg: CompleteJob | FailJob | ReleaseJob,
+    exc: errors.EmpqError,
+) -> None:
+    """An outcome the broker refused (the job is no longer the worker's): the worker's
+    slot is free all the same, so the claim it carried is answered after the `error`."""
+    conn.send(error_message(exc.code, exc.message, exc.details, job_id=msg.job_id))
+    _settled(hub, lw, msg.job_id)
+    await _claim_next(hub, lw, msg.claim_next)
+
+
 async def complete_job(hub: Hub, conn: Connection, msg: CompleteJob) -> None:
     lw = registered(conn)
-    await hub.broker.complete(msg.job_id, msg.claim_token, msg.result, msg.processing_time)
+    try:
+        await hub.broker.complete(msg.job_id, msg.claim_token, msg.result, msg.processing_time)
+    except REFUSED as exc:
+        if msg.claim_next is None:
+            raise
+        await _refused(hub, conn, lw, msg, exc)
+        return
     _settled(hub, lw, msg.job_id)
     lw.info.jobs_completed += 1
     conn.send(wire("job_completed_ack", job_id=msg.job_id, worker_id=lw.worker_id))
@@ -129,9 +152,15 @@ async def complete_job(hub: Hub, conn: Connection, msg: CompleteJob) -> None:
 
 async def fail_job(hub: Hub, conn: Connection, msg: FailJob) -> None:
     lw = registered(conn)
-    result = await hub.broker.fail(
-        msg.job_id, msg.claim_token, msg.error, retry=msg.retry, error_details=msg.error_details
-    )
+    try:
+        result = await hub.broker.fail(
+            msg.job_id, msg.claim_token, msg.error, retry=msg.retry, error_details=msg.error_details
+        )
+    except REFUSED as exc:
+        if msg.claim_next is None:
+            raise
+        await _refused(hub, conn, lw, msg, exc)
+        return
     _settled(hub, lw, msg.job_id)
     lw.info.jobs_failed += 1
     conn.send(
@@ -150,7 +179,13 @@ async def release_job(hub: Hub, conn: Connection, msg: ReleaseJob) -> None:
     """A hand-back: the job goes back to its place in the queue, no attempt counted."""
     lw = registered(conn)
     reason = msg.reason or "handed back by its worker"
-    await hub.broker.release(msg.job_id, msg.claim_token, reason)
+    try:
+        await hub.broker.release(msg.job_id, msg.claim_token, reason)
+    except REFUSED as exc:
+        if msg.claim_next is None:
+            raise
+        await _refused(hub, conn, lw, msg, exc)
+        return
     _settled(hub, lw, msg.job_id)
     conn.send(wire("job_released_ack", job_id=msg.job_id, worker_id=lw.worker_id))
     log.info(

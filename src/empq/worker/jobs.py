@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -12,7 +13,13 @@ from pydantic_core import PydanticSerializationError
 
 from empq.connectors.base import Connector, JobContext
 from empq.errors import ConnectorError
-from empq.protocol import CompleteJob, FailJob, JobAcceptedByWorker, UpdateJobProgress
+from empq.protocol import (
+    ClaimNext,
+    CompleteJob,
+    FailJob,
+    JobAcceptedByWorker,
+    UpdateJobProgress,
+)
 from empq.worker.link import HubLink
 from empq.worker.messages import JobAssigned
 from empq.worker.metrics import FinishedJob, WorkerMetrics
@@ -66,10 +73,18 @@ class ActiveJob:
 class JobExecutor:
     """Runs jobs through connectors and reports them to the hub over `link`."""
 
-    def __init__(self, worker_id: str, link: HubLink, metrics: WorkerMetrics) -> None:
+    def __init__(
+        self,
+        worker_id: str,
+        link: HubLink,
+        metrics: WorkerMetrics,
+        next_claim: Callable[[str], ClaimNext | None] | None = None,
+    ) -> None:
         self.worker_id = worker_id
         self.link = link
         self.metrics = metrics
+        #: The claim an outcome carries (`claim_next`), given the id of the job ending.
+        self.next_claim = next_claim
 
     async def ensure_accepted(self, job: ActiveJob) -> None:
         """Send `job_accepted_by_worker` once (it must precede progress).
@@ -145,11 +160,15 @@ class JobExecutor:
         if outcome is not None:
             if isinstance(outcome, CompleteJob):
                 outcome.processing_time = seconds
+            claim_next = None if self.next_claim is None else self.next_claim(a.job_id)
+            outcome.claim_next = claim_next
             # Shielded: the outcome must be recorded even if shutdown cancels us now.
             try:
                 text = outcome.dump()
             except PydanticSerializationError as exc:
-                text = self._fail(job, f"result is not JSON: {exc}", "invalid_result", False).dump()
+                refused = self._fail(job, f"result is not JSON: {exc}", "invalid_result", False)
+                refused.claim_next = claim_next
+                text = refused.dump()
                 label = "failed"
             await asyncio.shield(self.link.send_outcome(a.job_id, text))
         self.metrics.finished(FinishedJob(a.job_id, a.job_type, label, seconds, time.time(), error))

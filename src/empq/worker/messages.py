@@ -26,6 +26,8 @@ class Welcome(HubMessage):
 
     hub_http_url: str | None = None
     heartbeat_timeout: float | None = None
+    #: The longest a claim may wait on this hub (absent: a hub that does not park claims).
+    claim_wait_max: float | None = None
 
 
 class JobAssigned(HubMessage):

@@ -29,6 +29,7 @@ from empq.errors import AuthError, EmpqError, HubUnavailable
 from empq.models import WorkerCapabilities
 from empq.protocol import (
     ClaimJob,
+    ClaimNext,
     Disconnect,
     RegisterWorker,
     UpdateCapabilities,
@@ -86,13 +87,17 @@ class Worker:
         self._own_signals = stop is None
         self.link = HubLink()
         self.metrics = WorkerMetrics()
-        self.executor = JobExecutor(self.worker_id, self.link, self.metrics)
+        self.executor = JobExecutor(self.worker_id, self.link, self.metrics, self.next_claim)
         self.jobs: dict[str, ActiveJob] = {}
         self.draining = False
         self.hub_http_url = settings.hub_http_url
         self.started_at = time.time()
         self.connector_status: dict[str, dict[str, Any]] = {}
         self.claim_wanted = asyncio.Event()
+        #: How long its claims wait on the hub (the hub's `claim_wait_max` may cut it).
+        self.claim_wait = 0.0
+        #: The current connection's session, while there is one.
+        self.session: Session | None = None
         self.registered = asyncio.Event()
         self.registrations = 0
         self.link_changed = asyncio.Condition()
@@ -325,6 +330,8 @@ class Worker:
         """Take what the hub says about itself (its REST base for artifacts)."""
         if welcome.hub_http_url and not self.settings.hub_http_url:
             self.hub_http_url = welcome.hub_http_url
+        if welcome.type == "worker_registered":
+            self.claim_wait = min(self.settings.claim_wait, welcome.claim_wait_max or 0.0)
 
     def on_server_disconnect(self, reconnect_after: float | None) -> None:
         """The hub asked us to go away for `reconnect_after` seconds."""
@@ -413,8 +420,24 @@ class Worker:
                 await self.executor.flush_progress(job)
 
     def claim_job_message(self, slots: int = 1) -> ClaimJob:
-        """One `claim_job` for up to `slots` jobs."""
-        return ClaimJob(type="claim_job", worker_id=self.worker_id, max_jobs=max(1, slots))
+        """One `claim_job` for up to `slots` jobs, waiting on the hub for up to `claim_wait`."""
+        return ClaimJob(
+            type="claim_job",
+            worker_id=self.worker_id,
+            max_jobs=max(1, slots),
+            wait_seconds=self.claim_wait,
+        )
+
+    def next_claim(self, ending: str) -> ClaimNext | None:
+        """The `claim_next` to send with the outcome of job `ending`, if it frees a slot
+        the worker wants filled (none while draining or between connections)."""
+        session = self.session
+        if session is None or self.draining or self.stop.is_set():
+            return None
+        free = self.slots - len(self.jobs) + (1 if ending in self.jobs else 0)
+        if free <= 0:
+            return None
+        return session.claim_carried(free)
 
 
 async def run_worker(

@@ -1,11 +1,14 @@
 """One connection to the hub, from hello to close: register, then read, claim and heartbeat.
 
-One `claim_job` asks for every free slot at once (`max_jobs`). Its reply is one
-`no_job_available`, or one `job_assigned` per job given, each saying how many more
-follow (`claim_remaining`, 0 on the last), so the worker always knows how many slots
-its unanswered claims may still fill. A `job_available` claims at once, from the
-reader itself when no claim is in flight; a freed slot wakes the claimer; otherwise
-a back-off poll (0.2 s doubling to 5 s) is the fallback.
+One `claim_job` asks for every free slot at once (`max_jobs`) and waits on the hub for
+up to `claim_wait` seconds (`wait_seconds`): the hub answers the moment a job the worker
+may run is queued. Its reply is one `no_job_available`, or one `job_assigned` per job
+given, each saying how many more follow (`claim_remaining`, 0 on the last), so the
+worker always knows how many slots its unanswered claims may still fill. A finished
+job's outcome carries the next claim (`claim_next`), so a busy worker gets its next job
+in the same round trip. A `job_available` (sent to idle workers without a waiting
+claim) claims at once; a wait that ends claims again; otherwise a back-off poll
+(0.2 s doubling to 5 s) is the fallback.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from websockets.exceptions import ConnectionClosed
 
 from empq.eager import start_eagerly
 from empq.errors import AuthError, HubUnavailable
-from empq.protocol import WorkerHeartbeat, WorkerStatusMessage
+from empq.protocol import ClaimNext, WorkerHeartbeat, WorkerStatusMessage
 from empq.worker.capabilities import system_info
 from empq.worker.messages import (
     CancelJobOrder,
@@ -70,6 +73,7 @@ class Session:
         w = self.worker
         await self._register()
         w.link.ws = self.ws
+        w.session = self
         w.registered.set()
         async with w.link_changed:
             w.registrations += 1
@@ -89,6 +93,9 @@ class Session:
                 raise _Closed
         except* (_Closed, ConnectionClosed):
             pass  # the socket is gone; the worker reconnects
+        finally:
+            if w.session is self:
+                w.session = None
         return True
 
     async def _register(self) -> None:
@@ -137,7 +144,12 @@ class Session:
             w.claim_wanted.set()
         elif kind == "no_job_available":
             self._claim_answered()
-            self.poll_delay = min(POLL_MAX, self.poll_delay * 2)
+            if msg.get("reason") == "wait ended":
+                # The wait was the poll: wait again at once.
+                self.poll_delay = POLL_MIN
+                w.claim_wanted.set()
+            else:
+                self.poll_delay = min(POLL_MAX, self.poll_delay * 2)
         elif kind == "job_available":
             self.poll_delay = POLL_MIN
             if not self._claim_now():
@@ -191,8 +203,8 @@ class Session:
     def _claim_now(self) -> bool:
         """Claim every free slot from here, at once, if no claim is in flight.
 
-        The hub holds the offered job for this worker for a moment: a claim sent in
-        the reader's own call skips the claimer task's wake-up and its extra turn.
+        A claim sent in the reader's own call skips the claimer task's wake-up and its
+        extra turn.
         """
         w = self.worker
         free = w.slots - len(w.jobs)
@@ -203,6 +215,12 @@ class Session:
             self._sends.add(rest)
             rest.add_done_callback(self._sent)
         return True
+
+    def claim_carried(self, free: int) -> ClaimNext:
+        """A `claim_next` for `free` slots, sent with an outcome: in flight from now."""
+        self.outstanding_since = time.monotonic()
+        self.claims.append(free)
+        return ClaimNext(max_jobs=free, wait_seconds=self.worker.claim_wait)
 
     def _claim_message(self, free: int) -> str:
         """A `claim_job` for `free` slots, counted as in flight from now."""
@@ -230,7 +248,7 @@ class Session:
             if w.draining:
                 continue
             now = time.monotonic()
-            if self.claims and now - self.outstanding_since > CLAIM_REPLY_TIMEOUT:
+            if self.claims and now - self.outstanding_since > CLAIM_REPLY_TIMEOUT + w.claim_wait:
                 self.claims.clear()
             if self.claims:
                 # One claim in flight at a time: slots freed (or jobs offered) meanwhile
