@@ -6,13 +6,19 @@
 Runs a private redis-server and one hub process (`python -m empq.hub`), and drives
 them from this process with raw WebSocket workers speaking the protocol:
 
-1. latency: 4 idle workers; one job at a time is submitted over REST after a random
-   idle gap; the worker that gets `job_available` claims; latency = submit call
-   start -> `job_assigned` received. Targets p50 <= 2 ms, p99 <= 5 ms.
-2. throughput: N no-op jobs are queued with the batch API, then workers (all in this
+1. latency (`rest`, `ws`): 4 idle one-slot workers whose claims wait on the hub
+   (`claim_job.wait_seconds`, as `empq worker` does); one job at a time is submitted
+   after a random idle gap; latency = submit call start -> `job_assigned` received.
+   Each worker completes with `claim_next`, waiting again. Targets p99 <= 5 ms.
+2. gap: the GPU's idle gap. One busy one-slot worker with a backlog of `--jobs`
+   queued jobs completes each job with `claim_next`; gap = `complete_job` sent ->
+   the next `job_assigned` received. Target p50 <= 0.5 ms. The Redis server's CPU
+   (`used_cpu_user + used_cpu_sys`) over the whole run divided by the jobs is the
+   Redis CPU per no-op job lifecycle, batch submit to complete (target < 50 µs).
+3. throughput: N no-op jobs are queued with the batch API, then workers (all in this
    one process) claim up to `--slots` jobs at a time and complete them; rate =
    jobs / (last completion acknowledged - first assignment). Target >= 2,500 jobs/s.
-3. memory: `--idle-workers` workers connect, register and heartbeat; the hub
+4. memory: `--idle-workers` workers connect, register and heartbeat; the hub
    process's RSS is read with psutil. Target < 300 MB for 1,000.
 
 Prints a Markdown table and, with `--json FILE`, writes the figures there.
@@ -42,6 +48,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from empq.redis_server import RedisServer, free_port
 
 CAPS = {"services": ["bench"]}
+#: How long the bench workers' claims wait on the hub.
+WAIT = 20
 
 
 def _msg(mtype: str, **fields: Any) -> str:
@@ -176,14 +184,14 @@ async def latency(
     async def worker(n: int) -> None:
         async with connect(ws_url, max_size=None) as ws:
             await register(ws, f"lat-{via}-{n}")
+            await ws.send(_msg("claim_job", wait_seconds=WAIT))
+            await ws.send(_msg("ping"))
+            while json.loads(await ws.recv())["type"] != "pong":
+                pass  # the claim is parked once the ping is answered
             ready.release()
             async for raw in ws:
                 m = json.loads(raw)
-                if m["type"] == "job_available":
-                    mark("bench: offer read")
-                    await ws.send(_msg("claim_job"))
-                    mark("bench: claim sent")
-                elif m["type"] == "job_assigned":
+                if m["type"] == "job_assigned":
                     fut = arrived(m["job_id"])
                     if not fut.done():
                         fut.set_result(time.perf_counter_ns())
@@ -193,8 +201,11 @@ async def latency(
                             job_id=m["job_id"],
                             claim_token=m["claim_token"],
                             result={},
+                            claim_next={"wait_seconds": WAIT},
                         )
                     )
+                elif m["type"] == "no_job_available":
+                    await ws.send(_msg("claim_job", wait_seconds=WAIT))
 
     ready = asyncio.Semaphore(0)
     tasks = [asyncio.create_task(worker(n)) for n in range(4)]
@@ -234,6 +245,64 @@ async def latency(
         "p99_ms": q[98],
         "max_ms": max(lat_ms),
         **{f"{name}_cpu_us_per_job": (cpu1[name] - cpu0[name]) * 1e6 / samples for name in pids},
+    }
+
+
+# --------------------------------------------------------------------------- gap
+
+
+def _redis_cpu_s(info: dict[str, Any]) -> float:
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def gap(http_url: str, ws_url: str, redis_url: str, jobs: int) -> dict[str, float]:
+    """The idle gap of a busy one-slot worker with a backlog, and Redis CPU per job."""
+    import redis.asyncio as aredis
+
+    r = aredis.Redis.from_url(redis_url)
+    cpu0 = _redis_cpu_s(await r.info("cpu"))
+    async with httpx.AsyncClient(base_url=http_url, timeout=60) as http:
+        for start in range(0, jobs, 1000):
+            batch = [_job(i) for i in range(start, min(start + 1000, jobs))]
+            (await http.post("/api/jobs/batch", json={"jobs": batch})).raise_for_status()
+    gaps: list[float] = []
+    async with connect(ws_url, max_size=None) as ws:
+        await register(ws, "gap-0")
+        await ws.send(_msg("claim_job"))
+        done = 0
+        sent = 0
+        t0 = time.perf_counter()
+        while done < jobs:
+            m = json.loads(await ws.recv())
+            if m["type"] != "job_assigned":
+                continue
+            if done:
+                gaps.append((time.perf_counter_ns() - sent) / 1e6)
+            done += 1
+            next_claim = {"max_jobs": 1} if done < jobs else None
+            sent = time.perf_counter_ns()
+            await ws.send(
+                _msg(
+                    "complete_job",
+                    job_id=m["job_id"],
+                    claim_token=m["claim_token"],
+                    result={},
+                    **({"claim_next": next_claim} if next_claim else {}),
+                )
+            )
+        elapsed = time.perf_counter() - t0
+        while json.loads(await ws.recv())["type"] != "job_completed_ack":
+            pass
+    cpu1 = _redis_cpu_s(await r.info("cpu"))
+    await r.aclose()
+    q = statistics.quantiles(gaps, n=100)
+    return {
+        "jobs": jobs,
+        "gap_p50_ms": statistics.median(gaps),
+        "gap_p90_ms": q[89],
+        "gap_p99_ms": q[98],
+        "one_slot_jobs_per_s": jobs / elapsed,
+        "redis_cpu_us_per_job": (cpu1 - cpu0) * 1e6 / jobs,
     }
 
 
@@ -348,12 +417,12 @@ async def main() -> None:
     ap.add_argument("--json", type=Path)
     ap.add_argument(
         "--phases",
-        default="rest,ws,throughput,memory",
-        help="comma-separated subset of: rest, ws, throughput, memory",
+        default="rest,ws,gap,throughput,memory",
+        help="comma-separated subset of: rest, ws, gap, throughput, memory",
     )
     args = ap.parse_args()
     phases = set(args.phases.split(","))
-    if unknown := phases - {"rest", "ws", "throughput", "memory"}:
+    if unknown := phases - {"rest", "ws", "gap", "throughput", "memory"}:
         ap.error(f"--phases: unknown phase(s) {', '.join(sorted(unknown))}")
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp, RedisServer(persistent=False) as redis:
@@ -363,6 +432,8 @@ async def main() -> None:
                 results["latency"] = await latency(http_url, ws_url, args.samples, "rest", pids)
             if "ws" in phases:
                 results["latency_ws"] = await latency(http_url, ws_url, args.samples, "ws", pids)
+            if "gap" in phases:
+                results["gap"] = await gap(http_url, ws_url, redis.url, args.jobs)
             if "throughput" in phases:
                 results["throughput"] = await throughput(
                     http_url, ws_url, args.jobs, args.workers, args.slots
@@ -382,6 +453,16 @@ async def main() -> None:
                 f"| {figures['hub_cpu_us_per_job']:.0f} / {figures['redis_cpu_us_per_job']:.0f} µs"
                 " | |"
             )
+    if g := results.get("gap"):
+        print(
+            f"| GPU idle gap, complete_job sent -> next job_assigned (p50 / p99) "
+            f"| {g['gap_p50_ms']:.2f} / {g['gap_p99_ms']:.2f} ms | p50 <= 0.5 ms |"
+        )
+        print(f"| one one-slot worker, claim_next | {g['one_slot_jobs_per_s']:.0f} jobs/s | |")
+        print(
+            f"| Redis CPU per no-op job, batch submit to complete "
+            f"| {g['redis_cpu_us_per_job']:.0f} µs | < 50 µs |"
+        )
     if tp := results.get("throughput"):
         print(
             f"| throughput, one hub, one worker process | {tp['drain_jobs_per_s']:.0f} jobs/s "
