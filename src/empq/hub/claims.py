@@ -60,14 +60,32 @@ class Claims:
 
     # ------------------------------------------------------------------ answering
 
-    async def claim(self, lw: LocalWorker, max_jobs: int, wait_seconds: float) -> None:
-        """Answer one claim of `lw`; a claim it had parked ends first (this one replaces it)."""
+    async def claim(
+        self,
+        lw: LocalWorker,
+        max_jobs: int,
+        wait_seconds: float,
+        *,
+        after: asyncio.Future[Any] | None = None,
+    ) -> None:
+        """Answer one claim of `lw`; a claim it had parked ends first (this one replaces it).
+
+        With `after` (the outcome the claim came with, as `claim_next`), the claim goes to
+        Redis at once, beside that outcome, and its answer is sent once `after` is done
+        (whatever its result), so that it follows the outcome's ack.
+        """
         self.end_parked(lw, "replaced by a new claim")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(wait_seconds, self.wait_max)
-        await self._serve(lw, max_jobs, deadline)
+        await self._serve(lw, max_jobs, deadline, after)
 
-    async def _serve(self, lw: LocalWorker, max_jobs: int, deadline: float) -> None:
+    async def _serve(
+        self,
+        lw: LocalWorker,
+        max_jobs: int,
+        deadline: float,
+        after: asyncio.Future[Any] | None = None,
+    ) -> None:
         """Claim for `lw` now; park it if it may wait and nothing could be given."""
         async with lw.claim_lock:
             if self.registry.local.get(lw.worker_id) is not lw:
@@ -75,6 +93,7 @@ class Claims:
             for _ in range(_LOOKS):
                 wanted = min(max_jobs, lw.free_slots)
                 if wanted <= 0:
+                    await _settled(after)
                     lw.conn.send(
                         wire("no_job_available", worker_id=lw.worker_id, reason="no free slot")
                     )
@@ -89,10 +108,12 @@ class Claims:
                     lw.claiming = False
                 self.metrics.claim_latency.observe(time.perf_counter() - t0)
                 if assignments:
+                    await _settled(after)
                     self.give(lw, assignments)
                     return
                 if not lw.missed:
                     break
+            await _settled(after)
             if deadline > asyncio.get_running_loop().time() and self._may_park(lw):
                 self._park(lw, ParkedClaim(max_jobs, deadline))
             else:
@@ -230,8 +251,14 @@ class Claims:
         self._tasks.discard(task)
 
     async def close(self) -> None:
-        """Cancel and await the claims being served."""
+        """Cancel and await the claims being served (the hub is stopping)."""
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _settled(after: asyncio.Future[Any] | None) -> None:
+    """Until `after` is done, whatever its outcome (its own awaiter handles that)."""
+    if after is not None and not after.done():
+        await asyncio.wait([after])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -137,17 +138,36 @@ async def _refused(
 
 async def complete_job(hub: Hub, conn: Connection, msg: CompleteJob) -> None:
     lw = registered(conn)
+    cn = msg.claim_next
+    done = asyncio.ensure_future(
+        hub.broker.complete(msg.job_id, msg.claim_token, msg.result, msg.processing_time)
+    )
+    claim: asyncio.Future[None] | None = None
+    if cn is not None:
+        # The GPU waits for this: the next claim goes to Redis beside the completion, in
+        # the same round trip. The worker's slot is free whatever Redis answers (done,
+        # or refused because the job is no longer its), and the claim's answer is sent
+        # after the ack (or the refusal).
+        _settled(hub, lw, msg.job_id)
+        claim = asyncio.ensure_future(
+            hub.claims.claim(lw, cn.max_jobs, cn.wait_seconds, after=done)
+        )
     try:
-        await hub.broker.complete(msg.job_id, msg.claim_token, msg.result, msg.processing_time)
+        await done
     except REFUSED as exc:
-        if msg.claim_next is None:
+        if claim is None:
             raise
-        await _refused(hub, conn, lw, msg, exc)
-        return
-    _settled(hub, lw, msg.job_id)
-    lw.info.jobs_completed += 1
-    conn.send(wire("job_completed_ack", job_id=msg.job_id, worker_id=lw.worker_id))
-    await _claim_next(hub, lw, msg.claim_next)
+        conn.send(error_message(exc.code, exc.message, exc.details, job_id=msg.job_id))
+    except BaseException:
+        if claim is not None:
+            await asyncio.wait([claim])  # its job, if it got one, is told before the error
+        raise
+    else:
+        _settled(hub, lw, msg.job_id)
+        lw.info.jobs_completed += 1
+        conn.send(wire("job_completed_ack", job_id=msg.job_id, worker_id=lw.worker_id))
+    if claim is not None:
+        await claim
 
 
 async def fail_job(hub: Hub, conn: Connection, msg: FailJob) -> None:
