@@ -9,8 +9,8 @@ project's `.venv`) on the harness's Redis database in `setup()`, submits jobs wi
 `POST /api/jobs` (one) and `POST /api/jobs/batch` (bulk), and runs `empq worker`
 processes with the `MarkConnector` below, which calls the harness's probe
 `jobmark.mark(i)` first thing. So the figures include everything a real job goes
-through: REST submit, the event stream, `job_available`, claim, accept, the
-connector, complete.
+through: REST submit, the worker's claim waiting on the hub (`wait_seconds`) or the
+next claim carried by the last outcome (`claim_next`), the connector, complete.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from adapters.base import PEERS_DIR, QueueAdapter
 ROOT = Path(__file__).resolve().parent.parent
 EMPQ_PYTHON = os.environ.get("EMPQ_PYTHON", str(ROOT / ".venv" / "bin" / "python"))
 #: Worker slots (`concurrent_jobs`) per config.
-CONCURRENCY = {"c16": 16, "c64": 64}
+CONCURRENCY = {"c1": 1, "c10": 10, "c64": 64}
 
 
 def _free_port() -> int:
