@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from empq.broker import Broker
 from empq.models import JobSubmission, WorkerCapabilities
-from empq.ordering import OrderFields, order_key, parse_order_key
+from tests.support.ordering import OrderFields, order_key, parse_order_key
 
 from .conftest import FakeClock
 

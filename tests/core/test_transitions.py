@@ -10,14 +10,14 @@ from hypothesis import strategies as st
 from empq.broker import Assignment, Broker
 from empq.errors import EmpqError
 from empq.models import JobSubmission, WorkerCapabilities
-from empq.ordering import (
+from empq.status import JobStatus, can_transition, is_final
+from tests.support.ordering import (
     OrderFields,
     effective_priority,
     effective_time,
     job_id_of,
     order_key,
 )
-from empq.status import JobStatus, can_transition, is_final
 
 from .conftest import FakeClock
 

@@ -1,4 +1,6 @@
-"""The claim order of CONTRACT §2, as one sortable string per queued job.
+"""The claim order of CONTRACT §2, as one sortable string per queued job: the tests'
+model of the order key that `submit.lua` builds (the product computes it only there,
+inside the script that queues the job, where workflow steps inherit their fields).
 
 A queued job's *order key* sorts, byte for byte, in the order jobs must be claimed:
 
