@@ -114,7 +114,17 @@ def _private(host: str) -> bool:
         ip = ipaddress.ip_address(host)
     except ValueError:
         return host.lower() in ("localhost", "localhost.localdomain")
-    return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
+    mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:127.0.0.1 is 127.0.0.1
+    if mapped is not None:
+        ip = mapped
+    return (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_reserved
+        or ip.is_unspecified
+        or ip.is_multicast
+    )
 
 
 async def resolves_private(url: str) -> bool:
@@ -177,9 +187,12 @@ class Webhooks:
     # ------------------------------------------------------------ registrations
 
     async def create(self, body: WebhookIn) -> dict[str, Any]:
-        if self.hub.settings.webhook_deny_private and _private(urlsplit(body.url).hostname or ""):
+        # The name is resolved too: `localhost.`, `2130706433` or a DNS name pointing at
+        # 10.0.0.5 reach the same internal services as the literal address would.
+        if self.hub.settings.webhook_deny_private and await resolves_private(body.url):
             raise ValidationError(
-                "webhook url targets a private address (EMPQ_WEBHOOK_DENY_PRIVATE is on)",
+                "webhook url targets a loopback or private address "
+                "(EMPQ_WEBHOOK_DENY_PRIVATE is on)",
                 [{"field": "url", "message": "private and loopback addresses are not allowed"}],
             )
         record = {
