@@ -65,9 +65,7 @@ async def socket_as(hub: HubHandle, role: str, worker_id: str) -> AsyncIterator[
         url += f"?token={KEY}"
     async with RawPeer.connect(url, additional_headers=headers) as peer:
         if role in ("key_register", "worker_and_key"):
-            await peer.request(
-                {"type": "register_client", "api_key": KEY}, "client_registered"
-            )
+            await peer.request({"type": "register_client", "api_key": KEY}, "client_registered")
         if role in ("worker", "worker_and_key"):
             await peer.request(
                 {
