@@ -141,7 +141,7 @@ async def test_registration_settles_every_job_the_id_holds(hub: HubHandle) -> No
                     "job_id": ids[0],
                     "claim_token": tokens[ids[0]],
                     "progress": 40,
-                }  # fmt: skip
+                }
             )
             await first.request({"type": "ping", "worker_id": "sync"}, "pong")
         await _gone(http, "gpu-0")
@@ -164,8 +164,10 @@ async def test_registration_settles_every_job_the_id_holds(hub: HubHandle) -> No
                 assert final["attempts"] == 1
                 # Subscribers heard of each change.
                 for jid in ids[1:]:
-                    await monitor.expect("job_update", where=lambda m, j=jid: m.get("job_id") == j
-                                         and m.get("status") == "queued")  # fmt: skip
+                    await monitor.expect(
+                        "job_update",
+                        where=lambda m, j=jid: m.get("job_id") == j and m.get("status") == "queued",
+                    )
                 await monitor.expect("job_failed", where=lambda m: m.get("job_id") == last)
                 # The kept job is still this worker's, under the same token.
                 await again.request(
@@ -174,7 +176,7 @@ async def test_registration_settles_every_job_the_id_holds(hub: HubHandle) -> No
                         "job_id": ids[0],
                         "claim_token": tokens[ids[0]],
                         "result": {},
-                    },  # fmt: skip
+                    },
                     "job_completed_ack",
                 )
                 # A requeued job's old token is stale.
@@ -184,7 +186,7 @@ async def test_registration_settles_every_job_the_id_holds(hub: HubHandle) -> No
                         "job_id": ids[1],
                         "claim_token": tokens[ids[1]],
                         "result": {},
-                    },  # fmt: skip
+                    },
                     "error",
                 )
                 assert err["job_id"] == ids[1]

@@ -1,4 +1,4 @@
-"""Rights by role (docs/security.md): every cell of role × message, probed from outside.
+"""Rights by role (docs/security.md): every cell of role x message, probed from outside.
 
 A socket's rights come only from what it presented: an API key (on the upgrade or in
 `register_client`) for client messages when keys are set; a registration (with a
