@@ -1,0 +1,191 @@
+"""Bad input never half-applies (docs/security.md): every REST 422 case is refused the
+same way over the WebSocket, non-finite numbers and deep nesting are refused at the
+edge, and nothing a client sees quotes Redis. Issue 25 hole 6."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from empq.models import JobSubmission
+from empq.protocol import SubmitJob
+from empq.redis_server import RedisServer
+from tests.support.hub_fixtures import HubHandle, RawPeer, raw_worker, start_hub
+
+BIG = "x" * 10_000
+
+#: (field as REST names it, bad body fields): each is a 422 over REST.
+REST_422 = [
+    ("customer_id", {"customer_id": ""}),
+    ("customer_id", {"customer_id": BIG}),
+    ("idempotency_key", {"idempotency_key": ""}),
+    ("idempotency_key", {"idempotency_key": BIG}),
+    ("workflow_id", {"workflow_id": ""}),
+    ("workflow_id", {"workflow_id": BIG}),
+    ("webhook_url", {"webhook_url": ""}),
+    ("webhook_url", {"webhook_url": "not a url"}),
+    ("webhook_url", {"webhook_url": "ftp://example.com/x"}),
+    ("step_number", {"step_number": -1}),
+    ("step_number", {"step_number": 2**63}),
+    ("workflow_datetime", {"workflow_datetime": -1}),
+    ("workflow_datetime", {"workflow_datetime": 2**63}),
+    ("priority", {"priority": 101}),
+    ("priority", {"priority": "high"}),
+    ("workflow_priority", {"workflow_priority": -1}),
+    ("max_retries", {"max_retries": -1}),
+    ("payload", {"payload": "text"}),
+    ("requirements.hardware.gpu_memory_gb", {"requirements": {"hardware": {"gpu_memory_gb": -1}}}),
+    ("requirements.customer_isolation", {"requirements": {"customer_isolation": "total"}}),
+    ("requirements.timeout_minutes", {"requirements": {"timeout_minutes": 0}}),
+    ("requirements.bogus", {"requirements": {"bogus": 1}}),
+    ("bogus", {"bogus": 1}),
+    ("type", {"type": ""}),
+]
+
+
+def _ws_body(fields: dict[str, Any]) -> dict[str, Any]:
+    body = {"type": "submit_job", "job_type": "t", **fields}
+    if "type" in fields:
+        body["type"], body["job_type"] = "submit_job", fields["type"]
+    return body
+
+
+@pytest.mark.parametrize(("field", "fields"), REST_422, ids=[f for f, _ in REST_422])
+async def test_every_rest_422_is_refused_alike_over_the_socket(
+    hub: HubHandle, field: str, fields: dict[str, Any]
+) -> None:
+    async with hub.client() as http, RawPeer.connect(hub.ws_url) as peer:
+        r = await http.post("/api/jobs", json={"type": "t", **fields})
+        assert r.status_code == 422, r.text
+        assert field in [d["field"] for d in r.json()["error"]["details"]]
+        err = await peer.request(_ws_body(fields), "error")
+        assert err["error_code"] == "VALIDATION_ERROR", err
+        ws_field = "job_type" if field == "type" else field
+        assert ws_field in [d["field"] for d in err["details"]], err
+        # Nothing stored either way, and the socket still answers.
+        assert (await http.get("/api/jobs")).json()["jobs"] == []
+        await peer.request({"type": "ping", "worker_id": "after"}, "pong")
+
+
+def test_submit_job_has_the_rest_fields_and_constraints() -> None:
+    rest = JobSubmission.model_fields
+    ws = SubmitJob.model_fields
+    assert set(rest) - {"type"} == set(ws) - {"type", "job_type", "timestamp", "id", "source"}
+    for name, info in rest.items():
+        if name == "type":
+            continue
+        assert ws[name].annotation == info.annotation, name
+        assert repr(ws[name].metadata) == repr(info.metadata), name
+    assert repr(ws["job_type"].metadata) == repr(rest["type"].metadata)
+
+
+@pytest.mark.parametrize("number", ["1e999", "-1e999", "NaN", "Infinity", "-Infinity"])
+async def test_non_finite_numbers_are_refused_at_the_edge(hub: HubHandle, number: str) -> None:
+    async with hub.client() as http, RawPeer.connect(hub.ws_url) as peer:
+        frame = '{"type": "submit_job", "job_type": "t", "payload": {"x": [1, %s]}}' % number
+        err = await peer.request(frame, "error")
+        assert err["error_code"] == "VALIDATION_ERROR"
+        assert err["details"][0]["field"] == "payload.x.1"
+        assert (await http.get("/api/jobs")).json()["jobs"] == []
+
+
+async def test_complete_with_infinite_processing_time_changes_nothing(hub: HubHandle) -> None:
+    """The issue's case: `processing_time: 1e999` left the job completed without its
+    event. Now it is refused before the hub acts; the job stays the worker's."""
+    async with (
+        hub.client() as http,
+        RawPeer.connect(hub.ws_url) as monitor,
+        raw_worker(hub.ws_url, "w") as worker,
+    ):
+        await monitor.request(
+            {"type": "subscribe_job_notifications"}, "job_notifications_subscribed"
+        )
+        job_id = (await http.post("/api/jobs", json={"type": "t"})).json()["job_id"]
+        token = (await worker.request({"type": "claim_job"}, "job_assigned"))["claim_token"]
+        frame = (
+            '{"type": "complete_job", "job_id": "%s", "claim_token": "%s", "result": {},'
+            ' "processing_time": 1e999}' % (job_id, token)
+        )
+        err = await worker.request(frame, "error")
+        assert err["error_code"] == "VALIDATION_ERROR"
+        assert err["details"][0]["field"] == "processing_time"
+        assert "redis" not in err["error"].lower() and "script" not in err["error"].lower()
+        assert (await http.get(f"/api/jobs/{job_id}")).json()["status"] == "assigned"
+        await worker.request(
+            {"type": "complete_job", "job_id": job_id, "claim_token": token, "result": {}},
+            "job_completed_ack",
+        )
+        done = await monitor.expect("job_completed", where=lambda m: m.get("job_id") == job_id)
+        assert done["status"] == "completed"
+
+
+async def test_complete_script_ignores_a_non_finite_time_rather_than_half_applying(
+    hub: HubHandle,
+) -> None:
+    """Below the edge: complete.lua checks its arguments before any write, so a batch
+    holding a non-finite processing time completes every job in it, each with its event."""
+    broker = hub.hub.broker
+    async with (
+        hub.client() as http,
+        RawPeer.connect(hub.ws_url) as monitor,
+        raw_worker(
+            hub.ws_url, "w", {"services": [], "performance": {"concurrent_jobs": 3}}
+        ) as worker,
+    ):
+        await monitor.request(
+            {"type": "subscribe_job_notifications"}, "job_notifications_subscribed"
+        )
+        ids = [
+            (await http.post("/api/jobs", json={"type": "t"})).json()["job_id"] for _ in range(3)
+        ]
+        await worker.send({"type": "claim_job", "max_jobs": 3})
+        tokens = {}
+        for _ in range(3):
+            a = await worker.expect("job_assigned")
+            tokens[a["job_id"]] = a["claim_token"]
+        import asyncio
+
+        times = [math.inf, math.nan, 1.5]
+        await asyncio.gather(
+            *(broker.complete(j, tokens[j], {}, t) for j, t in zip(ids, times, strict=True))
+        )
+        for job_id in ids:
+            assert (await http.get(f"/api/jobs/{job_id}")).json()["status"] == "completed"
+            event = await monitor.expect(
+                "job_completed", where=lambda m, j=job_id: m["job_id"] == j
+            )
+            assert math.isfinite(event["processing_time"])
+        stats = (await http.get("/api/stats")).json()
+        assert json.dumps(stats)  # every figure still a finite number
+
+
+@pytest.mark.parametrize("depth", [960, 100_000])
+async def test_deep_nesting_gets_an_error_and_the_socket_stays(hub: HubHandle, depth: int) -> None:
+    async with RawPeer.connect(hub.ws_url) as peer:
+        frame = '{"type": "submit_job", "job_type": "t", "payload": {"x": %s}}' % (
+            "[" * depth + "]" * depth
+        )
+        err = await peer.request(frame, "error")
+        assert err["error_code"] == "NESTED_TOO_DEEP"
+        await peer.request({"type": "ping", "worker_id": "still-here"}, "pong")
+
+
+async def test_a_redis_error_is_never_quoted_to_a_client(tmp_path: Path) -> None:
+    with RedisServer(persistent=False) as redis:
+        async with start_hub(redis.url, tmp_path) as hub, hub.client() as http:
+            async with RawPeer.connect(hub.ws_url) as peer:
+                redis.stop()
+                err = await peer.request(
+                    {"type": "request_job_status", "job_id": "j"}, "error", within=15
+                )
+                r = await http.get("/api/jobs/j")
+        assert err["error_code"] == "UNAVAILABLE"
+        assert r.status_code == 503
+        for text in (err["error"], r.json()["error"]["message"]):
+            low = text.lower()
+            assert "error" not in low and "connect" not in low and str(redis.port) not in low
+            assert text.startswith("queue storage unavailable")
