@@ -26,6 +26,9 @@ _PATTERNS = (
     # redis://user:PASSWORD@host
     re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+(?=@)"),
 )
+#: The websockets library's frame log, `< TEXT '{"type": ...}' [82 bytes]`, cuts a long
+#: frame in the middle: the tail may hold a credential whose key name was cut off.
+_FRAME_TAIL = re.compile(r"^([<>] (?:TEXT|BINARY) .*?\.\.\.).*?(' \[\d+ bytes\])$", re.DOTALL)
 #: Cheap test first: most records hold none of these.
 _HINTS = ("=", "earer", ":", "%3")
 
@@ -36,7 +39,7 @@ def redact(text: str) -> str:
         return text
     for pattern in _PATTERNS:
         text = pattern.sub(rf"\g<1>{MASK}", text)
-    return text
+    return _FRAME_TAIL.sub(rf"\g<1>{MASK}\g<2>", text)
 
 
 class RedactingFilter(logging.Filter):
