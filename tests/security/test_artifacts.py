@@ -115,7 +115,7 @@ async def test_declared_length_past_the_limit_is_refused_before_the_body(
 ) -> None:
     async with (
         hub_factory(artifact_max_bytes=1000) as hub,
-        held_job(hub) as (http, job_id, token, _),
+        held_job(hub) as (_http, job_id, token, _),
     ):
         path = f"/api/jobs/{job_id}/artifacts/huge.bin"
         reply = await _raw_put(
@@ -133,7 +133,7 @@ async def test_cut_off_upload_leaves_no_file_and_no_traceback(
         path = f"/api/jobs/{job_id}/artifacts/cut.bin"
         headers = {"Content-Length": "100000", "X-EMPQ-Claim-Token": token}
         host = urlsplit(hub.http_url)
-        reader, writer = await asyncio.open_connection(host.hostname, host.port)
+        _reader, writer = await asyncio.open_connection(host.hostname, host.port)
         head = f"PUT {path} HTTP/1.1\r\nHost: x\r\n" + "".join(
             f"{k}: {v}\r\n" for k, v in headers.items()
         )
