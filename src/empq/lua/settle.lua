@@ -38,6 +38,7 @@ for i = 1, n do
     kept[#kept + 1] = id
   else
     local attempts = redis.call('HINCRBY', job_key, 'attempts', 1)
+    redis.call('HDEL', job_key, 'handbacks')  -- as requeue.lua: a counted attempt ends a run
     redis.call('HDEL', job_key, 'claim_token', 'worker_id', 'started_at', 'message')
     redis.call('ZREM', KEYS[3], id)
     redis.call('ZREM', KEYS[4], id)
