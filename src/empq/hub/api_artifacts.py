@@ -41,7 +41,6 @@ router = APIRouter(prefix="/api/jobs/{job_id}/artifacts", tags=["artifacts"])
 SAFE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'none'; sandbox",
-    "Cross-Origin-Resource-Policy": "same-origin",
 }
 
 
