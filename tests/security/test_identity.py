@@ -5,12 +5,16 @@ hole 2; issue 20 item 3."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import httpx
+import pytest
 from websockets.asyncio.client import connect
 
+from empq.worker.runtime import Worker
 from tests.support.hub_fixtures import HubFactory, HubHandle, RawPeer, raw_worker
+from tests.worker.conftest import worker_settings
 
 CAPS = {"services": ["simulation"], "performance": {"concurrent_jobs": 3}}
 JOB = {"type": "t", "requirements": {"service_type": "simulation"}}
@@ -192,3 +196,35 @@ async def test_registration_settles_every_job_the_id_holds(hub: HubHandle) -> No
                 assert err["job_id"] == ids[1]
         workers = (await http.get("/api/workers/gpu-0")).json()
         assert workers["worker_id"] == "gpu-0"
+
+
+async def test_empq_worker_refused_for_a_live_id_registers_once_it_is_free(
+    hub: HubHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The reconnect path: a real worker whose id a live socket holds (its own old socket
+    the hub has not seen close) is told why, retries, and registers once the id is free."""
+    caplog.set_level(logging.INFO, logger="empq.worker")
+    async with RawPeer.connect(hub.ws_url) as old:
+        await old.request(
+            {"type": "register_worker", "worker_id": "dup", "capabilities": CAPS},
+            "worker_registered",
+        )
+        settings = worker_settings(hub.ws_url, worker_id="dup")
+        worker = Worker(settings, capabilities=None, stop=asyncio.Event())
+        task = asyncio.create_task(worker.run())
+        deadline = time.monotonic() + 10
+        while not any("held by another live connection" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, "the worker was never told why"
+            await asyncio.sleep(0.02)
+        assert not worker.registered.is_set()
+    try:
+        await asyncio.wait_for(worker.registered.wait(), 15)
+        async with hub.client() as http:
+            job_id = (await http.post("/api/jobs", json=JOB)).json()["job_id"]
+            deadline = time.monotonic() + 10
+            while (await http.get(f"/api/jobs/{job_id}")).json()["status"] != "completed":
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+    finally:
+        worker.request_stop()
+        await asyncio.wait_for(task, 15)
