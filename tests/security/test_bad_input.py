@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, get_args, get_origin
 
+import annotated_types as at
 import pytest
+from pydantic import BaseModel
 
 from empq.models import JobSubmission
 from empq.protocol import SubmitJob
@@ -47,6 +49,48 @@ REST_422 = [
 ]
 
 
+def _violations(model: type[BaseModel], prefix: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """A refused value for every constraint of every field of `model` (nested models too),
+    plus a wrong type for each: the REST 422 cases, derived from the model itself."""
+    cases: list[tuple[str, dict[str, Any]]] = []
+    for name, info in model.model_fields.items():
+        field = prefix + name
+        nested = [
+            a
+            for a in get_args(info.annotation) or (info.annotation,)
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if nested:
+            for sub, body in _violations(nested[0], field + "."):
+                cases.append((sub, {name: body}))
+            cases.append((field, {name: "not an object"}))
+            continue
+        meta = list(info.metadata)
+        for arg in get_args(info.annotation):
+            if get_origin(arg) is Annotated:
+                for extra in get_args(arg)[1:]:
+                    meta.extend(getattr(extra, "metadata", [extra]))
+        for m in meta:
+            if isinstance(m, at.MinLen) and m.min_length > 0:
+                cases.append((field, {name: "x" * (m.min_length - 1)}))
+            elif isinstance(m, at.MaxLen):
+                cases.append((field, {name: "x" * (m.max_length + 1)}))
+            elif isinstance(m, at.Ge):
+                cases.append((field, {name: m.ge - 1}))
+            elif isinstance(m, at.Gt):
+                cases.append((field, {name: m.gt}))
+            elif isinstance(m, at.Le):
+                cases.append((field, {name: m.le + 1}))
+            elif isinstance(m, at.Lt):
+                cases.append((field, {name: m.lt}))
+        if name != "payload":
+            cases.append((field, {name: {"wrong": "type"}}))
+    return cases
+
+
+REST_422 += _violations(JobSubmission)
+
+
 def _ws_body(fields: dict[str, Any]) -> dict[str, Any]:
     body = {"type": "submit_job", "job_type": "t", **fields}
     if "type" in fields:
@@ -54,7 +98,9 @@ def _ws_body(fields: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-@pytest.mark.parametrize(("field", "fields"), REST_422, ids=[f for f, _ in REST_422])
+@pytest.mark.parametrize(
+    ("field", "fields"), REST_422, ids=[f"{f}-{i}" for i, (f, _) in enumerate(REST_422)]
+)
 async def test_every_rest_422_is_refused_alike_over_the_socket(
     hub: HubHandle, field: str, fields: dict[str, Any]
 ) -> None:
