@@ -10,6 +10,9 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from empq.credentials import parse_worker_token
+from empq.redis_url import check_redis_url
+
 
 def _split(value: object) -> object:
     if isinstance(value, str):
@@ -52,6 +55,13 @@ class BrokerSettings(CommonSettings):
     def _delays(cls, value: object) -> object:
         return _split(value)
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_redis_url(value)
+        return value
+
     @field_validator("retry_delays")
     @classmethod
     def _non_negative(cls, value: list[float]) -> list[float]:
@@ -80,6 +90,8 @@ class HubSettings(BrokerSettings):
         default_factory=lambda: [1.0, 5.0, 15.0]
     )
     alert_queue_depth: Annotated[int, Field(ge=1)] = 1000
+    #: Largest artifact upload accepted (bytes); past it the upload gets 413.
+    artifact_max_bytes: Annotated[int, Field(ge=1)] = 1024**3
 
     @field_validator("webhook_retry_delays", mode="before")
     @classmethod
@@ -90,6 +102,13 @@ class HubSettings(BrokerSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split(value)
+
+    @field_validator("worker_tokens")
+    @classmethod
+    def _token_entries(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parse_worker_token(entry)
+        return value
 
 
 def default_worker_id() -> str:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import IO, Any, Literal
 
 from empq.config import CommonSettings
+from empq.redact import RedactingFilter
 
 #: Attributes every `LogRecord` has; anything else was passed in `extra=`.
 _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -48,7 +49,7 @@ class ConsoleFormatter(logging.Formatter):
         if extras:
             line += " " + " ".join(f"{k}={v}" for k, v in extras.items())
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + (record.exc_text or self.formatException(record.exc_info))
         return line
 
 
@@ -64,7 +65,7 @@ class JsonFormatter(logging.Formatter):
         }
         data.update(_extras(record))
         if record.exc_info:
-            data["exception"] = self.formatException(record.exc_info)
+            data["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(data, default=str)
 
 
@@ -85,6 +86,7 @@ def configure(
     level_name = (level or settings.log_level).upper()
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.set_name(_HANDLER_NAME)
+    handler.addFilter(RedactingFilter())
     handler.setFormatter(
         JsonFormatter() if (fmt or settings.log_format) == "json" else ConsoleFormatter()
     )

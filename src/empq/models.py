@@ -10,12 +10,28 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from empq.status import JobStatus, WorkerStatus, is_final
 
 Priority = Annotated[int, Field(ge=0, le=100)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+#: An id or key a client names (customer, workflow, idempotency key).
+ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+#: A job's step within its workflow.
+StepNumber = Annotated[int, Field(ge=0, lt=10**6)]
+#: Milliseconds since the epoch (up to the year 2109).
+EpochMs = Annotated[int, Field(ge=0, lt=2**42)]
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")) or len(value) < len("http://x"):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+#: A per-job callback URL.
+WebhookUrl = Annotated[str, Field(max_length=2000), AfterValidator(_http_url)]
 
 
 class Isolation(StrEnum):
@@ -71,21 +87,14 @@ class JobSubmission(Strict):
     priority: Priority = 50
     payload: dict[str, Any] = Field(default_factory=dict)
     requirements: Requirements = Field(default_factory=Requirements)
-    customer_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    customer_id: ShortText | None = None
     max_retries: Annotated[int, Field(ge=0, le=1000)] = 3
-    workflow_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    workflow_id: ShortText | None = None
     workflow_priority: Priority | None = None
-    workflow_datetime: Annotated[int, Field(ge=0, lt=2**42)] | None = None
-    step_number: Annotated[int, Field(ge=0, lt=10**6)] | None = None
-    webhook_url: str | None = None
-    idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
+    workflow_datetime: EpochMs | None = None
+    step_number: StepNumber | None = None
+    webhook_url: WebhookUrl | None = None
+    idempotency_key: ShortText | None = None
 
     @property
     def effective_priority(self) -> int:

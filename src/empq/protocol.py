@@ -7,17 +7,21 @@ message means the same thing everywhere. Inbound models forbid unknown fields;
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import to_json
 
+from empq import strict_json
 from empq.models import (
+    EpochMs,
     JobSubmission,
     Priority,
     Requirements,
+    ShortText,
+    StepNumber,
+    WebhookUrl,
     WorkerCapabilities,
 )
 from empq.status import JobStatus, WorkerStatus
@@ -108,7 +112,7 @@ class CompleteJob(Message):
     job_id: str
     claim_token: str
     result: dict[str, Any] = Field(default_factory=dict)
-    processing_time: Annotated[float, Field(ge=0)] | None = None
+    processing_time: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     worker_id: str | None = None
     claim_next: ClaimNext | None = None
 
@@ -175,21 +179,25 @@ class RegisterClient(Message):
 
 
 class SubmitJob(Message):
-    """`submit_job`: the submission fields, with `job_type` for the job's type."""
+    """`submit_job`: the submission fields, with `job_type` for the job's type.
+
+    The same types and constraints as `JobSubmission` (REST), so a body REST refuses
+    with 422 is refused here with a `VALIDATION_ERROR` naming the same field.
+    """
 
     type: Literal["submit_job"]
     job_type: Annotated[str, Field(min_length=1, max_length=200)]
     priority: Priority = 50
     payload: dict[str, Any] = Field(default_factory=dict)
     requirements: Requirements = Field(default_factory=Requirements)
-    customer_id: str | None = None
+    customer_id: ShortText | None = None
     max_retries: Annotated[int, Field(ge=0, le=1000)] = 3
-    workflow_id: str | None = None
+    workflow_id: ShortText | None = None
     workflow_priority: Priority | None = None
-    workflow_datetime: int | None = None
-    step_number: int | None = None
-    webhook_url: str | None = None
-    idempotency_key: str | None = None
+    workflow_datetime: EpochMs | None = None
+    step_number: StepNumber | None = None
+    webhook_url: WebhookUrl | None = None
+    idempotency_key: ShortText | None = None
 
     def to_submission(self) -> JobSubmission:
         """The same job as a REST submission (validated again there)."""
@@ -328,9 +336,10 @@ class UnknownMessageType(ProtocolError):
 def parse_inbound(raw: str | bytes) -> InboundMessage:
     """One inbound message from wire text, or `ProtocolError` saying what is wrong."""
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError("INVALID_JSON", f"message is not valid JSON: {exc}") from exc
+        data = strict_json.loads(raw)
+    except strict_json.StrictJsonError as exc:
+        details = [{"field": exc.field, "message": exc.message}] if exc.field else None
+        raise ProtocolError(exc.code, exc.message, details) from exc
     if not isinstance(data, dict):
         raise ProtocolError("INVALID_MESSAGE", "message must be a JSON object")
     mtype = data.get("type")

@@ -104,6 +104,7 @@ NAMES = (
     "complete",
     "fail",
     "requeue",
+    "settle",
     "cancel",
     "retry",
     "promote",
@@ -346,6 +347,7 @@ class Scripts:
     complete: BatchedScript
     fail: BatchedScript
     requeue: BatchedScript
+    settle: BatchedScript
     cancel: BatchedScript
     retry: BatchedScript
     promote: BatchedScript

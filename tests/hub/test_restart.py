@@ -118,7 +118,9 @@ async def test_restart_keeps_jobs_in_every_state(hub_process: ProcFactory) -> No
         assert after["retrying"]["retry_at"]
         assert after["queued"]["position"] == 1
 
-        # The worker comes back with its jobs and finishes them with its old tokens.
+        # The worker comes back with the job it still runs and finishes it with its old
+        # token; the two it no longer lists were requeued by its registration (attempt
+        # counted), back at their places ahead of the queued job.
         async with raw_worker(proc.ws_url, "w", caps, current_jobs=[ids["in_progress"]]) as w:
             await w.request(
                 {
@@ -130,6 +132,7 @@ async def test_restart_keeps_jobs_in_every_state(hub_process: ProcFactory) -> No
                 "job_completed_ack",
             )
             a = await _claim(w)
-            assert a["job_id"] == ids["queued"]
+            assert a["job_id"] == ids["assigned"]
+            assert a["attempts"] == 1
         final = (await http.get(f"/api/jobs/{ids['in_progress']}")).json()
         assert final["status"] == "completed"

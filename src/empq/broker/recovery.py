@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from empq.broker.base import (
     _worker_of_token,
 )
 from empq.broker.reports import ReportsMixin
-from empq.errors import JobNotFound, StaleClaim
+from empq.errors import EmpqError, JobNotFound, StaleClaim
 from empq.status import JobStatus
+
+#: Reads of a registering worker's job set before giving up (it changes only if the
+#: same id claims on another hub meanwhile).
+SETTLE_TRIES = 5
 
 
 class RecoveryMixin(ReportsMixin):
@@ -84,6 +89,48 @@ class RecoveryMixin(ReportsMixin):
             else:  # the set lagged behind a finished job; tidy it
                 await self._r.srem(self.keys.worker_jobs(worker_id), job_id)
         return done
+
+    async def settle_registration(
+        self, worker_id: str, current: Sequence[str], reason: str
+    ) -> tuple[list[str], list[str]]:
+        """Settle every job `worker_id` holds as it registers again (settle.lua, atomic).
+
+        The jobs in `current` (the registration's list) stay held under their claim
+        tokens; every other is requeued with its attempt counted. Returns (kept, requeued).
+        """
+        k = self.keys
+        wjobs = k.worker_jobs(worker_id)
+        for _ in range(SETTLE_TRIES):
+            ids = sorted(m.decode() for m in await self._r.smembers(wjobs))
+            if not ids:
+                return [], []
+            async with self._r.pipeline(transaction=False) as pipe:
+                for job_id in ids:
+                    pipe.hget(k.job(job_id), "sig")
+                sigs = await pipe.execute()
+            keys = [wjobs, k.queued, k.claims, k.running, k.finished, k.counts]
+            keys += [k.signatures, k.signatures_version, k.stats, k.events]
+            for job_id, sig in zip(ids, sigs, strict=True):
+                keys += [k.job(job_id), k.sig_queue(sig.decode() if sig else "-")]
+            listed = sorted(set(current))
+            reply = await self.scripts.settle(
+                keys=keys,
+                args=[
+                    worker_id,
+                    reason,
+                    self.clock(),
+                    self._maxlen,
+                    uuid.uuid4().hex,
+                    len(listed),
+                    *listed,
+                    *ids,
+                ],
+            )
+            if reply and reply[0] == b"RETRY":
+                continue  # a job joined the set between the read and the script
+            kept, requeued = reply
+            return [j.decode() for j in kept], [j.decode() for j in requeued]
+        raise EmpqError(f"worker {worker_id}'s jobs kept changing while it registered")
 
     async def sweep_claims(self) -> list[str]:
         """Requeue assignments not accepted within the claim timeout."""

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from empq.hub.auth import matches
 from empq.hub.connections import Connection
+from empq.hub.rights import refusal_for
 from empq.matching import JobSpec
 from empq.models import Job
 from empq.protocol import (
@@ -33,18 +34,17 @@ def _ms(job: Job, field: str) -> int | None:
 
 
 def require_client_auth(hub: Hub, conn: Connection) -> None:
-    """With API keys configured, client messages need a key (at connect or in register_client)."""
-    if hub.settings.api_keys and not conn.authenticated:
-        raise ProtocolError(
-            "AUTH_FAILED", "API key required: send register_client with api_key first"
-        )
+    """Client messages need an API key when keys are set (also checked by `rights`)."""
+    refused = refusal_for(hub, conn, "submit_job")
+    if refused is not None:
+        raise refused
 
 
 async def register_client(hub: Hub, conn: Connection, msg: RegisterClient) -> None:
-    if hub.settings.api_keys and not conn.authenticated:
+    if hub.settings.api_keys and not conn.api_key_ok:
         if not matches(msg.api_key, hub.settings.api_keys):
             raise ProtocolError("AUTH_FAILED", "API key not accepted")
-        conn.authenticated = True
+        conn.api_key_ok = True
     conn.client_type = msg.client_type
     conn.client_id = msg.client_id or f"client-{conn.id[:8]}"
     conn.send(out("client_registered", client_id=conn.client_id, assigned_connection_id=conn.id))

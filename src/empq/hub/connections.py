@@ -66,7 +66,8 @@ class Connection:
         self._queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=max_queue)
         self.closing = False
         self._close_code = 1000
-        self.authenticated = False
+        #: It presented an API key (or none are configured): client messages are allowed.
+        self.api_key_ok = False
         self.client_type: str | None = None
         self.client_id: str | None = None
         self.worker: LocalWorker | None = None

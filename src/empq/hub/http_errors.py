@@ -104,7 +104,8 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
 
 async def _storage(request: Request, exc: Exception) -> JSONResponse:
     log.warning("redis error on %s %s: %s", request.method, request.url.path, exc)
-    return error_response(503, "UNAVAILABLE", f"queue storage unavailable: {exc}")
+    # Redis's own text (script SHAs, internals) stays in the hub's log.
+    return error_response(503, "UNAVAILABLE", "queue storage unavailable; try again")
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

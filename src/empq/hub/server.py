@@ -158,6 +158,11 @@ async def serve(settings: HubSettings, *, ready: asyncio.Event | None = None) ->
         log.info(
             "hub %s: REST on %s, WebSocket on %s", handle.hub.hub_id, handle.http_url, handle.ws_url
         )
+        if settings.api_keys and not settings.worker_tokens:
+            log.warning(
+                "EMPQ_API_KEYS is set but EMPQ_WORKER_TOKENS is not: anyone who reaches the "
+                "WebSocket port can register as a worker and be handed jobs"
+            )
         if ready is not None:
             ready.set()
         await stop.wait()

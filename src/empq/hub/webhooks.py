@@ -15,11 +15,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import re
-import socket
 import time
 import uuid
 from collections import OrderedDict
@@ -33,6 +31,7 @@ from redis.exceptions import RedisError, ResponseError
 from empq.errors import ValidationError
 from empq.hub.events import passes
 from empq.hub.leases import wait_set
+from empq.hub.webhook_targets import resolves_private, target_refused
 from empq.protocol import NotificationFilters, now_ms
 
 if TYPE_CHECKING:
@@ -109,26 +108,6 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def _private(host: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return host.lower() in ("localhost", "localhost.localdomain")
-    return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
-
-
-async def resolves_private(url: str) -> bool:
-    """Whether the URL's host is, or resolves to, a loopback/private address."""
-    host = urlsplit(url).hostname or ""
-    if _private(host):
-        return True
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except OSError:
-        return False
-    return any(_private(str(info[4][0])) for info in infos)
-
-
 def parse_entry(fields: dict[Any, Any]) -> list[tuple[str, dict[str, Any]]]:
     """The (type, data) events of a raw stream entry as the broker writes it.
 
@@ -177,9 +156,12 @@ class Webhooks:
     # ------------------------------------------------------------ registrations
 
     async def create(self, body: WebhookIn) -> dict[str, Any]:
-        if self.hub.settings.webhook_deny_private and _private(urlsplit(body.url).hostname or ""):
+        # The name is resolved too: `localhost.`, `2130706433` or a DNS name pointing at
+        # 10.0.0.5 reach the same internal services as the literal address would.
+        if self.hub.settings.webhook_deny_private and await target_refused(body.url):
             raise ValidationError(
-                "webhook url targets a private address (EMPQ_WEBHOOK_DENY_PRIVATE is on)",
+                "webhook url targets a loopback or private address, or a host that does "
+                "not resolve (EMPQ_WEBHOOK_DENY_PRIVATE is on)",
                 [{"field": "url", "message": "private and loopback addresses are not allowed"}],
             )
         record = {

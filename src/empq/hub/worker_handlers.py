@@ -9,10 +9,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError as PydanticValidationError
 
 from empq import errors
-from empq.hub.auth import matches
+from empq.hub import identity
 from empq.hub.connections import Connection
 from empq.hub.registry import LocalWorker, dumps
-from empq.matching import RunningJob
 from empq.models import WorkerCapabilities
 from empq.protocol import (
     ClaimJob,
@@ -33,7 +32,7 @@ from empq.protocol import (
     out,
     wire,
 )
-from empq.status import ACTIVE_STATUSES, WorkerStatus
+from empq.status import WorkerStatus
 
 if TYPE_CHECKING:
     from empq.hub.runtime import Hub
@@ -52,30 +51,18 @@ def registered(conn: Connection) -> LocalWorker:
 
 
 async def register_worker(hub: Hub, conn: Connection, msg: RegisterWorker) -> None:
-    tokens = hub.settings.worker_tokens
-    if tokens and not matches(msg.auth_token, tokens):
-        conn.send(
-            error_message("AUTH_FAILED", "worker token not accepted", worker_id=msg.worker_id)
-        )
-        conn.close()
-        log.warning("worker %s refused: bad token", msg.worker_id)
+    try:
+        identity.check_token(hub, msg)
+        identity.check_identity(hub, conn, msg.worker_id)
+    except identity.Refused as refused:
+        conn.send(error_message(refused.code, refused.message, worker_id=msg.worker_id))
+        log.warning("worker %s refused: %s", msg.worker_id, refused.message)
+        if refused.close:
+            conn.close()
         return
     lw = await hub.registry.register(conn, msg.worker_id, msg.capabilities, msg.status)
     conn.worker = lw
-    conn.authenticated = True
-    # Events up to this point are older than what the reads below see: they never end
-    # the holds made from them.
-    seen = await hub.broker.last_event_id() if msg.current_jobs else None
-    for job_id in msg.current_jobs:
-        if job_id in lw.held:
-            continue
-        try:
-            job = await hub.broker.get(job_id)
-        except errors.JobNotFound:
-            continue
-        if job.worker_id == msg.worker_id and job.status in ACTIVE_STATUSES:
-            running = RunningJob(job.customer_id, job.requirements.customer_isolation)
-            hub.registry.hold(lw, job_id, running, seen)
+    await identity.settle_jobs(hub, lw, msg.current_jobs)
     conn.send(
         out(
             "worker_registered",

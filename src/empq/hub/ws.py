@@ -22,6 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError as PydanticValidationError
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -31,6 +32,7 @@ from empq.hub import client_handlers as clients
 from empq.hub import worker_handlers as workers
 from empq.hub.auth import bearer, matches
 from empq.hub.connections import Connection
+from empq.hub.rights import refusal_for, validation_reply
 from empq.protocol import (
     InboundMessage,
     ProtocolError,
@@ -150,17 +152,29 @@ async def handle_message(hub: Hub, conn: Connection, msg: InboundMessage) -> Non
     """Act on one message; every failure becomes a reply, never a close."""
     hub.metrics.messages.labels(msg.type).inc()
     try:
+        refused = refusal_for(hub, conn, msg.type)
+        if refused is not None:
+            raise refused
         await HANDLERS[msg.type](hub, conn, msg)
     except (ProtocolError, errors.EmpqError) as exc:
         code, reply = _refusal(exc, msg.id, getattr(msg, "job_id", None))
         hub.metrics.message_errors.labels(code).inc()
         conn.send(reply)
+    except PydanticValidationError as exc:
+        # A value checked again past the edge (e.g. a submission rebuilt for REST rules).
+        hub.metrics.message_errors.labels("VALIDATION_ERROR").inc()
+        conn.send(validation_reply(exc, msg))
     except (RedisError, OSError) as exc:
+        # Redis's own text names scripts and internals; it stays in the hub's log.
         log.warning("redis error handling %s: %s", msg.type, exc)
         hub.metrics.message_errors.labels("UNAVAILABLE").inc()
         conn.send(
             error_message(
-                "UNAVAILABLE", f"queue storage unavailable: {exc}", None, request_id=msg.id
+                "UNAVAILABLE",
+                "queue storage unavailable; try again",
+                None,
+                request_id=msg.id,
+                job_id=getattr(msg, "job_id", None),
             )
         )
     except Exception as exc:
@@ -246,8 +260,8 @@ async def serve_socket(hub: Hub, ws: WebSocket) -> None:
     """Run one connection to its end."""
     await ws.accept()
     conn = Connection(ws, max_queue=hub.settings.ws_max_queue)
-    token = bearer(ws.headers) or ws.query_params.get("api_key")
-    conn.authenticated = not hub.settings.api_keys or matches(token, hub.settings.api_keys)
+    token = bearer(ws.headers) or ws.query_params.get("token") or ws.query_params.get("api_key")
+    conn.api_key_ok = not hub.settings.api_keys or matches(token, hub.settings.api_keys)
     conn.on_overflow.append(lambda _c: hub.metrics.slow_consumers.inc())
     hub.connections.add(conn)
     hub.metrics.connections.inc()

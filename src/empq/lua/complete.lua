@@ -5,7 +5,7 @@
 -- then per job i: KEYS[5 + 2i] job, KEYS[6 + 2i] the holder's worker_jobs
 -- ARGV[1] now ms  ARGV[2] event stream max length
 -- then per job i (from 3 + 4(i-1)): claim token, result JSON, processing time s ('' if
---   unknown), job id
+--   unknown; a negative or non-finite one counts as unknown), job id
 -- Returns per job: {'OK'} | {'NOTFOUND'} | {'STALE', current status}. The completed jobs'
 -- events share one stream entry (data: an array when there are several).
 local now = tonumber(ARGV[1])
@@ -16,6 +16,10 @@ for i = 1, n do
   local job_key, wjobs_key = KEYS[5 + 2 * i], KEYS[6 + 2 * i]
   local a = 3 + 4 * (i - 1)
   local token, result, id = ARGV[a], ARGV[a + 1], ARGV[a + 3]
+  -- Checked before any write: HINCRBYFLOAT refuses a non-finite number, and an error
+  -- after the status was written would leave the job completed without its event.
+  local given = tonumber(ARGV[a + 2])
+  if given and (given ~= given or given < 0 or given == math.huge) then given = nil end
   local f = redis.call('HMGET', job_key, 'status', 'claim_token', 'worker_id', 'type',
     'customer_id', 'priority', 'attempts', 'created_at', 'assigned_at', 'started_at')
   local st = f[1]
@@ -35,7 +39,7 @@ for i = 1, n do
     redis.call('HINCRBY', KEYS[4], 'completed', 1)
     local assigned = tonumber(f[9]) or now
     local started = tonumber(f[10]) or assigned
-    local ptime = tonumber(ARGV[a + 2]) or ((now - started) / 1000)
+    local ptime = given or ((now - started) / 1000)
     redis.call('HINCRBY', KEYS[5], 'completed_total', 1)
     redis.call('HINCRBYFLOAT', KEYS[5], 'run_seconds_sum', ptime)
     redis.call('HINCRBYFLOAT', KEYS[5], 'wait_seconds_sum',
