@@ -235,3 +235,38 @@ async def _first_offered(a: RawPeer, b: RawPeer) -> tuple[RawPeer, RawPeer]:
     for t in pending:
         t.cancel()
     return (a, b) if ta in done else (b, a)
+
+
+async def test_a_refused_outcome_still_answers_the_claim_it_carried(hub: HubHandle) -> None:
+    async with hub.client() as http, raw_worker(hub.ws_url, "w") as w:
+        first = await _submit(http, priority=90)
+        a = await w.request({"type": "claim_job"}, "job_assigned")
+        assert a["job_id"] == first
+        assert (await http.post(f"/api/jobs/{first}/cancel")).status_code == 200
+        await w.expect("cancel_job")
+        nxt = await _submit(http)
+        for kind, extra in (
+            ("fail_job", {"error": "boom"}),
+            ("complete_job", {"result": {}}),
+            ("release_job", {}),
+        ):
+            await w.send(
+                {
+                    "type": kind,
+                    "job_id": first,
+                    "claim_token": a["claim_token"],
+                    "claim_next": {},
+                    **extra,
+                }
+            )
+            refused = await w.expect("error")
+            assert refused["job_id"] == first
+            answer = await w.recv()
+            while answer["type"] == "job_available":  # the idle worker was told of `nxt`
+                answer = await w.recv()
+            if kind == "fail_job":  # the slot is free: the claim it carried gets the next job
+                assert (answer["type"], answer["job_id"]) == ("job_assigned", nxt)
+                b = answer
+            else:  # the worker's one slot now holds the next job
+                assert (answer["type"], answer["reason"]) == ("no_job_available", "no free slot")
+        assert b["job_id"] == nxt

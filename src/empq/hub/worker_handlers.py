@@ -104,16 +104,20 @@ async def update_progress(hub: Hub, conn: Connection, msg: UpdateJobProgress) ->
 
 
 def _settled(hub: Hub, lw: LocalWorker, job_id: str) -> None:
-    """An outcome freed one of the worker's slots: its parked claim, if any, is answered."""
-    if hub.registry.release(job_id) is not None:
-        hub.claims.end_parked(lw, "a slot was freed")
+    """An outcome or a hand-back: the job no longer holds one of the worker's slots.
+
+    Its parked claim, if any, is answered, since its slots changed (even if the job's
+    event, read first, already ended the hold).
+    """
+    hub.registry.release(job_id)
+    hub.claims.end_parked(lw, "a slot was freed")
 
 
 async def _refused(
     hub: Hub,
     conn: Connection,
     lw: LocalWorker,
-    msg: CompleteJob | FailJob | ReleaseJob,
+    msg: FailJob | ReleaseJob,
     exc: errors.EmpqError,
 ) -> None:
     """An outcome the broker refused (the job is no longer the worker's): the worker's
