@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from empq import __version__
 from empq.hub.api_jobs import HubDep
 
 router = APIRouter(tags=["system"])
@@ -18,7 +19,7 @@ router = APIRouter(tags=["system"])
 
 @router.get("/health", summary="200 while the process is up")
 async def health(hub: HubDep) -> dict[str, str]:
-    return {"status": "ok", "hub_id": hub.hub_id}
+    return {"status": "ok", "hub_id": hub.hub_id, "version": __version__}
 
 
 @router.get("/ready", summary="200 only while Redis answers")
