@@ -97,6 +97,8 @@ class HubSettings(BrokerSettings):
     alert_queue_depth: Annotated[int, Field(ge=1)] = 1000
     #: Largest artifact upload accepted (bytes); past it the upload gets 413.
     artifact_max_bytes: Annotated[int, Field(ge=1)] = 1024**3
+    # Job types that get their own `type` label in /metrics; later ones count as `other`.
+    metrics_max_job_types: Annotated[int, Field(ge=1)] = 100
 
     @field_validator("webhook_retry_delays", mode="before")
     @classmethod

@@ -95,6 +95,10 @@ WebhookRetryDelays = Annotated[
 AlertQueueDepth = Annotated[
     int | None, setting(H, "alert_queue_depth", "Queued jobs that raise a system_alert.")
 ]
+MetricsMaxJobTypes = Annotated[
+    int | None,
+    setting(H, "metrics_max_job_types", "Job types labelled in /metrics; later ones: other."),
+]
 
 # ---------------------------------------------------------------- worker
 HubUrl = Annotated[str | None, setting(W, "hub_url", "The hub's WebSocket URL.")]

@@ -87,6 +87,7 @@ def hub(
     webhook_deny_private: o.WebhookDenyPrivate = None,
     webhook_retry_delays: o.WebhookRetryDelays = None,
     alert_queue_depth: o.AlertQueueDepth = None,
+    metrics_max_job_types: o.MetricsMaxJobTypes = None,
     log_level: o.LogLevel = None,
     log_format: o.LogFormat = None,
 ) -> None:
