@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from collections import Counter
+from collections.abc import Iterator
 
 import pytest
 
@@ -15,24 +16,46 @@ from tests.support.hub_fixtures import HubFactory, raw_worker
 FIELDS = ("event", "job_id", "job_type", "worker_id", "attempt", "duration")
 
 
-def job_records(caplog: pytest.LogCaptureFixture, job_id: str) -> list[logging.LogRecord]:
-    return [
-        r for r in caplog.records if r.name == "empq.jobs" and getattr(r, "job_id", None) == job_id
-    ]
+class JobLog(logging.Handler):
+    """The `empq.jobs` records, with a wait for the next one (emitted in the loop's thread)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self.grew = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        self.grew.set()
+
+    def of(self, job_id: str) -> list[logging.LogRecord]:
+        return [r for r in self.records if getattr(r, "job_id", None) == job_id]
+
+    async def wait_for(self, job_id: str, event: str, within: float = 5.0) -> logging.LogRecord:
+        async with asyncio.timeout(within):
+            while True:
+                found = [r for r in self.of(job_id) if getattr(r, "event", None) == event]
+                if found:
+                    return found[0]
+                self.grew.clear()
+                await self.grew.wait()
 
 
-async def wait_for_event(
-    caplog: pytest.LogCaptureFixture, job_id: str, event: str, within: float = 5.0
-) -> None:
-    async with asyncio.timeout(within):
-        while not any(getattr(r, "event", None) == event for r in job_records(caplog, job_id)):
-            await asyncio.sleep(0.01)
+@pytest.fixture
+def joblog() -> Iterator[JobLog]:
+    handler = JobLog()
+    logger = logging.getLogger("empq.jobs")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 async def test_each_change_is_one_line_from_the_hub_that_applied_it(
-    hub_factory: HubFactory, caplog: pytest.LogCaptureFixture
+    hub_factory: HubFactory, joblog: JobLog
 ) -> None:
-    caplog.set_level(logging.INFO, logger="empq.jobs")
     async with (
         hub_factory(retry_delays="0.05") as one,
         hub_factory(retry_delays="0.05") as two,
@@ -52,7 +75,7 @@ async def test_each_change_is_one_line_from_the_hub_that_applied_it(
             },
             "job_failed_ack",
         )
-        await wait_for_event(caplog, job_id, "job_promoted")
+        await joblog.wait_for(job_id, "job_promoted")
         second = await w.request({"type": "claim_job"}, "job_assigned")
         await w.request(
             {
@@ -63,9 +86,9 @@ async def test_each_change_is_one_line_from_the_hub_that_applied_it(
             },
             "job_completed_ack",
         )
-        await wait_for_event(caplog, job_id, "job_completed")
+        await joblog.wait_for(job_id, "job_completed")
 
-    records = job_records(caplog, job_id)
+    records = joblog.of(job_id)
     events = Counter(r.event for r in records)  # type: ignore[attr-defined]
     # two hubs read every event, yet each change is told once
     assert events == {
@@ -88,10 +111,7 @@ async def test_each_change_is_one_line_from_the_hub_that_applied_it(
     assert "completed" in done.getMessage()
 
 
-async def test_json_mode_writes_the_fields_as_json(
-    hub_factory: HubFactory, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO, logger="empq.jobs")
+async def test_json_mode_writes_the_fields_as_json(hub_factory: HubFactory, joblog: JobLog) -> None:
     async with hub_factory() as hub, raw_worker(hub.ws_url, "w") as w, hub.client() as http:
         job_id = (await http.post("/api/jobs", json={"type": "t"})).json()["job_id"]
         a = await w.request({"type": "claim_job"}, "job_assigned")
@@ -104,8 +124,8 @@ async def test_json_mode_writes_the_fields_as_json(
             },
             "job_completed_ack",
         )
-        await wait_for_event(caplog, job_id, "job_completed")
-    lines = [json.loads(JsonFormatter().format(r)) for r in job_records(caplog, job_id)]
+        await joblog.wait_for(job_id, "job_completed")
+    lines = [json.loads(JsonFormatter().format(r)) for r in joblog.of(job_id)]
     assert [line["event"] for line in lines] == ["job_submitted", "job_assigned", "job_completed"]
     for line in lines:
         assert set(FIELDS) <= set(line)
@@ -116,16 +136,15 @@ async def test_json_mode_writes_the_fields_as_json(
 
 
 async def test_a_lost_worker_and_a_cancel_are_logged(
-    hub_factory: HubFactory, caplog: pytest.LogCaptureFixture
+    hub_factory: HubFactory, joblog: JobLog
 ) -> None:
-    caplog.set_level(logging.INFO, logger="empq.jobs")
     async with hub_factory(heartbeat_timeout=0.5) as hub, hub.client() as http:
         lost = (await http.post("/api/jobs", json={"type": "t"})).json()["job_id"]
         async with raw_worker(hub.ws_url, "gone") as w:
             await w.request({"type": "claim_job"}, "job_assigned")
         # gone silent without a graceful disconnect: the attempt counts
-        await wait_for_event(caplog, lost, "job_requeued")
-        (requeued,) = [r for r in job_records(caplog, lost) if r.event == "job_requeued"]  # type: ignore[attr-defined]
+        await joblog.wait_for(lost, "job_requeued")
+        (requeued,) = [r for r in joblog.of(lost) if r.event == "job_requeued"]  # type: ignore[attr-defined]
         assert requeued.worker_id == "gone"  # type: ignore[attr-defined]
         await http.post(f"/api/jobs/{lost}/cancel")
-        await wait_for_event(caplog, lost, "job_cancelled")
+        await joblog.wait_for(lost, "job_cancelled")
