@@ -9,6 +9,9 @@ without bound.
 
 from __future__ import annotations
 
+from collections import Counter as Tally
+from typing import TYPE_CHECKING
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -18,6 +21,15 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+
+from empq.matching import static_reasons
+
+if TYPE_CHECKING:
+    from empq.hub.runtime import Hub
+
+#: A job still running this long past its timeout is overdue: the sweep missed it.
+OVERDUE_GRACE_MS = 60_000
+NO_SERVICE = "none"
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 #: Queue waits and runs: from a fast simulation to a long video job.
@@ -61,6 +73,30 @@ class HubMetrics:
             "empq_job_handbacks_total",
             "Jobs a worker handed back unstarted (no attempt counted)",
             ["type"],
+            registry=r,
+        )
+        self.ready = Gauge("empq_ready", "1 while this hub's Redis answers", registry=r)
+        self.queued_by_service = Gauge(
+            "empq_queued_jobs",
+            "Queued jobs by requirements.service_type (none: no service asked)",
+            ["service_type"],
+            registry=r,
+        )
+        self.service_workers = Gauge(
+            "empq_service_workers",
+            "Connected workers offering each service type that has queued jobs or workers",
+            ["service_type"],
+            registry=r,
+        )
+        self.unrunnable = Gauge(
+            "empq_unrunnable_jobs",
+            "Queued jobs that no connected worker could ever run, by service type",
+            ["service_type"],
+            registry=r,
+        )
+        self.overdue = Gauge(
+            "empq_jobs_overdue",
+            "Jobs still held by a worker more than a minute past their timeout",
             registry=r,
         )
         self.queue_wait = Histogram(
@@ -153,3 +189,46 @@ class HubMetrics:
     def render(self) -> bytes:
         """The Prometheus text exposition."""
         return generate_latest(self.registry)
+
+    async def refresh(self, hub: Hub) -> None:
+        """Set the gauges that are read from Redis and the registry at scrape time.
+
+        With Redis gone only `empq_ready` (0) changes: the scrape still answers.
+        """
+        from redis.exceptions import RedisError
+
+        broker = hub.broker
+        try:
+            stats = await broker.stats()
+            queued = await broker.queued_specs()
+            now = broker.clock()
+            overdue = await broker.redis.zcount(broker.keys.running, "-inf", now - OVERDUE_GRACE_MS)
+            workers = await hub.registry.all()
+        except (RedisError, OSError):
+            self.ready.set(0)
+            return
+        self.ready.set(1)
+        for status, n in stats["jobs_by_status"].items():
+            self.jobs.labels(status).set(n)
+        self.queue_depth.set(stats["jobs_by_status"].get("queued", 0))
+        by_status = Tally(w.status.value for w in workers)
+        for status in ("idle", "busy", "draining", "offline"):
+            self.workers.labels(status).set(by_status.get(status, 0))
+        self.overdue.set(overdue)
+        live = [w for w in workers if w.connected and w.status != "offline"]
+        depth: Tally[str] = Tally()
+        stuck: Tally[str] = Tally()
+        for spec, count in queued.values():
+            service = spec.service_type or NO_SERVICE
+            depth[service] += count
+            if not any(not static_reasons(w.capabilities, spec) for w in live):
+                stuck[service] += count
+        offered: Tally[str] = Tally(s for w in live for s in set(w.capabilities.services))
+        # Services come from workers' declarations and submissions: bounded like types.
+        services = {self.type_label(s) for s in (*depth, *offered)}
+        for gauge in (self.queued_by_service, self.service_workers, self.unrunnable):
+            gauge.clear()
+        for service in services:
+            self.queued_by_service.labels(service).set(depth.get(service, 0))
+            self.service_workers.labels(service).set(offered.get(service, 0))
+            self.unrunnable.labels(service).set(stuck.get(service, 0))

@@ -373,7 +373,7 @@ class Worker:
         job = ActiveJob(a, context, self.connector_for(a))
         self.jobs[a.job_id] = job
         self.idle.clear()
-        self.metrics.running.set(len(self.jobs))
+        self.metrics.set_running(len(self.jobs))
         job.task = self._tg.create_task(self._run_job(job), name=f"job-{a.job_id}")
 
     async def _run_job(self, job: ActiveJob) -> None:
@@ -381,7 +381,7 @@ class Worker:
             await self.executor.run(job)
         finally:
             self.jobs.pop(job.job_id, None)
-            self.metrics.running.set(len(self.jobs))
+            self.metrics.set_running(len(self.jobs))
             if not self.jobs:
                 self.idle.set()
             self.claim_wanted.set()
