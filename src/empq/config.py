@@ -84,6 +84,7 @@ class HubSettings(BrokerSettings):
     claim_wait_max: Annotated[float, Field(ge=0, le=3600)] = 30
     # A socket whose unsent messages pass either bound is closed as a slow consumer.
     ws_max_queue_bytes: Annotated[int, Field(ge=65536)] = 8 * 1024 * 1024
+    ws_stall_seconds: Annotated[float, Field(gt=0)] = 30
     # A reconnecting monitor's catch-up (`since`): at most this many events, this old.
     catchup_max_events: Annotated[int, Field(ge=1)] = 1000
     catchup_max_seconds: Annotated[float, Field(gt=0)] = 3600

@@ -68,6 +68,10 @@ WsMaxQueueBytes = Annotated[
     int | None,
     setting(H, "ws_max_queue_bytes", "Bytes a socket may have unsent before it is closed."),
 ]
+WsStallSeconds = Annotated[
+    float | None,
+    setting(H, "ws_stall_seconds", "Seconds a send may be stuck, others waiting, before closing."),
+]
 CatchupMaxEvents = Annotated[
     int | None,
     setting(H, "catchup_max_events", "Events a reconnecting monitor may catch up on."),

@@ -79,6 +79,7 @@ def hub(
     max_message_bytes: o.MaxMessageBytes = None,
     ws_max_queue: o.WsMaxQueue = None,
     ws_max_queue_bytes: o.WsMaxQueueBytes = None,
+    ws_stall_seconds: o.WsStallSeconds = None,
     catchup_max_events: o.CatchupMaxEvents = None,
     catchup_max_seconds: o.CatchupMaxSeconds = None,
     claim_wait_max: o.ClaimWaitMax = None,
