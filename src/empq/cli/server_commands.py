@@ -13,7 +13,7 @@ from typing import Annotated, Any, TypeVar
 import pydantic
 import typer
 
-from empq import runner
+from empq import runner, telemetry
 from empq.cli import process_options as o
 from empq.config import CommonSettings, HubSettings, WorkerSettings
 from empq.errors import EmpqError, ValidationError
@@ -99,7 +99,8 @@ def hub(
     from empq.hub.server import serve
 
     # serve() starts the embedded Redis itself when no URL is set
-    runner.run(serve(settings))
+    with telemetry.configured("empq-hub"):
+        runner.run(serve(settings))
 
 
 def worker(
@@ -136,7 +137,8 @@ def worker(
     from empq.worker.runtime import run_worker
 
     caps = load_capabilities(settings, service or None, concurrent_jobs)
-    runner.run(run_worker(settings, capabilities=caps))
+    with telemetry.configured("empq-worker"):
+        runner.run(run_worker(settings, capabilities=caps))
 
 
 def dev(

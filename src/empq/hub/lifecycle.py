@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from empq import telemetry
 from empq.lifecycle import JobObserver
 from empq.status import JobStatus
 
@@ -50,6 +51,7 @@ class _Held:
     attempt: int
     assigned_ms: int
     started_ms: int | None = None
+    traceparent: str | None = None
 
 
 def _int(value: Any) -> int:
@@ -111,16 +113,17 @@ class HubLifecycle(JobObserver):
             return held
         raw = await self.broker.redis.hmget(
             self.broker.keys.job(job_id),
-            ["type", "worker_id", "attempts", "assigned_at", "started_at"],
+            ["type", "worker_id", "attempts", "assigned_at", "started_at", "traceparent"],
         )
         values = [v.decode() if isinstance(v, bytes) else v for v in raw]
-        jtype, worker, attempts, assigned, started = values
+        jtype, worker, attempts, assigned, started, traceparent = values
         held = _Held(
             jtype or "unknown",
             worker,
             _int(attempts) + 1,
             _int(assigned) or self.broker.clock(),
             _int(started) or None,
+            traceparent,
         )
         if keep:
             self._hold(job_id, held)
@@ -158,8 +161,21 @@ class HubLifecycle(JobObserver):
             # A retry waits from when it was queued again (the end of its back-off).
             since = max(_int(f.get("created_at")), _int(f.get("retry_at"))) or assigned
             wait = max(0.0, (assigned - since) / 1000)
-            self._hold(a.job_id, _Held(jtype, worker_id, attempt, assigned))
+            traceparent = f.get("traceparent")
+            self._hold(a.job_id, _Held(jtype, worker_id, attempt, assigned, None, traceparent))
             self.metrics.job_assigned(jtype, wait)
+            telemetry.record(
+                "empq.claim",
+                parent=traceparent,
+                start_ms=since,
+                end_ms=assigned,
+                attributes={
+                    "empq.job.id": a.job_id,
+                    "empq.job.type": jtype,
+                    "empq.worker.id": worker_id,
+                    "empq.job.attempt": attempt,
+                },
+            )
             self._emit(
                 "job_assigned",
                 a.job_id,
@@ -187,6 +203,11 @@ class HubLifecycle(JobObserver):
         held = await self._lookup(job_id)
         run = processing_time if processing_time is not None else self._run_seconds(held)
         self.metrics.job_ended(held.job_type, "completed", run)
+        telemetry.record(
+            "empq.complete",
+            parent=held.traceparent,
+            attributes={"empq.job.id": job_id, "empq.job.run_seconds": run},
+        )
         self._emit(
             "job_completed",
             job_id,
@@ -204,6 +225,16 @@ class HubLifecycle(JobObserver):
         run = self._run_seconds(held)
         outcome = status.value
         self.metrics.job_run(held.job_type, outcome, run)
+        telemetry.record(
+            "empq.fail",
+            parent=held.traceparent,
+            attributes={
+                "empq.job.id": job_id,
+                "empq.job.status": outcome,
+                "empq.job.will_retry": result.retry_scheduled,
+            },
+            error=error,
+        )
         if result.retry_scheduled:
             self.metrics.job_retry(held.job_type, outcome)
             event, what = "job_retry_scheduled", f"{outcome}, retry in {result.retry_delay:g} s"
