@@ -148,3 +148,27 @@ async def test_a_lost_worker_and_a_cancel_are_logged(
         assert requeued.worker_id == "gone"  # type: ignore[attr-defined]
         await http.post(f"/api/jobs/{lost}/cancel")
         await joblog.wait_for(lost, "job_cancelled")
+
+
+async def test_a_hand_back_is_logged_and_counted_without_an_attempt(
+    hub_factory: HubFactory, joblog: JobLog
+) -> None:
+    async with hub_factory() as hub, raw_worker(hub.ws_url, "w") as w, hub.client() as http:
+        job_id = (await http.post("/api/jobs", json={"type": "t"})).json()["job_id"]
+        a = await w.request({"type": "claim_job"}, "job_assigned")
+        await w.request(
+            {
+                "type": "release_job",
+                "job_id": job_id,
+                "claim_token": a["claim_token"],
+                "reason": "service down",
+            },
+            "job_released_ack",
+        )
+        back = await joblog.wait_for(job_id, "job_handed_back")
+        metrics = (await http.get("/metrics")).text
+    assert back.worker_id == "w"  # type: ignore[attr-defined]
+    assert back.attempt == 1  # type: ignore[attr-defined]
+    assert back.reason == "service down"  # type: ignore[attr-defined]
+    assert 'empq_job_handbacks_total{type="t"} 1.0' in metrics
+    assert "empq_job_retries_total{" not in metrics
