@@ -41,6 +41,9 @@ RedisSocketTimeout = Annotated[
 KeyPrefix = Annotated[str | None, setting(H, "key_prefix", "Prefix of every Redis key.")]
 DataDir = Annotated[Path | None, setting(H, "data_dir", "Embedded Redis data directory.")]
 ArtifactDir = Annotated[Path | None, setting(H, "artifact_dir", "Where output files are kept.")]
+ArtifactMaxBytes = Annotated[
+    int | None, setting(H, "artifact_max_bytes", "Largest artifact upload (bytes); past it: 413.")
+]
 HeartbeatTimeout = Annotated[
     float | None,
     setting(H, "heartbeat_timeout", "Seconds of worker silence before its jobs go back."),

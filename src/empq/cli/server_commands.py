@@ -70,6 +70,7 @@ def hub(
     key_prefix: o.KeyPrefix = None,
     data_dir: o.DataDir = None,
     artifact_dir: o.ArtifactDir = None,
+    artifact_max_bytes: o.ArtifactMaxBytes = None,
     heartbeat_timeout: o.HeartbeatTimeout = None,
     claim_timeout: o.ClaimTimeout = None,
     retry_delays: o.RetryDelays = None,
