@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from empq import telemetry
 from empq.matching import JobSpec
 from empq.models import Isolation, Job, JobSubmission, Requirements, utc_from_ms
 from empq.protocol import dumps, now_ms
@@ -36,6 +37,11 @@ def submission_fields(sub: JobSubmission) -> dict[str, str | int]:
         value = getattr(sub, name)
         if value is not None:
             fields[name] = value
+    traceparent = telemetry.submit_traceparent(
+        sub.traceparent, {"empq.job.type": sub.type, "empq.job.priority": sub.priority}
+    )
+    if traceparent is not None:
+        fields["traceparent"] = traceparent
     return fields
 
 
@@ -108,6 +114,7 @@ def job_from_hash(job_id: str, h: dict[str, str]) -> Job:
             "workflow_id",
             "webhook_url",
             "idempotency_key",
+            "traceparent",
             "message",
             "worker_id",
             "error",
@@ -161,6 +168,7 @@ def assigned_message(
             "max_retries": int(h.get("max_retries", 3)),
             # How many more job_assigned answer the same claim_job (0: the last).
             "claim_remaining": claim_remaining,
+            "traceparent": h.get("traceparent"),
         }
     )
     payload = h.get("payload") or "{}"

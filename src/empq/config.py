@@ -82,6 +82,12 @@ class HubSettings(BrokerSettings):
     ws_max_queue: Annotated[int, Field(ge=1)] = 10_000
     #: The longest a worker's `claim_job.wait_seconds` may park a claim (`claim_wait_max`).
     claim_wait_max: Annotated[float, Field(ge=0, le=3600)] = 30
+    # A socket whose unsent messages pass either bound is closed as a slow consumer.
+    ws_max_queue_bytes: Annotated[int, Field(ge=65536)] = 8 * 1024 * 1024
+    ws_stall_seconds: Annotated[float, Field(gt=0)] = 30
+    # A reconnecting monitor's catch-up (`since`): at most this many events, this old.
+    catchup_max_events: Annotated[int, Field(ge=1)] = 1000
+    catchup_max_seconds: Annotated[float, Field(gt=0)] = 3600
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     worker_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
     webhook_deny_private: bool = False
@@ -92,6 +98,8 @@ class HubSettings(BrokerSettings):
     alert_queue_depth: Annotated[int, Field(ge=1)] = 1000
     #: Largest artifact upload accepted (bytes); past it the upload gets 413.
     artifact_max_bytes: Annotated[int, Field(ge=1)] = 1024**3
+    # Job types that get their own `type` label in /metrics; later ones count as `other`.
+    metrics_max_job_types: Annotated[int, Field(ge=1)] = 100
 
     @field_validator("webhook_retry_delays", mode="before")
     @classmethod

@@ -188,8 +188,12 @@ class DevSupervisor:
             EMPQ_LOG_FORMAT=s.log_format,
             PYTHONUNBUFFERED="1",
         )
-        if "EMPQ_ARTIFACT_DIR" not in os.environ:
+        if "artifact_dir" in s.model_fields_set:
+            env["EMPQ_ARTIFACT_DIR"] = str(s.artifact_dir)
+        elif "EMPQ_ARTIFACT_DIR" not in os.environ:
             env["EMPQ_ARTIFACT_DIR"] = str(s.data_dir / "artifacts")
+        if s.api_keys:
+            env["EMPQ_API_KEYS"] = ",".join(s.api_keys)
         return env
 
     async def _run_children(self, redis_url: str) -> None:

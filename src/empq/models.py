@@ -22,6 +22,9 @@ ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 StepNumber = Annotated[int, Field(ge=0, lt=10**6)]
 #: Milliseconds since the epoch (up to the year 2109).
 EpochMs = Annotated[int, Field(ge=0, lt=2**42)]
+#: A W3C `traceparent`: version, trace id, parent span id, flags (lower-case hex).
+TRACEPARENT_PATTERN = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+TraceParent = Annotated[str, Field(pattern=TRACEPARENT_PATTERN)]
 
 
 def _http_url(value: str) -> str:
@@ -95,6 +98,8 @@ class JobSubmission(Strict):
     step_number: StepNumber | None = None
     webhook_url: WebhookUrl | None = None
     idempotency_key: ShortText | None = None
+    #: W3C trace context of the caller: the job's trace joins it (docs/observability.md).
+    traceparent: TraceParent | None = None
 
     @property
     def effective_priority(self) -> int:
@@ -130,6 +135,7 @@ class Job(BaseModel):
     step_number: int | None = None
     webhook_url: str | None = None
     idempotency_key: str | None = None
+    traceparent: str | None = None
     progress: float = 0
     message: str | None = None
     worker_id: str | None = None

@@ -21,6 +21,7 @@ from empq.models import (
     Requirements,
     ShortText,
     StepNumber,
+    TraceParent,
     WebhookUrl,
     WorkerCapabilities,
 )
@@ -198,6 +199,7 @@ class SubmitJob(Message):
     step_number: StepNumber | None = None
     webhook_url: WebhookUrl | None = None
     idempotency_key: ShortText | None = None
+    traceparent: TraceParent | None = None
 
     def to_submission(self) -> JobSubmission:
         """The same job as a REST submission (validated again there)."""

@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from empq.config import BrokerSettings
 from empq.errors import JobNotFound, StaleClaim
 from empq.keys import Keys
+from empq.lifecycle import NULL_OBSERVER, JobObserver
 from empq.matching import (
     JobSpec,
     RunningJob,
@@ -142,6 +143,8 @@ class BrokerBase:
         self._completes: list[tuple[tuple[str, str, str, Any], asyncio.Future[Any]]] = []
         # Jobs this process queued lately: order key -> signature (see claiming.py).
         self._hints: dict[str, str] = {}
+        #: Told of each change this broker applied (the hub logs and counts them).
+        self.observer: JobObserver = NULL_OBSERVER
 
     async def close(self) -> None:
         """Close the Redis client and the scripts' connection."""

@@ -89,6 +89,7 @@ class ClaimMixin(QueryMixin):
             out += batch
             for a in batch:
                 state = state.with_job(a.running)
+        await self.observer.assigned(worker_id, out)
         return out
 
     async def _peek(self, eligible: list[str], depth: int) -> _Candidates | None:

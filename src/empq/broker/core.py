@@ -78,7 +78,9 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
         """
         keys, args, sigs = self._submit_call(subs, job_ids)
         rows = await self.scripts.submit(keys=keys, args=args)
-        return await self._submitted(rows, sigs, args[0])
+        results = await self._submitted(rows, sigs, args[0])
+        await self.observer.submitted(results, subs)
+        return results
 
     async def submit_and_claim(
         self,
@@ -106,7 +108,9 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
         if sigs[0] not in eligible:
             rows = self.scripts.submit.queue(keys, args)
             self.scripts.flush()
-            return (await self._submitted(await rows, sigs, args[0]))[0], None
+            alone = (await self._submitted(await rows, sigs, args[0]))[0]
+            await self.observer.submitted([alone], [sub])
+            return alone, None
         k = self.keys
         token = _token(worker_id)
         now = args[0]
@@ -132,6 +136,7 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
         self.scripts.flush()  # the offered worker's claim is already on its way
         rows, won = await reply
         result = (await self._submitted(rows, sigs, now))[0]
+        await self.observer.submitted([result], [sub])
         if not isinstance(won, list):  # taken, not the best, or failed: it stays queued
             return result, None
         # The job's hash as the claim left it, from what this call wrote.
@@ -152,7 +157,9 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
         for name, value in zip(("workflow_priority", "workflow_datetime"), won[2:4], strict=True):
             if value:
                 h[name] = value.decode()
-        return result, Assignment(job_id, h, token, self.settings.claim_timeout, won[4].decode())
+        assignment = Assignment(job_id, h, token, self.settings.claim_timeout, won[4].decode())
+        await self.observer.assigned(worker_id, [assignment])
+        return result, assignment
 
     def _submit_call(
         self,
@@ -268,7 +275,9 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
             if reply[0] == b"FINAL":
                 raise InvalidTransition(job_id, reply[1].decode(), "cancel")
             self._check(job_id, reply)
-            return await self.get(job_id)
+            job = await self.get(job_id)
+            await self.observer.cancelled(job, worker or None)
+            return job
         raise InvalidTransition(job_id, "changing", "cancel")
 
     async def retry(self, job_id: str) -> Job:
@@ -294,4 +303,6 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
         if reply[0] == b"FINAL":
             raise InvalidTransition(job_id, reply[1].decode(), "retry")
         self._check(job_id, reply)
-        return await self.get(job_id)
+        job = await self.get(job_id)
+        await self.observer.retried(job)
+        return job

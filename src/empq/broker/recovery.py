@@ -35,7 +35,12 @@ class RecoveryMixin(ReportsMixin):
             raise StaleClaim(job_id, f"claim token does not hold the job (job is {current})")
 
     async def _requeue(
-        self, job_id: str, reason: str, expected_token: str | None = None, *, counted: bool = True
+        self,
+        job_id: str,
+        reason: str,
+        expected_token: str | None = None,
+        *,
+        counted: bool = True,
     ) -> bool:
         k = self.keys
         fields = await self._r.hmget(k.job(job_id), ["sig", "claim_token", "worker_id"])
@@ -69,7 +74,10 @@ class RecoveryMixin(ReportsMixin):
                 "1" if counted else "0",
             ],
         )
-        return bool(reply[0] == b"OK")
+        if reply[0] != b"OK":
+            return False
+        await self.observer.requeued(job_id, token, reason, reply[1].decode(), counted=counted)
+        return True
 
     async def requeue_worker_jobs(
         self, worker_id: str, reason: str, *, counted: bool = True
@@ -197,6 +205,8 @@ class RecoveryMixin(ReportsMixin):
             )
             if ok:
                 done.append(job_id)
+        if done:
+            await self.observer.promoted(done)
         return done
 
     async def cleanup(self, retention_seconds: float | None = None) -> int:

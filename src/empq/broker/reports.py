@@ -36,6 +36,7 @@ class ReportsMixin(BrokerBase):
             args=[token, self.clock(), self._maxlen, job_id],
         )
         self._check(job_id, reply)
+        await self.observer.accepted(job_id, token)
 
     async def progress(
         self, job_id: str, token: str, progress: float, message: str | None = None
@@ -73,6 +74,7 @@ class ReportsMixin(BrokerBase):
         if len(self._completes) == 1:
             loop.call_soon(self._flush_completes)
         self._check(job_id, await fut)
+        await self.observer.completed(job_id, token, processing_time)
 
     def _flush_completes(self) -> None:
         batch, self._completes = self._completes, []
@@ -135,4 +137,8 @@ class ReportsMixin(BrokerBase):
         )
         self._check(job_id, reply)
         scheduled = reply[1] == 1
-        return FailResult(job_id, scheduled, float(reply[2]) if scheduled else None, int(reply[3]))
+        result = FailResult(
+            job_id, scheduled, float(reply[2]) if scheduled else None, int(reply[3])
+        )
+        await self.observer.failed(job_id, token, result, status, error)
+        return result

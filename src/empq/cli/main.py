@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import Annotated
 
 import typer
+from typer import TyperException as UsageProblem  # typer vendors click's usage errors
 
+from empq import __version__
 from empq.cli import client_commands, output, server_commands
-
-try:  # typer >= 0.26 vendors click and raises its usage errors as TyperException
-    from typer import TyperException as UsageProblem
-except ImportError:  # pragma: no cover - older typer on top of the real click
-    from click import ClickException as UsageProblem  # type: ignore[no-redef,import-not-found,assignment,unused-ignore]
 from empq.errors import EmpqError
 
 app = typer.Typer(
@@ -30,8 +28,26 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"empq {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root(ctx: typer.Context) -> None:
+def _root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
     # `empq` alone shows the help and succeeds (typer's no_args_is_help exits 2)
     if ctx.invoked_subcommand is None:
         typer.echo(ctx.get_help())

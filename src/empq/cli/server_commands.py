@@ -8,23 +8,18 @@ start fast and work on machines that only submit jobs.
 from __future__ import annotations
 
 import socket
-from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import pydantic
 import typer
 
-from empq import runner
+from empq import runner, telemetry
+from empq.cli import process_options as o
 from empq.config import CommonSettings, HubSettings, WorkerSettings
 from empq.errors import EmpqError, ValidationError
 from empq.logging import configure
 
 S = TypeVar("S", bound=CommonSettings)
-
-LogLevel = Annotated[
-    str | None, typer.Option(help="debug, info, warning or error [env EMPQ_LOG_LEVEL].")
-]
-LogFormat = Annotated[str | None, typer.Option(help="console or json [env EMPQ_LOG_FORMAT].")]
 
 
 def build_settings(cls: type[S], flags: dict[str, Any]) -> S:
@@ -65,166 +60,111 @@ def ensure_ports_free(settings: HubSettings) -> None:
 
 def hub(
     *,
-    host: Annotated[str | None, typer.Option(help="Interface to bind [env EMPQ_HUB_HOST].")] = None,
-    hub_port: Annotated[int | None, typer.Option(help="REST port [env EMPQ_HUB_PORT].")] = None,
-    ws_port: Annotated[int | None, typer.Option(help="WebSocket port [env EMPQ_WS_PORT].")] = None,
-    redis_url: Annotated[
-        str | None, typer.Option(help="redis:// URL; unset: embedded [env EMPQ_REDIS_URL].")
-    ] = None,
-    key_prefix: Annotated[str | None, typer.Option(help="[env EMPQ_KEY_PREFIX].")] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Embedded Redis data [env EMPQ_DATA_DIR].")
-    ] = None,
-    artifact_dir: Annotated[
-        Path | None, typer.Option(help="Output files [env EMPQ_ARTIFACT_DIR].")
-    ] = None,
-    heartbeat_timeout: Annotated[
-        float | None, typer.Option(help="Seconds [env EMPQ_HEARTBEAT_TIMEOUT].")
-    ] = None,
-    claim_timeout: Annotated[
-        float | None, typer.Option(help="Seconds [env EMPQ_CLAIM_TIMEOUT].")
-    ] = None,
-    retry_delays: Annotated[
-        str | None, typer.Option(help="e.g. 5,15,30 [env EMPQ_RETRY_DELAYS].")
-    ] = None,
-    stats_interval: Annotated[
-        float | None, typer.Option(help="Seconds [env EMPQ_STATS_INTERVAL].")
-    ] = None,
-    api_keys: Annotated[
-        str | None, typer.Option(help="Comma-separated [env EMPQ_API_KEYS].")
-    ] = None,
-    worker_tokens: Annotated[
-        str | None, typer.Option(help="Comma-separated [env EMPQ_WORKER_TOKENS].")
-    ] = None,
-    log_level: LogLevel = None,
-    log_format: LogFormat = None,
+    hub_host: o.HubHost = None,
+    hub_port: o.HubPort = None,
+    ws_port: o.WsPort = None,
+    public_url: o.PublicUrl = None,
+    redis_url: o.RedisUrl = None,
+    redis_max_connections: o.RedisMaxConnections = None,
+    redis_socket_timeout: o.RedisSocketTimeout = None,
+    key_prefix: o.KeyPrefix = None,
+    data_dir: o.DataDir = None,
+    artifact_dir: o.ArtifactDir = None,
+    artifact_max_bytes: o.ArtifactMaxBytes = None,
+    heartbeat_timeout: o.HeartbeatTimeout = None,
+    claim_timeout: o.ClaimTimeout = None,
+    retry_delays: o.RetryDelays = None,
+    event_stream_max: o.EventStreamMax = None,
+    job_retention: o.JobRetention = None,
+    stats_interval: o.StatsInterval = None,
+    max_message_bytes: o.MaxMessageBytes = None,
+    ws_max_queue: o.WsMaxQueue = None,
+    ws_max_queue_bytes: o.WsMaxQueueBytes = None,
+    ws_stall_seconds: o.WsStallSeconds = None,
+    catchup_max_events: o.CatchupMaxEvents = None,
+    catchup_max_seconds: o.CatchupMaxSeconds = None,
+    claim_wait_max: o.ClaimWaitMax = None,
+    api_keys: o.ApiKeys = None,
+    worker_tokens: o.WorkerTokens = None,
+    webhook_deny_private: o.WebhookDenyPrivate = None,
+    webhook_retry_delays: o.WebhookRetryDelays = None,
+    alert_queue_depth: o.AlertQueueDepth = None,
+    metrics_max_job_types: o.MetricsMaxJobTypes = None,
+    log_level: o.LogLevel = None,
+    log_format: o.LogFormat = None,
 ) -> None:
     """Run the hub: REST, WebSocket, dashboard and background tasks."""
-    settings = build_settings(
-        HubSettings,
-        {
-            "hub_host": host,
-            "hub_port": hub_port,
-            "ws_port": ws_port,
-            "redis_url": redis_url,
-            "key_prefix": key_prefix,
-            "data_dir": data_dir,
-            "artifact_dir": artifact_dir,
-            "heartbeat_timeout": heartbeat_timeout,
-            "claim_timeout": claim_timeout,
-            "retry_delays": retry_delays,
-            "stats_interval": stats_interval,
-            "api_keys": api_keys,
-            "worker_tokens": worker_tokens,
-            "log_level": log_level,
-            "log_format": log_format,
-        },
-    )
+    settings = build_settings(HubSettings, dict(locals()))
     configure(settings)
     ensure_ports_free(settings)
     from empq.hub.server import serve
 
     # serve() starts the embedded Redis itself when no URL is set
-    runner.run(serve(settings))
+    with telemetry.configured("empq-hub"):
+        runner.run(serve(settings))
 
 
 def worker(
     *,
-    hub_url: Annotated[
-        str | None, typer.Option(help="Hub WebSocket, ws://host:3002 [env EMPQ_HUB_URL].")
-    ] = None,
-    worker_id: Annotated[str | None, typer.Option(help="[env EMPQ_WORKER_ID].")] = None,
-    connectors: Annotated[
-        str | None,
-        typer.Option(help="Comma-separated names or module:Class [env EMPQ_CONNECTORS]."),
-    ] = None,
-    capabilities: Annotated[
-        Path | None,
-        typer.Option(
-            help="JSON or YAML capabilities file [env EMPQ_WORKER_CONFIG].",
-            exists=True,
-            dir_okay=False,
-        ),
-    ] = None,
+    hub_url: o.HubUrl = None,
+    worker_id: o.WorkerId = None,
+    worker_token: o.WorkerToken = None,
+    connectors: o.Connectors = None,
+    worker_config: o.Capabilities = None,
     service: Annotated[
         list[str] | None, typer.Option(help="A service this worker offers (repeatable).")
     ] = None,
-    concurrent_jobs: Annotated[
-        int | None, typer.Option(help="Jobs at once [env EMPQ_CONCURRENT_JOBS].")
-    ] = None,
-    heartbeat_interval: Annotated[
-        float | None, typer.Option(help="Seconds [env EMPQ_HEARTBEAT_INTERVAL].")
-    ] = None,
-    worker_token: Annotated[
-        str | None, typer.Option(help="Token the hub expects [env EMPQ_WORKER_TOKEN].")
-    ] = None,
-    http_port: Annotated[
-        int | None,
-        typer.Option(help="Serve the worker's status page on this port [env EMPQ_HTTP_PORT]."),
-    ] = None,
-    hub_http_url: Annotated[
-        str | None,
-        typer.Option(help="Hub REST URL for artifact uploads [env EMPQ_HUB_HTTP_URL]."),
-    ] = None,
-    shutdown_grace: Annotated[
-        float | None,
-        typer.Option(help="Seconds running jobs get on SIGTERM [env EMPQ_SHUTDOWN_GRACE]."),
-    ] = None,
-    log_level: LogLevel = None,
-    log_format: LogFormat = None,
+    concurrent_jobs: o.ConcurrentJobs = None,
+    claim_wait: o.ClaimWait = None,
+    heartbeat_interval: o.HeartbeatInterval = None,
+    comfyui_url: o.ComfyuiUrl = None,
+    a1111_url: o.A1111Url = None,
+    simulation_duration: o.SimulationDuration = None,
+    simulation_steps: o.SimulationSteps = None,
+    simulation_failure_rate: o.SimulationFailureRate = None,
+    hub_http_url: o.HubHttpUrl = None,
+    http_host: o.HttpHost = None,
+    http_port: o.HttpPort = None,
+    shutdown_grace: o.ShutdownGrace = None,
+    log_level: o.LogLevel = None,
+    log_format: o.LogFormat = None,
 ) -> None:
     """Run one worker: connect to the hub, take jobs it can run, run them through connectors."""
-    settings = build_settings(
-        WorkerSettings,
-        {
-            "hub_url": hub_url,
-            "worker_id": worker_id,
-            "connectors": connectors,
-            "worker_config": capabilities,
-            "concurrent_jobs": concurrent_jobs,
-            "heartbeat_interval": heartbeat_interval,
-            "worker_token": worker_token,
-            "http_port": http_port,
-            "hub_http_url": hub_http_url,
-            "shutdown_grace": shutdown_grace,
-            "log_level": log_level,
-            "log_format": log_format,
-        },
-    )
+    flags = dict(locals())
+    flags.pop("service")
+    settings = build_settings(WorkerSettings, flags)
     configure(settings)
     from empq.worker.capabilities import load_capabilities
     from empq.worker.runtime import run_worker
 
     caps = load_capabilities(settings, service or None, concurrent_jobs)
-    runner.run(run_worker(settings, capabilities=caps))
+    with telemetry.configured("empq-worker"):
+        runner.run(run_worker(settings, capabilities=caps))
 
 
 def dev(
     *,
-    workers: Annotated[int, typer.Option(min=0, max=64, help="Simulation workers to run.")] = 2,
-    hub_port: Annotated[int | None, typer.Option(help="REST port [env EMPQ_HUB_PORT].")] = None,
-    ws_port: Annotated[int | None, typer.Option(help="WebSocket port [env EMPQ_WS_PORT].")] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Where Redis keeps its data [env EMPQ_DATA_DIR].")
-    ] = None,
-    redis_url: Annotated[
-        str | None, typer.Option(help="Use this Redis instead of an embedded one.")
-    ] = None,
-    log_level: LogLevel = None,
-    log_format: LogFormat = None,
+    workers: Annotated[
+        int, typer.Option(min=0, max=64, help="Simulation workers to run.", show_default=True)
+    ] = 2,
+    hub_host: o.HubHost = None,
+    hub_port: o.HubPort = None,
+    ws_port: o.WsPort = None,
+    redis_url: o.RedisUrl = None,
+    key_prefix: o.KeyPrefix = None,
+    data_dir: o.DataDir = None,
+    artifact_dir: o.ArtifactDir = None,
+    api_keys: o.ApiKeys = None,
+    log_level: o.LogLevel = None,
+    log_format: o.LogFormat = None,
 ) -> None:
-    """Run Redis, a hub and simulation workers on this machine; Ctrl-C stops all of it."""
-    settings = build_settings(
-        HubSettings,
-        {
-            "hub_port": hub_port,
-            "ws_port": ws_port,
-            "data_dir": data_dir,
-            "redis_url": redis_url,
-            "log_level": log_level,
-            "log_format": log_format,
-        },
-    )
+    """Run Redis, a hub and simulation workers on this machine; Ctrl-C stops all of it.
+
+    Other hub and worker settings reach them from the environment (`EMPQ_*`).
+    """
+    flags = dict(locals())
+    flags.pop("workers")
+    settings = build_settings(HubSettings, flags)
     configure(settings)
     ensure_ports_free(settings)
     from empq.dev import run_dev

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from empq import telemetry
 from empq.config import WorkerSettings
 from empq.connectors import _http
 from empq.connectors.base import (
@@ -80,7 +81,11 @@ class A1111Connector(Connector):
     @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(base_url=self.url, timeout=self.request_timeout)
+            self._client = httpx.AsyncClient(
+                base_url=self.url,
+                timeout=self.request_timeout,
+                transport=telemetry.http_transport(),
+            )
         return self._client
 
     async def start(self) -> None:

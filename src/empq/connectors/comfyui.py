@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from empq import telemetry
 from empq.config import WorkerSettings
 from empq.connectors import _http
 from empq.connectors.base import (
@@ -85,7 +86,11 @@ class ComfyUIConnector(Connector):
     @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(base_url=self.url, timeout=self.request_timeout)
+            self._client = httpx.AsyncClient(
+                base_url=self.url,
+                timeout=self.request_timeout,
+                transport=telemetry.http_transport(),
+            )
         return self._client
 
     async def start(self) -> None:

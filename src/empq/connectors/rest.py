@@ -26,6 +26,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from empq import telemetry
 from empq.config import WorkerSettings
 from empq.connectors import _http
 from empq.connectors.base import (
@@ -84,7 +85,7 @@ class _RestBase(Connector):
     @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=30.0)
+            self._client = httpx.AsyncClient(timeout=30.0, transport=telemetry.http_transport())
         return self._client
 
     async def close(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from empq import runner
+from empq import runner, telemetry
 from empq.cli.server_commands import build_settings
 from empq.config import HubSettings
 from empq.errors import EmpqError
@@ -19,7 +19,8 @@ def main() -> None:
     except EmpqError as exc:
         sys.exit(f"empq: {exc}")
     configure(settings)
-    runner.run(serve(settings))
+    with telemetry.configured("empq-hub"):
+        runner.run(serve(settings))
 
 
 if __name__ == "__main__":

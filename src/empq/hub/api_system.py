@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from importlib import resources
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from empq import __version__
 from empq.hub.api_jobs import HubDep
 
 router = APIRouter(tags=["system"])
@@ -18,7 +18,7 @@ router = APIRouter(tags=["system"])
 
 @router.get("/health", summary="200 while the process is up")
 async def health(hub: HubDep) -> dict[str, str]:
-    return {"status": "ok", "hub_id": hub.hub_id}
+    return {"status": "ok", "hub_id": hub.hub_id, "version": __version__}
 
 
 @router.get("/ready", summary="200 only while Redis answers")
@@ -33,15 +33,8 @@ async def ready(hub: HubDep) -> JSONResponse:
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics(hub: HubDep) -> Response:
-    m = hub.metrics
-    stats = await hub.broker.stats()
-    for status, n in stats["jobs_by_status"].items():
-        m.jobs.labels(status).set(n)
-    m.queue_depth.set(stats["jobs_by_status"].get("queued", 0))
-    by_status = Counter(w.status.value for w in await hub.registry.all())
-    for status in ("idle", "busy", "draining", "offline"):
-        m.workers.labels(status).set(by_status.get(status, 0))
-    return Response(m.render(), media_type=CONTENT_TYPE_LATEST)
+    await hub.metrics.refresh(hub)
+    return Response(hub.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 def _dashboard_dir() -> Path | None:

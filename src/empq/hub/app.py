@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, WebSocket
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 
+from empq import telemetry
 from empq.config import HubSettings
 from empq.hub import api_artifacts, api_jobs, api_resources, api_system, http_errors
 from empq.hub.fast_submit import FastSubmit
@@ -60,12 +61,12 @@ def create_app(settings: HubSettings, broker: Broker | None = None) -> FastAPI:
     return app
 
 
-def serving_app(main: FastAPI) -> FastSubmit:
+def serving_app(main: FastAPI) -> Any:
     """What the REST port serves: `main` behind the fast path of `POST /api/jobs`.
 
     Outside FastAPI's middleware stack, so a well-formed submission skips it all.
     """
-    return FastSubmit(main, main)
+    return telemetry.asgi(FastSubmit(main, main))
 
 
 def create_ws_app(main: FastAPI) -> Starlette:

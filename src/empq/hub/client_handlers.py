@@ -6,7 +6,9 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from empq.hub.auth import matches
+from empq.hub.catchup import read_catch_up, replay
 from empq.hub.connections import Connection
+from empq.hub.events import JOB_EVENTS, wants_job_event
 from empq.hub.rights import refusal_for
 from empq.matching import JobSpec
 from empq.models import Job
@@ -139,16 +141,24 @@ async def subscribe_notifications(
         return
     conn.subs.notifications = msg.filters
     conn.subs.notification_id = conn.subs.notification_id or uuid.uuid4().hex
+    upto = hub.events.last_id  # what the pump read so far; later events come live
+    found = None if msg.since is None else await read_catch_up(hub, msg.since, upto)
+    matching = [] if found is None else [e for e in found.events if e.type in JOB_EVENTS]
+    extra: dict[str, Any] = {}
+    if found is not None:
+        wanted = sum(1 for e in matching if wants_job_event(conn, e.data))
+        extra["catch_up"] = found.summary(wanted)
     conn.send(
         out(
             "job_notifications_subscribed",
             subscription_id=conn.subs.notification_id,
             enabled=True,
             filters_applied=msg.filters.model_dump(mode="json", exclude_none=True),
+            **extra,
         )
     )
-    if msg.since is not None:
-        await hub.events.replay(conn, msg.since)
+    if found is not None:
+        replay(conn, found)
 
 
 async def subscribe_stats(hub: Hub, conn: Connection, msg: SubscribeStats) -> None:

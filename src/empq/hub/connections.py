@@ -7,10 +7,14 @@ loop has to do (building a REST reply, packing a Redis pipeline), a few hundred
 microseconds per hop. When the socket cannot take more (the peer reads slowly and
 the transport has paused writing), messages wait in a bounded queue drained by the
 connection's writer task, in order, so a slow reader never blocks the event fan-out
-or another socket. Policy when a socket falls `max_queue` messages behind: it is
-told `server_disconnect` and closed (code 1013). A monitor then reconnects and
-catches up from the last event id it saw (`subscribe_job_notifications` with
-`since`), which is better than silently missing events that were dropped.
+or another socket. Policy when a socket falls behind (`max_queue` messages or
+`max_bytes` of text waiting, or a send stuck for `stall_seconds` with more waiting
+behind it): what waits is dropped, the peer is told `server_disconnect`, and the
+socket is closed with code 1013 and a reason saying how far behind it was. A peer
+that never reads again costs the hub no more than the one message stuck in its
+socket. A monitor then reconnects and catches up from the last event id it saw
+(`subscribe_job_notifications` with `since`), which is better than silently
+missing events that were dropped.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -32,8 +37,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("empq.hub.ws")
 
-#: How far behind a socket may fall before it is closed.
+#: How far behind a socket may fall before it is closed: messages, text, and seconds
+#: one send may stay stuck while others wait behind it.
 DEFAULT_MAX_QUEUE = 10_000
+DEFAULT_MAX_BYTES = 8 * 1024 * 1024
+DEFAULT_STALL_SECONDS = 30.0
+#: Close code for a slow consumer ("try again later").
+SLOW_CONSUMER_CODE = 1013
 
 
 @dataclass(slots=True)
@@ -60,12 +70,26 @@ class Subscriptions:
 class Connection:
     """A WebSocket peer: worker, job client or monitor."""
 
-    def __init__(self, ws: WebSocket, *, max_queue: int = DEFAULT_MAX_QUEUE) -> None:
+    def __init__(
+        self,
+        ws: WebSocket,
+        *,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        stall_seconds: float = DEFAULT_STALL_SECONDS,
+    ) -> None:
         self.ws = ws
         self.id = uuid.uuid4().hex
         self._queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=max_queue)
+        self.max_bytes = max_bytes
+        self.stall_seconds = stall_seconds
+        #: Characters of the messages waiting in the queue.
+        self.queued_bytes = 0
+        #: When the send in progress started (None: none is).
+        self._sending_since: float | None = None
         self.closing = False
         self._close_code = 1000
+        self._close_reason = ""
         #: It presented an API key (or none are configured): client messages are allowed.
         self.api_key_ok = False
         self.client_type: str | None = None
@@ -81,6 +105,7 @@ class Connection:
     def _sent(self, task: asyncio.Task[None]) -> None:
         if self._busy is task:
             self._busy = None
+            self._sending_since = None
         if not task.cancelled() and task.exception() is not None:
             log.debug("connection %s: send failed: %s", self.id, task.exception())
             self.close()
@@ -98,23 +123,37 @@ class Connection:
                 self.close()
                 return
             if self._busy is not None:
+                self._sending_since = time.monotonic()
                 self._busy.add_done_callback(self._sent)
             return
-        try:
-            self._queue.put_nowait(text)
-        except asyncio.QueueFull:
-            for callback in self.on_overflow:
-                callback(self)
-            self.kick("slow consumer: too many undelivered messages")
+        since = self._sending_since
+        stalled = since is not None and time.monotonic() - since > self.stall_seconds
+        if self._queue.full() or self.queued_bytes + len(text) > self.max_bytes or stalled:
+            self._overflow(stalled)
+            return
+        self._queue.put_nowait(text)
+        self.queued_bytes += len(text)
+
+    def _overflow(self, stalled: bool) -> None:
+        for callback in self.on_overflow:
+            callback(self)
+        waited = f", a send stuck {self.stall_seconds:g} s" if stalled else ""
+        self.kick(
+            f"slow consumer: {self._queue.qsize()} messages / {self.queued_bytes} bytes "
+            f"unsent{waited}"
+        )
 
     def kick(self, reason: str) -> None:
         """Tell the peer to go away and close once what is queued so far is dropped."""
         if self.closing:
             return
         self.closing = True
-        self._close_code = 1013
+        self._close_code = SLOW_CONSUMER_CODE
+        self._close_reason = reason[:120]  # a close frame's reason holds 123 bytes
+        log.warning("connection %s closed: %s", self.id, reason, extra={"connection": self.id})
         while not self._queue.empty():
             self._queue.get_nowait()
+        self.queued_bytes = 0
         self._queue.put_nowait(out("server_disconnect", reason=reason, reconnect_after=1).dump())
         self._queue.put_nowait(None)
 
@@ -133,14 +172,17 @@ class Connection:
                 await asyncio.wait([self._busy])
             if text is None:
                 break
+            self.queued_bytes = max(0, self.queued_bytes - len(text))
             self._writing = True
+            self._sending_since = time.monotonic()
             try:
                 await self.ws.send_text(text)
             finally:
                 self._writing = False
+                self._sending_since = None
         if self.ws.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(RuntimeError, OSError):
-                await self.ws.close(code=self._close_code)
+                await self.ws.close(code=self._close_code, reason=self._close_reason)
 
 
 class Connections:

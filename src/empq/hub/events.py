@@ -202,13 +202,3 @@ class EventPump:
             lw.conn.send(
                 out("cancel_job", job_id=job_id, reason=data.get("message") or "cancelled")
             )
-
-    async def replay(self, conn: Connection, since: str) -> int:
-        """Send a reconnecting subscriber the job events after `since` that match."""
-        sent = 0
-        events = await self.hub.broker.events_since(since)
-        for ev in events:
-            if ev.type in JOB_EVENTS and wants_job_event(conn, ev.data):
-                conn.send(event_message(ev.type, ev.data, ev.id))
-                sent += 1
-        return sent

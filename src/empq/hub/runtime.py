@@ -22,6 +22,7 @@ from empq.hub.dispatch import Dispatcher
 from empq.hub.events import EventPump
 from empq.hub.explain import warnings
 from empq.hub.leases import Leases, run_leased
+from empq.hub.lifecycle import HubLifecycle
 from empq.hub.metrics import HubMetrics
 from empq.hub.registry import Registry
 from empq.hub.stats import StatsService
@@ -43,7 +44,8 @@ class Hub:
         self.broker = broker
         self.hub_id = uuid.uuid4().hex[:12]
         self.http_url: str | None = settings.public_url
-        self.metrics = HubMetrics()
+        self.metrics = HubMetrics(settings.metrics_max_job_types)
+        broker.observer = HubLifecycle(broker, self.metrics)
         self.registry = Registry(broker.redis, broker.keys, self.hub_id)
         self.connections = Connections()
         self.accepting = True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import Counter, deque
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from empq.protocol import out
@@ -19,20 +19,11 @@ class StatsService:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self._samples: deque[tuple[float, float]] = deque(maxlen=120)
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
         """A subscription changed: re-plan the next broadcast."""
         self._wake.set()
-
-    def _throughput(self, completed_total: float) -> float:
-        now = time.monotonic()
-        self._samples.append((now, completed_total))
-        while len(self._samples) > 1 and now - self._samples[0][0] > 60:
-            self._samples.popleft()
-        t0, c0 = self._samples[0]
-        return (completed_total - c0) / (now - t0) if now - t0 > 0.5 else 0.0
 
     async def collect(self) -> dict[str, Any]:
         """Queue depth by status and priority band, workers by status, throughput, times."""
@@ -48,9 +39,13 @@ class StatsService:
         }
         stats["workers_total"] = len(workers)
         stats["workers_connected"] = sum(1 for w in workers if w.connected)
-        stats["throughput_per_second"] = round(
-            self._throughput(float(base.get("completed_total", 0) or 0)), 3
-        )
+        # Jobs that reached a final status in the last minute, counted from Redis (every
+        # hub agrees, and a job done before this hub's first sample still counts).
+        broker = self.hub.broker
+        now = broker.clock()
+        last_minute = int(await broker.redis.zcount(broker.keys.finished, now - 60_000, "+inf"))
+        stats["finished_last_minute"] = last_minute
+        stats["throughput_per_second"] = round(last_minute / 60, 3)
         stats["hub_connections"] = len(self.hub.connections.all)
         return stats
 

@@ -259,7 +259,13 @@ async def _reader(hub: Hub, conn: Connection, ws: WebSocket) -> bool:
 async def serve_socket(hub: Hub, ws: WebSocket) -> None:
     """Run one connection to its end."""
     await ws.accept()
-    conn = Connection(ws, max_queue=hub.settings.ws_max_queue)
+    s = hub.settings
+    conn = Connection(
+        ws,
+        max_queue=s.ws_max_queue,
+        max_bytes=s.ws_max_queue_bytes,
+        stall_seconds=s.ws_stall_seconds,
+    )
     token = bearer(ws.headers) or ws.query_params.get("token") or ws.query_params.get("api_key")
     conn.api_key_ok = not hub.settings.api_keys or matches(token, hub.settings.api_keys)
     conn.on_overflow.append(lambda _c: hub.metrics.slow_consumers.inc())

@@ -10,7 +10,7 @@ import sys
 
 from pydantic import ValidationError as PydanticValidationError
 
-from empq import runner
+from empq import runner, telemetry
 from empq.config import WorkerSettings
 from empq.errors import AuthError, EmpqError
 from empq.logging import configure
@@ -26,7 +26,8 @@ def main() -> int:
         return 2
     configure(settings)
     try:
-        runner.run(run_worker(settings))
+        with telemetry.configured("empq-worker"):
+            runner.run(run_worker(settings))
     except AuthError as exc:
         print(f"empq worker: refused by the hub: {exc.message}", file=sys.stderr)
         return 1

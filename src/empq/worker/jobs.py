@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic_core import PydanticSerializationError
 
+from empq import telemetry
 from empq.connectors.base import Connector, JobContext
 from empq.errors import ConnectorError
 from empq.protocol import (
@@ -139,7 +140,8 @@ class JobExecutor:
         label = "failed"
         error: str | None = None
         try:
-            result = await job.connector.process(job.context, self.reporter(job))
+            with telemetry.span(f"connector {job.connector.name}"):
+                result = await job.connector.process(job.context, self.reporter(job))
             outcome = self._complete(job, result)
             label = "completed"
         except ConnectorError as exc:

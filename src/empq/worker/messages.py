@@ -43,6 +43,8 @@ class JobAssigned(HubMessage):
     customer_id: str | None = None
     workflow_id: str | None = None
     step_number: int | None = None
+    #: The job's trace context (W3C), when the hub traces or the submitter sent one.
+    traceparent: str | None = None
 
 
 class CancelJobOrder(HubMessage):

@@ -6,7 +6,16 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 
 @dataclass(slots=True)
@@ -21,11 +30,56 @@ class FinishedJob:
     error: str | None = None
 
 
+class BusyClock(Collector):
+    """Seconds this worker spent busy (running at least one job) and idle (none).
+
+    Counted from the moment the metrics were created; read at scrape time, so the
+    current stretch is included.
+    """
+
+    def __init__(self) -> None:
+        self._since = time.monotonic()
+        self._busy = 0.0
+        self._idle = 0.0
+        self._running = 0
+
+    def set_running(self, n: int) -> None:
+        """`n` jobs run from now on."""
+        now = time.monotonic()
+        if self._running:
+            self._busy += now - self._since
+        else:
+            self._idle += now - self._since
+        self._since, self._running = now, n
+
+    def seconds(self) -> tuple[float, float]:
+        """(busy, idle) seconds so far."""
+        stretch = time.monotonic() - self._since
+        if self._running:
+            return self._busy + stretch, self._idle
+        return self._busy, self._idle + stretch
+
+    def collect(self) -> list[CounterMetricFamily]:
+        busy, idle = self.seconds()
+        return [
+            CounterMetricFamily(
+                "empq_worker_busy_seconds", "Seconds with at least one job running", value=busy
+            ),
+            CounterMetricFamily(
+                "empq_worker_idle_seconds", "Seconds with no job running", value=idle
+            ),
+        ]
+
+
 class WorkerMetrics:
     """Counters in a registry of their own (several workers may share a process in tests)."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.busy = BusyClock()
+        self.registry.register(self.busy)
         self.jobs = Counter(
             "empq_worker_jobs",
             "Jobs this worker ended, by outcome",
@@ -52,6 +106,11 @@ class WorkerMetrics:
         self.recent: deque[FinishedJob] = deque(maxlen=50)
         # Jobs ended per minute, newest last: bounded however fast jobs go.
         self._per_minute: deque[list[int]] = deque(maxlen=61)
+
+    def set_running(self, n: int) -> None:
+        """`n` jobs are running now (the gauge and the busy/idle clock)."""
+        self.running.set(n)
+        self.busy.set_running(n)
 
     def finished(self, job: FinishedJob) -> None:
         """Record a job's end."""

@@ -22,6 +22,7 @@ import httpx
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from empq import telemetry
 from empq.config import WorkerSettings
 from empq.connectors.base import Connector, JobContext
 from empq.connectors.registry import create_connectors
@@ -373,15 +374,22 @@ class Worker:
         job = ActiveJob(a, context, self.connector_for(a))
         self.jobs[a.job_id] = job
         self.idle.clear()
-        self.metrics.running.set(len(self.jobs))
+        self.metrics.set_running(len(self.jobs))
         job.task = self._tg.create_task(self._run_job(job), name=f"job-{a.job_id}")
 
     async def _run_job(self, job: ActiveJob) -> None:
+        a = job.assignment
+        attrs = {
+            "empq.job.id": a.job_id,
+            "empq.job.type": a.job_type,
+            "empq.worker.id": self.worker_id,
+        }
         try:
-            await self.executor.run(job)
+            with telemetry.span("empq.run", parent=a.traceparent, attributes=attrs):
+                await self.executor.run(job)
         finally:
             self.jobs.pop(job.job_id, None)
-            self.metrics.running.set(len(self.jobs))
+            self.metrics.set_running(len(self.jobs))
             if not self.jobs:
                 self.idle.set()
             self.claim_wanted.set()

@@ -6,6 +6,7 @@ import { LiveConnection } from "./live.js";
 import { normalizeStats } from "./stats.js";
 import { store } from "./store.js";
 import { $, debounce, throttle } from "./util.js";
+import { initBulk } from "./views/bulk.js";
 import { closeDetail, initDetail, openDetail } from "./views/detail.js";
 import { currentFilters, initJobs } from "./views/jobs.js";
 import { initOverview } from "./views/overview.js";
@@ -201,6 +202,7 @@ function start() {
   initOverview();
   initWorkers(openJob);
   initJobs({ onOpenJob: openJob, onReload: loadJobs });
+  initBulk();
   $("#jobs-more").addEventListener("click", loadMoreJobs);
   initDetail();
   initSubmit();

@@ -51,14 +51,16 @@ export function drawQueueChart(container, history, bandNames) {
   const t1 = series[series.length - 1].t;
   const t0 = Math.min(series[0].t, t1 - 60_000);
   const stackTotal = (pt) => names.reduce((a, n) => a + (pt.counts[n] || 0), 0);
-  const maxY = niceMax(Math.max(1, ...series.map((pt) => Math.max(stackTotal(pt), pt.running))));
+  // Job counts are whole: four gridlines at a whole step, so no axis says 2.5 jobs.
+  const step = Math.max(1, Math.ceil(niceMax(Math.max(1, ...series.map((pt) => Math.max(stackTotal(pt), pt.running)))) / 4));
+  const maxY = step * 4;
   const x = (t) => PAD.l + ((t - t0) / (t1 - t0)) * (W - PAD.l - PAD.r);
   const y = (v) => H - PAD.b - (v / maxY) * (H - PAD.t - PAD.b);
 
   for (let i = 0; i <= 4; i += 1) {
-    const v = (maxY / 4) * i;
+    const v = step * i;
     root.append(svg("line", { x1: PAD.l, x2: W - PAD.r, y1: y(v), y2: y(v), class: "grid" }));
-    root.append(svg("text", { x: PAD.l - 4, y: y(v) + 4, "text-anchor": "end", class: "axis" }, String(Math.round(v * 10) / 10)));
+    root.append(svg("text", { x: PAD.l - 4, y: y(v) + 4, "text-anchor": "end", class: "axis" }, String(v)));
   }
   const spanS = (t1 - t0) / 1000;
   root.append(svg("text", { x: PAD.l, y: H - 6, class: "axis" }, spanS >= 60 ? `-${Math.round(spanS / 60)} min` : `-${Math.round(spanS)} s`));

@@ -92,7 +92,7 @@ export function normalizeStats(raw) {
   const queued = num(pick(s, "queue.queued", "queued")) ?? byStatus.queued ?? bands.reduce((a, b) => a + b.count, 0);
   const tp = pick(s, "throughput");
   const throughput = {
-    perMinute: num(pick(s, "throughput.per_minute", "throughput.jobs_per_minute", "throughput.completed_per_minute", "throughput.completed_last_minute", "throughput.last_minute", "jobs_per_minute", "throughput_per_minute"))
+    perMinute: num(pick(s, "finished_last_minute", "throughput.per_minute", "throughput.jobs_per_minute", "throughput.completed_per_minute", "throughput.completed_last_minute", "throughput.last_minute", "jobs_per_minute", "throughput_per_minute"))
       ?? (num(tp) !== null ? num(tp) : null)
       ?? perSecond(pick(s, "throughput_per_second", "throughput.per_second", "throughput.jobs_per_second")),
     completed: num(pick(s, "throughput.completed_total", "throughput.completed", "completed_total", "jobs.completed_total")) ?? byStatus.completed ?? null,

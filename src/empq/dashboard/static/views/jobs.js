@@ -1,9 +1,12 @@
 // The jobs table: filters (status, customer, type) applied by the hub's list API and
-// again locally to live events, a live progress bar per job, cancel and retry.
+// again locally to live events, a search by job id or prefix, a live progress bar per
+// job, cancel and retry (one by one, or every job shown at once: see bulk.js).
 
 import { store } from "../store.js";
 import { $, ACTIVE_STATUSES, FINAL_STATUSES, JOB_STATUSES, fmtTime, h, mount, progressBar, shortId, statusBadge } from "../util.js";
+import { api } from "../api.js";
 import { actionButton } from "./actions.js";
+import { toast } from "./toast.js";
 
 const MAX_ROWS = 250; // a monitor, not an export: filter or page for more
 let openJob = () => {};
@@ -17,6 +20,40 @@ export function currentFilters() {
     customer_id: $("#filter-customer").value.trim(),
     type: $("#filter-type").value.trim(),
   };
+}
+
+/** The job id search, lower-cased ("" for none). */
+function idQuery() {
+  return $("#filter-id").value.trim().toLowerCase();
+}
+
+const FULL_ID = /^[0-9a-f]{32}$/;
+
+/** Every job the page holds that the filters and the id search select, newest first. */
+export function selectedJobs() {
+  const f = currentFilters();
+  const q = idQuery();
+  const out = [];
+  for (const id of store.jobOrder) {
+    const job = store.jobs.get(id);
+    if (job && matches(job, f) && (!q || id.startsWith(q))) out.push(job);
+  }
+  return out;
+}
+
+/** A full id the page does not hold yet: fetch it, show it, and open it. */
+async function findById(q) {
+  if (!FULL_ID.test(q) || store.jobs.has(q)) {
+    if (store.jobs.has(q)) openJob(q);
+    return;
+  }
+  try {
+    const fetchedAt = performance.now();
+    store.mergeJob(await api.getJob(q), { fetchedAt });
+    openJob(q);
+  } catch (err) {
+    toast(`No job ${q}: ${err.message}`, "error");
+  }
 }
 
 function matches(job, f) {
@@ -78,13 +115,8 @@ function rowFor(job) {
 
 export function renderJobs() {
   pending = false;
-  const f = currentFilters();
-  const rows = [];
-  for (const id of store.jobOrder) {
-    const job = store.jobs.get(id);
-    if (job && matches(job, f)) rows.push(job);
-    if (rows.length >= MAX_ROWS) break;
-  }
+  const selected = selectedJobs();
+  const rows = selected.slice(0, MAX_ROWS);
   const body = $("#jobs-body");
   if (!rows.length) {
     rowCache.clear();
@@ -108,7 +140,10 @@ export function renderJobs() {
     const keep = new Set(rows.map((j) => j.id));
     for (const id of rowCache.keys()) if (!keep.has(id)) rowCache.delete(id);
   }
-  $("#jobs-shown").textContent = `${rows.length} shown`;
+  $("#jobs-shown").textContent = selected.length > rows.length
+    ? `${rows.length} of ${selected.length} shown`
+    : `${rows.length} shown`;
+  store.emit("selection");
 }
 
 /** Coalesce bursts of events (a progress tick per job) into one render per frame. */
@@ -124,7 +159,13 @@ export function initJobs({ onOpenJob, onReload }) {
   mount($("#filter-status"), h("option", { value: "", text: "any status" }),
     JOB_STATUSES.map((s) => h("option", { value: s, text: s.replace("_", " ") })));
   const form = $("#job-filters");
-  form.addEventListener("submit", (e) => { e.preventDefault(); reload(); });
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const q = idQuery();
+    if (q) findById(q);
+    reload();
+  });
+  $("#filter-id").addEventListener("input", () => scheduleRender());
   $("#filter-status").addEventListener("change", () => reload());
   form.addEventListener("reset", () => setTimeout(() => reload(), 0));
   store.on("jobs", scheduleRender);
