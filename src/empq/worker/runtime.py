@@ -43,6 +43,7 @@ from empq.worker.link import HubLink
 from empq.worker.messages import JobAssigned, Welcome
 from empq.worker.metrics import WorkerMetrics
 from empq.worker.session import Session
+from empq.worker.watchdog import LoopWatchdog
 
 log = logging.getLogger("empq.worker")
 
@@ -125,6 +126,11 @@ class Worker:
         """Jobs this worker still holds: running, or finished with the outcome unacknowledged."""
         return list(dict.fromkeys([*self.jobs, *self.link.owed_jobs]))
 
+    def describe_running(self) -> str:
+        """The running jobs and their connectors, for the blocked-loop warning."""
+        jobs = [f"job {j.job_id} on connector {j.connector.name}" for j in list(self.jobs.values())]
+        return ", ".join(jobs) or "no job"
+
     def ready(self) -> bool:
         """Connected, registered and not draining (for orchestrators' `/ready`)."""
         return self.registered.is_set() and self.link.connected and not self.draining
@@ -153,6 +159,9 @@ class Worker:
                 self._http = await stack.enter_async_context(httpx.AsyncClient(timeout=60))
                 await self._add_connector_capabilities()
                 await self.check_connectors()
+                watchdog = LoopWatchdog(loop, self.describe_running)
+                watchdog.start()
+                stack.callback(watchdog.stop)
                 async with asyncio.TaskGroup() as tg:
                     self._tg = tg
                     link_task = tg.create_task(self._connection_loop(), name="hub-link")
