@@ -30,6 +30,7 @@ from empq.connectors.base import (
     invalid_payload,
     payload_errors,
 )
+from empq.connectors.service_errors import fastapi_422
 from empq.errors import ConnectorError
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,14 @@ class A1111Connector(Connector):
             finally:
                 self._running = None
         if response.status_code == 422:
-            raise invalid_payload(job, "A1111 refused the parameters", _http.body_of(response))
+            body = _http.body_of(response)
+            listed = fastapi_422(body)
+            problem = (
+                f"A1111 refused the parameters: {listed}"
+                if listed
+                else "A1111 refused the parameters"
+            )
+            raise invalid_payload(job, problem, body)
         if not response.is_success:
             raise _http.status_error(SERVICE, response)
         return await self._result(job, response)

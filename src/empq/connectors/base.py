@@ -145,7 +145,16 @@ class Connector(ABC):
 
 
 def invalid_payload(job: JobContext, problem: str, details: Any = None) -> ConnectorError:
-    """The error for a payload the connector cannot use: fails at once, never retried."""
+    """The error for a payload the connector cannot use: fails at once, never retried.
+
+    `details` given as `[{field, message}]` (see `payload_errors`) is spelled out in
+    the message too, so the job's `error` names what to fix.
+    """
+    from empq.connectors.service_errors import field_errors
+
+    listed = field_errors(details)
+    if listed:
+        problem = f"{problem}: {listed}"
     return ConnectorError(
         f"job {job.id}: invalid payload: {problem}",
         error_type="invalid_payload",

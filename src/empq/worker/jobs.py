@@ -170,6 +170,8 @@ class JobExecutor:
                 refused.claim_next = claim_next
                 text = refused.dump()
                 label = "failed"
+            if label == "failed":
+                _log_failure(a.job_id, a.job_type, text)
             await asyncio.shield(self.link.send_outcome(a.job_id, text))
         self.metrics.finished(FinishedJob(a.job_id, a.job_type, label, seconds, time.time(), error))
 
@@ -201,3 +203,22 @@ class JobExecutor:
             error_details=info,
             worker_id=self.worker_id,
         )
+
+
+def _log_failure(job_id: str, job_type: str, text: str) -> None:
+    """One INFO line per failed attempt: the job, what kind of error, whether it retries."""
+    try:
+        msg = FailJob.model_validate_json(text)
+    except ValueError:
+        return
+    error_type = (msg.error_details or {}).get("error_type", "unknown")
+    retry = "retryable" if msg.retry else "will not retry"
+    log.info(
+        "job %s (%s) failed: %s (%s, %s)",
+        job_id,
+        job_type,
+        msg.error,
+        error_type,
+        retry,
+        extra={"job_id": job_id},
+    )
