@@ -422,11 +422,13 @@ class Worker:
             job.task.cancel()
 
     async def progress_flusher(self) -> None:
-        """Every PROGRESS_INTERVAL: accept jobs still running, send unsent progress."""
+        """Every PROGRESS_INTERVAL: accept jobs still running, send unsent progress,
+        and send again the owed outcomes whose back-off has passed."""
         while True:
             await asyncio.sleep(PROGRESS_INTERVAL)
             for job in list(self.jobs.values()):
                 await self.executor.flush_progress(job)
+            await self.link.resend_due()
 
     def claim_job_message(self, slots: int = 1) -> ClaimJob:
         """One `claim_job` for up to `slots` jobs, waiting on the hub for up to `claim_wait`."""

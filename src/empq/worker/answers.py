@@ -1,0 +1,60 @@
+"""What the worker does with the hub's answers about its jobs: acks and refusals.
+
+Kept apart from the session's reader so the rules are in one place:
+
+- an ack settles the job's owed outcome (a `job_failed_ack` also says, at INFO,
+  whether the hub will retry the job);
+- `UNAVAILABLE` naming an owed job keeps the outcome and sends it again later;
+- any other `error` naming an owed job is a refusal: nothing left to deliver;
+- an `error` meaning a running job is no longer ours stops it at its service.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from empq.worker.messages import HubError
+
+if TYPE_CHECKING:
+    from empq.worker.runtime import Worker
+
+log = logging.getLogger("empq.worker")
+
+ACKS = frozenset({"job_completed_ack", "job_failed_ack", "job_released_ack"})
+#: `error_code`s meaning the job is no longer this worker's.
+LOST = frozenset({"STALE_CLAIM", "INVALID_TRANSITION", "JOB_NOT_FOUND"})
+
+
+def acknowledged(worker: Worker, msg: dict[str, Any]) -> None:
+    """An ack of an outcome (`ACKS`)."""
+    job_id = msg.get("job_id")
+    if not isinstance(job_id, str):
+        return
+    worker.link.settle(job_id)
+    if msg.get("type") == "job_failed_ack":
+        if msg.get("retry_scheduled"):
+            log.info("job %s: the hub retries it in %s s", job_id, msg.get("retry_delay"))
+        else:
+            log.info("job %s: the hub will not retry it", job_id)
+
+
+def refused(worker: Worker, err: HubError) -> bool:
+    """An `error` about one of our jobs; False if it names none (the caller logs it)."""
+    job_id = err.job_id
+    if job_id is None:
+        return False
+    if job_id in worker.link.owed_jobs:
+        if err.error_code == "UNAVAILABLE":
+            return worker.link.unavailable(job_id)
+        # The hub refused an outcome (stale claim, already final): nothing to retry.
+        log.warning("hub refused outcome of job %s: %s", job_id, err.error)
+        worker.link.settle(job_id)
+        return True
+    if job_id in worker.jobs and err.error_code in LOST:
+        # The job was requeued or ended without us (e.g. after a long disconnect):
+        # its result would be refused, so stop spending the GPU on it.
+        log.warning("lost the claim on job %s (%s); stopping it", job_id, err.error)
+        worker.order_cancel(job_id)
+        return True
+    return False
