@@ -47,7 +47,8 @@ def test_an_unanswered_outcome_goes_again_and_an_undelivered_one_waits_for_a_soc
 async def test_an_outcome_made_while_redis_is_down_arrives_once_redis_is_back(
     tmp_path: Path,
 ) -> None:
-    server = RedisServer(tmp_path / "redis", persistent=True, extra_args=["--appendfsync", "always"])
+    always = ["--appendfsync", "always"]
+    server = RedisServer(tmp_path / "redis", persistent=True, extra_args=always)
     server.start()
     gate = GateConnector(upload=False)
     try:
@@ -60,9 +61,8 @@ async def test_an_outcome_made_while_redis_is_down_arrives_once_redis_is_back(
             await wait_for_job(client, first, "in_progress")
             server.kill()
             gate.gate.set()  # the job ends while the hub cannot record it
-            async with asyncio.timeout(WAIT):
-                while worker.link.outbox.resends < 2:  # UNAVAILABLE, sent again, again
-                    await asyncio.sleep(0.05)
+            # UNAVAILABLE, sent again, UNAVAILABLE, sent again.
+            await asyncio.wait_for(worker.link.outbox.wait_resends(2), WAIT)
             assert worker.link.owed_jobs == [first]
             server.start()
             done = await wait_for_job(client, first, within=WAIT + RETRY_MAX)

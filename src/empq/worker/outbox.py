@@ -63,6 +63,7 @@ class Outbox:
         self._all_settled.set()
         #: How often outcomes were sent again (for tests and logs).
         self.resends = 0
+        self._resent = asyncio.Condition()
 
     @property
     def jobs(self) -> list[str]:
@@ -126,9 +127,17 @@ class Outbox:
             if job_id not in self._owed:
                 continue  # answered meanwhile
             entry = self._owed[job_id]
-            if entry.sends:
-                self.resends += 1
+            again = entry.sends > 0
             self.sent(job_id, await send(text))
+            if again:
+                async with self._resent:
+                    self.resends += 1
+                    self._resent.notify_all()
+
+    async def wait_resends(self, count: int) -> None:
+        """Until outcomes were sent again `count` times in all."""
+        async with self._resent:
+            await self._resent.wait_for(lambda: self.resends >= count)
 
     async def wait_settled(self, within: float) -> bool:
         """Until every owed outcome was answered; False if some still were not in time."""
