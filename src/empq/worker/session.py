@@ -165,7 +165,15 @@ class Session:
             w.on_server_disconnect(bye.reconnect_after)
         elif kind == "error":
             err = HubError.model_validate(msg)
-            if not refused(w, err):
+            if err.error_code == "NOT_REGISTERED":
+                # The hub dropped us (silent past its heartbeat timeout, seen by another
+                # hub): a new connection registers afresh, with the jobs we still hold.
+                log.warning("hub no longer knows this worker (%s); registering again", err.error)
+                closing = start_eagerly(self.ws.close())
+                if closing is not None:
+                    self._sends.add(closing)
+                    closing.add_done_callback(self._sent)
+            elif not refused(w, err):
                 log.warning("hub error %s: %s", err.error_code, err.error)
 
     @property
