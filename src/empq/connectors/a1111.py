@@ -134,7 +134,7 @@ class A1111Connector(Connector):
             self._running = job.id
             try:
                 async with asyncio.timeout(job.timeout_seconds):
-                    response = await self._generate(payload, progress, job.timeout_seconds)
+                    response = await self._generate(job, payload, progress, job.timeout_seconds)
             except TimeoutError as exc:
                 await self._interrupt()
                 raise ConnectorError(
@@ -158,7 +158,7 @@ class A1111Connector(Connector):
         return await self._result(job, response)
 
     async def _generate(
-        self, payload: A1111Payload, progress: ProgressReporter, limit: float
+        self, job: JobContext, payload: A1111Payload, progress: ProgressReporter, limit: float
     ) -> httpx.Response:
         call = asyncio.create_task(
             _http.request(
@@ -176,6 +176,9 @@ class A1111Connector(Connector):
                 done, _ = await asyncio.wait({call}, timeout=self.poll_interval)
                 if done:
                     return call.result()
+                # A refused connection fails the call at once; one still open after a
+                # poll interval reached A1111, which is generating.
+                job.mark_started()
                 reported = await self._poll(progress, reported)
         finally:
             if not call.done():

@@ -81,6 +81,13 @@ class JobContext:
     workflow_id: str | None = None
     step_number: int | None = None
     artifacts: ArtifactSink = field(default_factory=MemoryArtifacts)
+    #: Set by `mark_started` once the service accepted the job. Until then a
+    #: `service_unavailable` failure hands the job back without counting an attempt.
+    service_started: bool = False
+
+    def mark_started(self) -> None:
+        """The service has the job now: from here on a failure is an attempt."""
+        self.service_started = True
 
     @property
     def timeout_seconds(self) -> float:

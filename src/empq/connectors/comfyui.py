@@ -153,6 +153,7 @@ class ComfyUIConnector(Connector):
                 ws = await self._open_socket(client_id)
                 try:
                     await self._submit(job, workflow, client_id, prompt_id)
+                    job.mark_started()
                     tracker = PromptTracker(prompt_id, len(workflow), progress)
                     await self._follow(ws, client_id, tracker)
                 finally:

@@ -5,7 +5,8 @@ connection loop, the optional status HTTP server and the jobs themselves. Jobs
 belong to the worker, not to a connection, so they keep running while the link is
 down and report when it is back. A stop request (SIGTERM/SIGINT, or the `stop`
 event) drains: no more claims, running jobs get `shutdown_grace` seconds to finish,
-the rest are cancelled at their service and handed back with `disconnect`.
+the rest are cancelled at their service and handed back with `release_job`
+(attempts unchanged), then a graceful `disconnect`.
 """
 
 from __future__ import annotations
@@ -37,11 +38,14 @@ from empq.protocol import (
 )
 from empq.status import WorkerStatus
 from empq.worker.artifacts import HubArtifacts, derive_http_url
-from empq.worker.capabilities import load_capabilities, merge_connector_additions
+from empq.worker.capabilities import load_capabilities
+from empq.worker.handback import service_changed
+from empq.worker.health import HealthMonitor
 from empq.worker.jobs import PROGRESS_INTERVAL, ActiveJob, JobExecutor
 from empq.worker.link import HubLink
 from empq.worker.messages import JobAssigned, Welcome
 from empq.worker.metrics import WorkerMetrics
+from empq.worker.offer import Offer
 from empq.worker.session import Session
 from empq.worker.watchdog import LoopWatchdog
 
@@ -50,7 +54,6 @@ log = logging.getLogger("empq.worker")
 RECONNECT_MIN = 0.2
 RECONNECT_MAX = 30.0
 CANCEL_TIMEOUT = 10.0
-HEALTH_TIMEOUT = 5.0
 
 
 def reconnect_delay(failures: int, rng: random.Random | None = None) -> float:
@@ -82,18 +85,28 @@ class Worker:
             else create_connectors(settings.connectors, settings)
         )
         self.capabilities = capabilities or load_capabilities(settings)
-        # What the worker has before connectors add theirs; refreshes start from it.
-        self._base_capabilities = self.capabilities
         self.stop = stop if stop is not None else asyncio.Event()
         self._own_signals = stop is None
         self.link = HubLink()
         self.metrics = WorkerMetrics()
-        self.executor = JobExecutor(self.worker_id, self.link, self.metrics, self.next_claim)
+        self.health = HealthMonitor(
+            self.connectors,
+            settings.heartbeat_interval,
+            on_change=lambda state: service_changed(self, state),
+        )
+        # What the worker has before connectors add theirs; refreshes start from it.
+        self.offer = Offer(self.capabilities, self.health)
+        self.executor = JobExecutor(
+            self.worker_id,
+            self.link,
+            self.metrics,
+            self.next_claim,
+            on_service_down=self.service_down,
+        )
         self.jobs: dict[str, ActiveJob] = {}
         self.draining = False
         self.hub_http_url = settings.hub_http_url
         self.started_at = time.time()
-        self.connector_status: dict[str, dict[str, Any]] = {}
         self.claim_wanted = asyncio.Event()
         #: How long its claims wait on the hub (the hub's `claim_wait_max` may cut it).
         self.claim_wait = 0.0
@@ -114,7 +127,15 @@ class Worker:
     # ------------------------------------------------------------------ state
     @property
     def slots(self) -> int:
+        """Slots open to claims: `concurrent_jobs`, or 0 while every service is down."""
+        if not self.health.any_healthy():
+            return 0
         return self.capabilities.performance.concurrent_jobs
+
+    @property
+    def connector_status(self) -> dict[str, dict[str, Any]]:
+        """Each connector's last health check (see `empq.worker.health`)."""
+        return self.health.status()
 
     @property
     def status(self) -> WorkerStatus:
@@ -157,14 +178,16 @@ class Worker:
                     await connector.start()
                     stack.push_async_callback(connector.close)
                 self._http = await stack.enter_async_context(httpx.AsyncClient(timeout=60))
-                await self._add_connector_capabilities()
-                await self.check_connectors()
+                await self.health.check_all()
+                await self.offer.ask(self.connectors)
+                self.capabilities = self.offer.current()
                 watchdog = LoopWatchdog(loop, self.describe_running)
                 watchdog.start()
                 stack.callback(watchdog.stop)
                 async with asyncio.TaskGroup() as tg:
                     self._tg = tg
                     link_task = tg.create_task(self._connection_loop(), name="hub-link")
+                    health_task = tg.create_task(self.health.run(), name="health")
                     status_task = None
                     if self.settings.http_port is not None:
                         from empq.worker.status_http import serve_status
@@ -180,6 +203,7 @@ class Worker:
                             async with asyncio.timeout(5):
                                 await asyncio.shield(link_task)
                     link_task.cancel()
+                    health_task.cancel()
                     if status_task is not None:
                         status_task.cancel()
         finally:
@@ -189,42 +213,26 @@ class Worker:
         if self._fatal is not None:
             raise self._fatal
 
-    async def _add_connector_capabilities(self) -> None:
-        additions = []
-        for connector in self.connectors:
-            try:
-                async with asyncio.timeout(30):
-                    additions.append(await connector.capabilities())
-            except Exception:  # a connector that cannot describe itself still runs
-                log.exception("connector %s capabilities unavailable", connector.name)
-        self.capabilities = merge_connector_additions(self._base_capabilities, additions)
+    async def service_down(self, connector: Connector, detail: str) -> None:
+        """A job found `connector`'s service down: stop offering it before claiming again."""
+        self.health.report_down(connector, detail)
+        await self.refresh_capabilities(ask=False)
 
     async def check_connectors(self) -> dict[str, Any]:
-        """Every connector's `health()` (5 s limit each), kept for heartbeats and `/ready`."""
-        status: dict[str, Any] = {}
-        for connector in self.connectors:
-            try:
-                async with asyncio.timeout(HEALTH_TIMEOUT):
-                    health = await connector.health()
-                entry: dict[str, Any] = health.model_dump()
-            except TimeoutError:
-                entry = {"healthy": False, "detail": "health check timed out"}
-            except Exception as exc:  # a broken health check is reported, not fatal
-                log.exception("connector %s health check failed", connector.name)
-                entry = {"healthy": False, "detail": f"health check failed: {exc}"}
-            self.metrics.connector_healthy.labels(connector.name).set(1 if entry["healthy"] else 0)
-            status[connector.name] = entry
-        self.connector_status = status
-        return status
+        """Each connector's health as last checked (checks run on their own schedule)."""
+        return self.health.status()
 
-    async def refresh_capabilities(self) -> None:
-        """Ask the connectors again and tell the hub what changed (`update_capabilities`).
+    async def refresh_capabilities(self, *, ask: bool = True) -> None:
+        """Recompute the capabilities and tell the hub what changed (`update_capabilities`).
 
-        Called when a connector's service comes back: a ComfyUI that was down when
-        the worker started only now reports its models.
+        `ask` asks the connectors again, as when a service comes back (a ComfyUI that
+        was down at start only now reports its models); without it only the services
+        that are down are withdrawn, at once (see `empq.worker.offer`).
         """
         before = self.capabilities.model_dump(mode="json")
-        await self._add_connector_capabilities()
+        if ask:
+            await self.offer.ask(self.connectors)
+        self.capabilities = self.offer.current()
         after = self.capabilities.model_dump(mode="json")
         changes = {k: v for k, v in after.items() if before.get(k) != v}
         if changes:
