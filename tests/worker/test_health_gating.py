@@ -82,14 +82,14 @@ async def _all_done(client: httpx.AsyncClient, ids: list[str]) -> list[dict[str,
     return [await wait_for_job(client, i, within=WAIT * 2) for i in ids]
 
 
-async def _worker_says(client: httpx.AsyncClient, worker_id: str, name: str, state: str) -> None:
-    """Until the hub's record of the worker shows connector `name` in `state`."""
+async def _worker_says(client: httpx.AsyncClient, worker: Worker, name: str, state: str) -> None:
+    """Until the worker has found `name` in `state` and the hub has recorded it."""
     async with asyncio.timeout(WAIT):
-        while True:
-            info = (await client.get(f"/api/workers/{worker_id}")).json()
-            if (info.get("connector_status") or {}).get(name, {}).get("state") == state:
-                return
-            await asyncio.sleep(0.1)  # noqa: ASYNC110 - polling the hub's REST view
+        await worker.health.wait_reachable(name, state == "healthy")
+        # The change went out in a heartbeat; its ack means the hub recorded it.
+        await worker.link.wait_heartbeat_acks(worker.link.heartbeats_sent)
+    info = (await client.get(f"/api/workers/{worker.worker_id}")).json()
+    assert info["connector_status"][name]["state"] == state, info
 
 
 @pytest.mark.slow
@@ -118,7 +118,7 @@ async def test_comfyui_and_a1111_stopped_and_restarted_mid_run_cost_no_attempt(
             comfy_during = during[0::2]
             for job_id in during[1::2]:  # A1111 is fine: its jobs run meanwhile
                 assert (await wait_for_job(client, job_id))["status"] == "completed"
-            await _worker_says(client, worker.worker_id, "comfyui", "unreachable")
+            await _worker_says(client, worker, "comfyui", "unreachable")
             waiting = (await client.get(f"/api/jobs/{comfy_during[0]}")).json()
             assert waiting["status"] == "queued"
             assert waiting["attempts"] == 0
@@ -132,7 +132,7 @@ async def test_comfyui_and_a1111_stopped_and_restarted_mid_run_cost_no_attempt(
             # Then A1111 goes away and comes back.
             await a1111.stop()
             later = [await _job(client, "a1111") for _ in range(3)]
-            await _worker_says(client, worker.worker_id, "a1111", "unreachable")
+            await _worker_says(client, worker, "a1111", "unreachable")
             await a1111.start()
             ids += later
 
@@ -157,7 +157,7 @@ async def test_with_its_only_service_down_the_worker_claims_nothing_and_resumes(
             assert isinstance(worker, Worker)
             assert worker.slots == 0
             job_id = await _job(client, "comfyui")
-            await _worker_says(client, worker.worker_id, "comfyui", "unreachable")
+            await _worker_says(client, worker, "comfyui", "unreachable")
             record = (await client.get(f"/api/jobs/{job_id}")).json()
             assert record["status"] == "queued"
             assert record["attempts"] == 0

@@ -108,6 +108,8 @@ class HealthMonitor:
         self._clock = clock
         self._wake = asyncio.Event()
         self._changed: list[ServiceState] = []
+        #: Notified after each change has been handled (the hub told).
+        self.announced = asyncio.Condition()
 
     # ------------------------------------------------------------------ reading
     def any_healthy(self) -> bool:
@@ -186,6 +188,16 @@ class HealthMonitor:
                 log.warning("%s; not claiming its jobs until it answers", state.summary())
             if self.on_change is not None:
                 await self.on_change(state)
+        if changed:
+            async with self.announced:
+                self.announced.notify_all()
+
+    async def wait_reachable(self, name: str, reachable: bool) -> None:
+        """Until connector `name`'s change to `reachable` has been announced."""
+        async with self.announced:
+            await self.announced.wait_for(
+                lambda: self.states[name].reachable is reachable and not self._changed
+            )
 
     async def run(self) -> None:
         """Check each service when due, until cancelled."""

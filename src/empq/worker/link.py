@@ -9,12 +9,13 @@ produced while the hub or its Redis was away still reaches it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from empq.protocol import Message
+from empq.protocol import Message, WorkerHeartbeat
 from empq.worker.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,10 @@ class HubLink:
     def __init__(self) -> None:
         self.ws: ClientConnection | None = None
         self.outbox = Outbox()
+        #: Heartbeats sent, and those the hub acknowledged (it recorded them), in order.
+        self.heartbeats_sent = 0
+        self.heartbeat_acks = 0
+        self._acked = asyncio.Event()
 
     @property
     def connected(self) -> bool:
@@ -38,7 +43,10 @@ class HubLink:
 
     async def send(self, message: Message) -> bool:
         """Send now if connected; False when the message could not go out."""
-        return await self._send_text(message.dump())
+        sent = await self._send_text(message.dump())
+        if sent and isinstance(message, WorkerHeartbeat):
+            self.heartbeats_sent += 1
+        return sent
 
     async def _send_text(self, text: str) -> bool:
         ws = self.ws
@@ -71,6 +79,17 @@ class HubLink:
         """Send again the outcomes whose back-off or answer timeout has passed."""
         if self.ws is not None:
             await self.outbox.deliver(self.outbox.due(), self._send_text)
+
+    def heartbeat_acked(self) -> None:
+        """The hub acknowledged a heartbeat."""
+        self.heartbeat_acks += 1
+        self._acked.set()
+        self._acked = asyncio.Event()
+
+    async def wait_heartbeat_acks(self, count: int) -> None:
+        """Until the hub has acknowledged `count` heartbeats in all."""
+        while self.heartbeat_acks < count:
+            await self._acked.wait()
 
     async def close(self) -> None:
         """Close the socket normally (code 1000), as a worker leaving on purpose does."""

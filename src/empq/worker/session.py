@@ -155,6 +155,8 @@ class Session:
                 w.claim_wanted.set()
         elif kind in ACKS:
             acknowledged(w, msg)
+        elif kind == "worker_heartbeat_ack":
+            w.link.heartbeat_acked()
         elif kind == "cancel_job":
             order = CancelJobOrder.model_validate(msg)
             log.info("hub cancelled job %s: %s", order.job_id, order.reason)
