@@ -71,8 +71,22 @@ async def test_an_outcome_made_while_redis_is_down_arrives_once_redis_is_back(
             assert gate.started == [first], "the job ran once"
             async with asyncio.timeout(WAIT):
                 await worker.link.wait_settled(WAIT)
-            # The worker takes work again.
+            # The worker takes work again at once.
+            back = asyncio.get_running_loop().time()
             second = await submit(client)
             assert (await wait_for_job(client, second))["status"] == "completed"
+            assert asyncio.get_running_loop().time() - back < 5
     finally:
         server.stop()
+
+
+def test_a_resent_outcome_carries_no_claim() -> None:
+    box = Outbox()
+    first = '{"type":"complete_job","job_id":"j","claim_token":"t","claim_next":{"max_jobs":1}}'
+    box.add("j", first)
+    assert box.first("j") == [("j", first)]
+    ((_, again),) = box.everything()
+    assert '"claim_next"' not in again
+    assert '"claim_token":"t"' in again
+    box.sent("j", delivered=True)
+    assert box.carried_claim("j")

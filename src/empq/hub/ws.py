@@ -168,9 +168,11 @@ async def handle_message(hub: Hub, conn: Connection, msg: InboundMessage) -> Non
         # Redis's own text names scripts and internals; it stays in the hub's log.
         log.warning("redis error handling %s: %s", msg.type, exc)
         hub.metrics.message_errors.labels("UNAVAILABLE").inc()
-        # The job named, so a worker knows which outcome to send again.
+        # The job and message named, so a worker knows what to send again.
         job = getattr(msg, "job_id", None)
-        extra = {"job_id": job} if isinstance(job, str) else {}
+        extra: dict[str, Any] = {"message_type": msg.type}
+        if isinstance(job, str):
+            extra["job_id"] = job
         conn.send(
             error_message(
                 "UNAVAILABLE",

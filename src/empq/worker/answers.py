@@ -4,7 +4,10 @@ Kept apart from the session's reader so the rules are in one place:
 
 - an ack settles the job's owed outcome (a `job_failed_ack` also says, at INFO,
   whether the hub will retry the job);
-- `UNAVAILABLE` naming an owed job keeps the outcome and sends it again later;
+- `UNAVAILABLE` naming an owed job keeps the outcome and sends it again later; a
+  claim that cannot be served (a `claim_job`, or the `claim_next` of that outcome)
+  counts as answered, so the worker claims again after its back-off instead of
+  waiting for an answer that never comes;
 - any other `error` naming an owed job is a refusal: nothing left to deliver;
 - an `error` meaning a running job is no longer ours stops it at its service.
 """
@@ -42,10 +45,15 @@ def acknowledged(worker: Worker, msg: dict[str, Any]) -> None:
 def refused(worker: Worker, err: HubError) -> bool:
     """An `error` about one of our jobs; False if it names none (the caller logs it)."""
     job_id = err.job_id
+    if err.error_code == "UNAVAILABLE" and err.message_type == "claim_job":
+        _claim_dropped(worker)
+        return True
     if job_id is None:
         return False
     if job_id in worker.link.owed_jobs:
         if err.error_code == "UNAVAILABLE":
+            if worker.link.outbox.carried_claim(job_id):
+                _claim_dropped(worker)
             return worker.link.unavailable(job_id)
         # The hub refused an outcome (stale claim, already final): nothing to retry.
         log.warning("hub refused outcome of job %s: %s", job_id, err.error)
@@ -58,3 +66,11 @@ def refused(worker: Worker, err: HubError) -> bool:
         worker.order_cancel(job_id)
         return True
     return False
+
+
+def _claim_dropped(worker: Worker) -> None:
+    """A claim the hub could not serve (its storage is down): claim again later."""
+    # Not woken now: the claimer's back-off poll claims again, so a hub whose
+    # storage is down is not asked in a tight loop.
+    if worker.session is not None:
+        worker.session.claim_dropped()

@@ -61,7 +61,7 @@ class HubLink:
     async def send_outcome(self, job_id: str, text: str) -> None:
         """Owe the outcome `text` until the hub answers it; send it now if connected."""
         self.outbox.add(job_id, text)
-        await self.outbox.deliver([(job_id, text)], self._send_text)
+        await self.outbox.deliver(self.outbox.first(job_id), self._send_text)
 
     def settle(self, job_id: str) -> bool:
         """The hub answered the outcome of `job_id` (ack, or refused it); True if owed."""

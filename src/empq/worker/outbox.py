@@ -22,6 +22,7 @@ wait on this (a finished job leaves `Worker.jobs` at once), and the job ids stay
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -44,9 +45,14 @@ def retry_delay(failures: int, rng: random.Random | None = None) -> float:
 
 @dataclass(slots=True)
 class Owed:
-    """One outcome not yet answered."""
+    """One outcome not yet answered.
+
+    `text` is what goes out again: without the `claim_next` the first send carried,
+    since that claim was answered (or given up) on the connection it went out on.
+    """
 
     text: str
+    first: str
     sends: int = 0
     unavailable: int = 0
     #: Monotonic time at which to send it again (`inf`: only on the next connection).
@@ -72,7 +78,7 @@ class Outbox:
 
     def add(self, job_id: str, text: str) -> Owed:
         """Owe the outcome `text` of `job_id` (replacing an older one)."""
-        entry = Owed(text)
+        entry = Owed(_without_claim(text), text)
         self._owed[job_id] = entry
         self._all_settled.clear()
         return entry
@@ -94,6 +100,11 @@ class Outbox:
         if not self._owed:
             self._all_settled.set()
         return True
+
+    def carried_claim(self, job_id: str) -> bool:
+        """Whether the last send of `job_id`'s outcome carried a `claim_next`."""
+        entry = self._owed.get(job_id)
+        return entry is not None and entry.sends == 1 and entry.first != entry.text
 
     def unavailable(self, job_id: str) -> bool:
         """The hub could not record `job_id`'s outcome now; True if it was owed."""
@@ -118,6 +129,11 @@ class Outbox:
     def everything(self) -> list[tuple[str, str]]:
         """Every owed outcome, for a fresh connection."""
         return [(job_id, e.text) for job_id, e in self._owed.items()]
+
+    def first(self, job_id: str) -> list[tuple[str, str]]:
+        """`job_id`'s outcome as first sent (with the claim it carries)."""
+        entry = self._owed.get(job_id)
+        return [] if entry is None else [(job_id, entry.first)]
 
     async def deliver(
         self, items: list[tuple[str, str]], send: Callable[[str], Awaitable[bool]]
@@ -147,3 +163,15 @@ class Outbox:
         except TimeoutError:
             return False
         return True
+
+
+def _without_claim(text: str) -> str:
+    """The outcome message `text` without its `claim_next`."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(data, dict) or data.get("claim_next") is None:
+        return text
+    data.pop("claim_next")
+    return json.dumps(data, separators=(",", ":"))

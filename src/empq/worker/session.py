@@ -199,6 +199,12 @@ class Session:
             self.rewake = False
             self.worker.claim_wanted.set()
 
+    def claim_dropped(self) -> None:
+        """A claim in flight will never be answered (the hub could not serve it, its
+        storage being down): count it answered, and claim again after the back-off."""
+        self._claim_answered()
+        self.poll_delay = min(POLL_MAX, self.poll_delay * 2)
+
     def _claim_now(self) -> bool:
         """Claim every free slot from here, at once, if no claim is in flight.
 
