@@ -9,7 +9,9 @@ Kept apart from the session's reader so the rules are in one place:
   counts as answered, so the worker claims again after its back-off instead of
   waiting for an answer that never comes;
 - any other `error` naming an owed job is a refusal: nothing left to deliver;
-- an `error` meaning a running job is no longer ours stops it at its service.
+- an `error` meaning a running job is no longer ours stops it at its service;
+- `UNAVAILABLE` for a `job_accepted_by_worker` sends the accept again, so a job
+  accepted during an outage is not swept back to the queue while it runs.
 """
 
 from __future__ import annotations
@@ -47,6 +49,13 @@ def refused(worker: Worker, err: HubError) -> bool:
     job_id = err.job_id
     if err.error_code == "UNAVAILABLE" and err.message_type == "claim_job":
         _claim_dropped(worker)
+        return True
+    if err.error_code == "UNAVAILABLE" and err.message_type == "job_accepted_by_worker":
+        job = worker.jobs.get(job_id or "")
+        if job is not None:
+            # Not recorded: send it again (the progress flusher does), or the hub's
+            # claim sweep would take the job away from us while we run it.
+            job.accepted = False
         return True
     if job_id is None:
         return False
