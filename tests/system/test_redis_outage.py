@@ -101,16 +101,9 @@ async def test_500_jobs_survive_redis_killed_and_restarted_twice(
                     # Events flow again once Redis is back; the first completion after
                     # it says the workers are taking work again.
                     recoveries.append(await completions(len(seen) + 1, within=30) - back)
-
-            # Every job's final record, read once the queue has drained.
-            async with httpx.AsyncClient(base_url=hub.http_url, timeout=30) as client:
-                deadline = time.monotonic() + 120
-                records: list[dict[str, Any]] = []
-                while time.monotonic() < deadline:
-                    records = [(await client.get(f"/api/jobs/{i}")).json() for i in ids]
-                    if all(r["status"] == "completed" for r in records):
-                        break
-                    await asyncio.sleep(1)
+                # The rest; events cross Redis's stream, which the AOF kept.
+                await completions(JOBS, within=120)
+                records = [(await client.get(f"/api/jobs/{i}")).json() for i in ids]
             async with httpx.AsyncClient(timeout=5) as http:
                 runs = [
                     await _metric(http, p, 'empq_worker_jobs_total{outcome="completed"}')
@@ -139,9 +132,10 @@ async def test_500_jobs_survive_redis_killed_and_restarted_twice(
     # An attempt may be spent by a claim whose script ran just before the kill: its
     # reply was lost with the connection, so no worker ever got the job, and the
     # hub's claim sweep requeues it after EMPQ_CLAIM_TIMEOUT counting an attempt (as
-    # for any assignment never accepted). At most one claim per worker is in flight.
+    # for any assignment never accepted). At most one claim per worker is in flight,
+    # for at most its free slots.
     spent = {r["id"]: r["attempts"] for r in records if r["attempts"]}
-    print(f"attempts spent: {spent}")
-    assert sum(spent.values()) <= faults * WORKERS, spent
+    print(f"attempts spent: {len(spent)} {spent}")
+    assert sum(spent.values()) <= faults * WORKERS * SLOTS, spent
     assert twice == 0, f"runs per worker {runs}"
     assert all(r < 10 for r in recoveries), recoveries
