@@ -14,19 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import signal
 import time
 from typing import Any
 
 import httpx
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from empq.config import WorkerSettings
 from empq.connectors.base import Connector, JobContext
 from empq.connectors.registry import create_connectors
-from empq.errors import AuthError, EmpqError, HubUnavailable
 from empq.models import WorkerCapabilities
 from empq.protocol import (
     ClaimJob,
@@ -39,6 +35,9 @@ from empq.protocol import (
 from empq.status import WorkerStatus
 from empq.worker.artifacts import HubArtifacts, derive_http_url
 from empq.worker.capabilities import load_capabilities
+from empq.worker.connection import (  # re-exported: the reconnect policy's home was here
+    connection_loop,
+)
 from empq.worker.handback import service_changed
 from empq.worker.health import HealthMonitor
 from empq.worker.jobs import PROGRESS_INTERVAL, ActiveJob, JobExecutor
@@ -51,19 +50,7 @@ from empq.worker.watchdog import LoopWatchdog
 
 log = logging.getLogger("empq.worker")
 
-RECONNECT_MIN = 0.2
-RECONNECT_MAX = 30.0
 CANCEL_TIMEOUT = 10.0
-
-
-def reconnect_delay(failures: int, rng: random.Random | None = None) -> float:
-    """Seconds to wait before reconnect attempt `failures + 1`.
-
-    Exponential back-off with full jitter, so a fleet that lost its hub at the same
-    moment does not come back in step.
-    """
-    ceiling = min(RECONNECT_MAX, RECONNECT_MIN * 2 ** min(failures, 32))
-    return (rng or random).uniform(0, ceiling)
 
 
 class Worker:
@@ -120,9 +107,12 @@ class Worker:
         self.idle.set()
         self._tg: asyncio.TaskGroup | None = None
         self._http: httpx.AsyncClient | None = None
-        self._reconnect_after: float | None = None
-        self._fatal: BaseException | None = None
-        self._closing = False
+        #: Set by `server_disconnect`: when to reconnect (see `empq.worker.connection`).
+        self.reconnect_after: float | None = None
+        #: Why the worker must end (a refused token, a bad hub URL).
+        self.fatal: BaseException | None = None
+        #: Set once the drain is done: the connection loop then stops reconnecting.
+        self.closing = False
 
     # ------------------------------------------------------------------ state
     @property
@@ -186,7 +176,7 @@ class Worker:
                 stack.callback(watchdog.stop)
                 async with asyncio.TaskGroup() as tg:
                     self._tg = tg
-                    link_task = tg.create_task(self._connection_loop(), name="hub-link")
+                    link_task = tg.create_task(connection_loop(self), name="hub-link")
                     health_task = tg.create_task(self.health.run(), name="health")
                     status_task = None
                     if self.settings.http_port is not None:
@@ -195,7 +185,7 @@ class Worker:
                         status_task = tg.create_task(serve_status(self), name="status-http")
                     await self.stop.wait()
                     await self._drain()
-                    self._closing = True
+                    self.closing = True
                     if self.link.connected:
                         # A normal close (1000) ends the session; the loop then returns.
                         await self.link.close()
@@ -210,8 +200,8 @@ class Worker:
             if self._own_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
-        if self._fatal is not None:
-            raise self._fatal
+        if self.fatal is not None:
+            raise self.fatal
 
     async def service_down(self, connector: Connector, detail: str) -> None:
         """A job found `connector`'s service down: stop offering it before claiming again."""
@@ -278,60 +268,6 @@ class Worker:
         )
 
     # ------------------------------------------------------------------ connection
-    async def _connection_loop(self) -> None:
-        failures = 0
-        while True:
-            self._reconnect_after = None
-            try:
-                async with connect(
-                    self.settings.hub_url,
-                    max_size=16 * 2**20,
-                    # Small JSON messages: deflate costs both ends more CPU than it saves.
-                    compression=None,
-                    open_timeout=10,
-                    ping_interval=20,
-                    ping_timeout=20,
-                    additional_headers=self._auth_headers(),
-                ) as ws:
-                    registered = await Session(self, ws).run()
-                    if registered:
-                        failures = 0
-            except AuthError as exc:
-                log.error("hub refused this worker: %s", exc.message)
-                self._fatal = exc
-                self.stop.set()
-                return
-            except (
-                OSError,
-                TimeoutError,
-                InvalidHandshake,
-                ConnectionClosed,
-                HubUnavailable,
-            ) as exc:
-                log.info("hub link down: %s: %s", type(exc).__name__, exc)
-            except InvalidURI as exc:
-                log.error("EMPQ_HUB_URL is not a WebSocket URL: %s", exc)
-                self._fatal = EmpqError(f"EMPQ_HUB_URL is not a ws:// or wss:// URL: {exc}")
-                self.stop.set()
-                return
-            except Exception:  # keep the worker (and its running jobs) alive; retry later
-                log.exception("hub session failed; reconnecting")
-            finally:
-                self.link.ws = None
-                self.registered.clear()
-                self.metrics.connected.set(0)
-            if self._closing:
-                return
-            delay = self._reconnect_after
-            if delay is None:
-                delay = reconnect_delay(failures)
-            failures += 1
-            await asyncio.sleep(delay)
-
-    def _auth_headers(self) -> dict[str, str]:
-        token = self.settings.worker_token
-        return {"Authorization": f"Bearer {token}"} if token else {}
-
     def registration(self) -> RegisterWorker:
         """The `register_worker` message, naming jobs still held from before a reconnect."""
         return RegisterWorker(
@@ -352,7 +288,7 @@ class Worker:
 
     def on_server_disconnect(self, reconnect_after: float | None) -> None:
         """The hub asked us to go away for `reconnect_after` seconds."""
-        self._reconnect_after = reconnect_after
+        self.reconnect_after = reconnect_after
 
     # ------------------------------------------------------------------ jobs
     def connector_for(self, a: JobAssigned) -> Connector:
