@@ -14,6 +14,7 @@ from empq.connectors.base import Connector, ConnectorHealth
 from empq.connectors.comfyui import ComfyUIConnector
 from empq.worker.health import HealthMonitor, backoff
 from empq.worker.runtime import Worker
+from tests.cli.support import run_empq
 from tests.fakes.a1111_server import running_a1111
 from tests.fakes.comfyui_server import running_comfyui
 from tests.support.hub_fixtures import HubHandle
@@ -161,6 +162,9 @@ async def test_with_its_only_service_down_the_worker_claims_nothing_and_resumes(
             record = (await client.get(f"/api/jobs/{job_id}")).json()
             assert record["status"] == "queued"
             assert record["attempts"] == 0
+            shown = await asyncio.to_thread(run_empq, "workers", "--hub", hub.http_url)
+            assert shown.code == 0, shown.err
+            assert "comfyui: unreachable since" in shown.out
             await comfy.start()
             done = await wait_for_job(client, job_id, within=WAIT * 2)
             assert done["status"] == "completed"
