@@ -85,7 +85,7 @@ class SyncProgress:
         total_steps: int | None = None,
     ) -> None:
         """Report progress (0..100); raises `JobCancelled` if the job was cancelled."""
-        if self._cancelled.is_set():
+        if self._cancelled.is_set() or self._loop.is_closed():
             raise JobCancelled("job cancelled")
         # Not waited for: the report is queued on the loop in call order and the
         # worker throttles what it sends, so the GPU thread never waits on the socket.
