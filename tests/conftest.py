@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -12,6 +13,10 @@ import redis.asyncio as aredis
 from empq.redis_server import RedisServer
 
 pytest_plugins = ["tests.support.hub_fixtures"]
+
+# Slow system tests (minutes, real process faults) run in their own CI step:
+# `EMPQ_SYSTEM_TESTS=1 pytest tests/system`.
+collect_ignore = [] if os.environ.get("EMPQ_SYSTEM_TESTS") == "1" else ["system"]
 
 
 @pytest.fixture(scope="session")

@@ -2,10 +2,11 @@
 
 What users import lives here::
 
-    from empq import Client, AsyncClient, Connector, Job, JobStatus
+    from empq import Client, AsyncClient, Connector, Job, JobStatus, connector
 """
 
 from empq.connectors.base import Connector, JobContext
+from empq.connectors.functions import JobCancelled, connector
 from empq.errors import (
     AuthError,
     ConnectorError,
@@ -34,6 +35,7 @@ __all__ = [
     "HubUnavailable",
     "InvalidTransition",
     "Job",
+    "JobCancelled",
     "JobContext",
     "JobNotFound",
     "JobPage",
@@ -48,4 +50,5 @@ __all__ = [
     "WorkerNotFound",
     "WorkerStatus",
     "__version__",
+    "connector",
 ]

@@ -91,6 +91,7 @@ async def test_a1111_422_is_invalid_payload_naming_the_field(connector: A1111Con
     assert info.value.error_type == "invalid_payload"
     assert not info.value.retryable
     assert info.value.details["detail"][0]["loc"] == ["body", "steps"]
+    assert "A1111 refused the parameters: steps: must be an integer in" in info.value.message
 
 
 async def test_a1111_500_is_retryable_service_error(

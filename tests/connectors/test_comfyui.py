@@ -100,8 +100,21 @@ async def test_200_with_node_errors_fails_and_removes_the_prompt(
         await run(connector, {"workflow": graph(extra=bad)})
     assert info.value.error_type == "invalid_payload"
     assert not info.value.retryable
-    assert "5" in info.value.details
+    assert "4" in info.value.details
+    assert "node 4 (Sampler): value smaller than min: steps" in info.value.message
     assert comfy[0].deleted, "the half-valid prompt must be taken off ComfyUI's queue"
+
+
+async def test_validation_error_names_the_node_its_class_and_the_input(
+    connector: ComfyUIConnector,
+) -> None:
+    g = graph()
+    g["5"] = {"class_type": "EmptyImage", "inputs": {"width": 8}}
+    g["2"]["inputs"]["image"] = ["5", 0]
+    with pytest.raises(ConnectorError) as info:
+        await run(connector, {"workflow": g})
+    assert info.value.error_type == "invalid_payload"
+    assert "node 5 (EmptyImage): required input missing: height" in info.value.message
 
 
 @pytest.mark.parametrize(

@@ -23,8 +23,32 @@ def error_entry(etype: str, message: str, details: str = "") -> dict[str, Any]:
     return {"type": etype, "message": message, "details": details, "extra_info": {}}
 
 
-def validate_node(graph: dict[str, Any], nid: str) -> list[dict[str, Any]]:
-    """The validation errors of `nid` and every node it links to, as ComfyUI words them."""
+def validate_tree(graph: dict[str, Any], nid: str) -> dict[str, list[dict[str, Any]]]:
+    """Per node, the validation errors of `nid` and every node it links to.
+
+    As ComfyUI's `validate_prompt` keys its `node_errors`: by the node at fault (an
+    `EmptyImage` missing its `height`), not by the output that needs it.
+    """
+    found: dict[str, list[dict[str, Any]]] = {}
+    seen: set[str] = set()
+
+    def visit(at: str) -> None:
+        if at in seen:
+            return
+        seen.add(at)
+        own, links = _node_errors(graph, at)
+        if own:
+            found[at] = own
+        for link in links:
+            visit(link)
+
+    visit(nid)
+    return found
+
+
+def _node_errors(graph: dict[str, Any], nid: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The node's own validation errors, as ComfyUI words them, and the nodes it links to."""
+    links: list[str] = []
     node = graph[nid]
     spec, _ = NODES[node["class_type"]]
     inputs = node.get("inputs") or {}
@@ -38,7 +62,7 @@ def validate_node(graph: dict[str, Any], nid: str) -> list[dict[str, Any]]:
             if len(value) != 2 or str(value[0]) not in graph:
                 errors.append(error_entry("exception_during_inner_validation", "Bad link", name))
             else:
-                errors += validate_node(graph, str(value[0]))
+                links.append(str(value[0]))
         elif itype in ("INT", "FLOAT"):
             if not isinstance(value, int | float):
                 errors.append(error_entry("invalid_input_type", "Failed to convert", name))
@@ -48,7 +72,7 @@ def validate_node(graph: dict[str, Any], nid: str) -> list[dict[str, Any]]:
                 errors.append(error_entry("value_bigger_than_max", f"Value {value} > max", name))
         elif itype == "IMAGE":
             errors.append(error_entry("invalid_input_type", "IMAGE must be a link", name))
-    return errors
+    return errors, links
 
 
 def execution_order(graph: dict[str, Any], targets: list[str]) -> list[str]:

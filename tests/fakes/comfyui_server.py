@@ -31,7 +31,7 @@ from tests.fakes.comfyui_graph import (
     execution_order,
     object_info,
     system_stats,
-    validate_node,
+    validate_tree,
 )
 from tests.fakes.serving import RunningServer
 
@@ -128,14 +128,18 @@ class FakeComfyUI:
         node_errors: dict[str, Any] = {}
         good: list[str] = []
         for nid in outputs:
-            errors = validate_node(graph, nid)
-            if errors:
-                node_errors[nid] = {
-                    "errors": errors,
-                    "dependent_outputs": [nid],
-                    "class_type": graph[nid]["class_type"],
-                }
-            else:
+            faults = validate_tree(graph, nid)
+            for at, errors in faults.items():
+                entry = node_errors.setdefault(
+                    at,
+                    {
+                        "errors": errors,
+                        "dependent_outputs": [],
+                        "class_type": graph[at]["class_type"],
+                    },
+                )
+                entry["dependent_outputs"].append(nid)
+            if not faults:
                 good.append(nid)
         if not good:
             return JSONResponse(

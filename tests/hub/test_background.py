@@ -36,16 +36,22 @@ async def test_silent_worker_loses_its_jobs_and_monitors_hear(hub_factory: HubFa
         job = (await http.get(f"/api/jobs/{job_id}")).json()
         assert job["status"] == "queued"
         assert job["attempts"] == 1
-        err = await w.request(
-            {
-                "type": "complete_job",
-                "job_id": job_id,
-                "claim_token": a["claim_token"],
-                "result": {},
-            },
-            "error",
-        )
-        assert err["error_code"] in ("STALE_CLAIM", "NOT_REGISTERED")
+        # Its socket was still open: the hub says so and closes it, so the worker
+        # registers afresh rather than heartbeating on a dead registration.
+        bye = await w.expect("server_disconnect", within=5)
+        assert "heartbeat timeout" in bye["reason"]
+        # A late outcome, from the worker registered again, is refused.
+        async with raw_worker(hub.ws_url, "quiet") as again:
+            err = await again.request(
+                {
+                    "type": "complete_job",
+                    "job_id": job_id,
+                    "claim_token": a["claim_token"],
+                    "result": {},
+                },
+                "error",
+            )
+            assert err["error_code"] in ("STALE_CLAIM", "INVALID_TRANSITION")
 
 
 async def test_heartbeating_worker_keeps_its_jobs(hub_factory: HubFactory) -> None:

@@ -110,12 +110,14 @@ async def test_sigterm_hands_back_a_job_that_outlives_the_grace(
     try:
         await wait_ready(proc)
         async with hub.client() as client:
-            job_id = await submit(client, payload={"duration": 60, "steps": 60})
+            # max_retries 0: a drain that spent the attempt would end the job failed.
+            job_id = await submit(client, payload={"duration": 60, "steps": 60}, max_retries=0)
             await wait_for_job(client, job_id, "in_progress")
             proc.signal(signal.SIGTERM)
             assert await proc.wait() == 0, proc.log()
             back = await wait_for_job(client, job_id, "queued")
             assert back["worker_id"] in (None, "")
+            assert back["attempts"] == 0, "a hand-back is not an attempt"
     finally:
         if proc.proc.poll() is None:
             proc.proc.kill()

@@ -10,7 +10,7 @@ import pytest
 
 from empq.hub import ws as hub_ws
 from empq.worker import session
-from empq.worker.runtime import RECONNECT_MAX, RECONNECT_MIN, reconnect_delay
+from empq.worker.connection import RECONNECT_MAX, RECONNECT_MIN, reconnect_delay
 from tests.support.hub_fixtures import HubHandle
 from tests.worker.conftest import WAIT, GateConnector, running_worker, submit, wait_for_job
 

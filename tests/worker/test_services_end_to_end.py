@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import httpx
+import pytest
 
 from empq.config import WorkerSettings
 from empq.connectors.a1111 import A1111Connector
 from empq.connectors.comfyui import ComfyUIConnector
 from empq.redis_server import free_port
+from tests.cli.support import run_empq
 from tests.fakes.a1111_server import PNG, running_a1111
 from tests.fakes.comfyui_graph import CHECKPOINTS
 from tests.fakes.comfyui_server import FakeComfyUI, running_comfyui
@@ -60,6 +63,35 @@ async def test_comfyui_validation_error_fails_the_job_without_retry(hub: HubHand
             done = await wait_for_job(client, job_id, "failed")
             assert done["error_details"]["error_type"] == "invalid_payload"
             assert done["attempts"] == 1
+
+
+async def test_comfyui_validation_error_says_which_node_and_input_everywhere(
+    hub: HubHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    missing = {**WORKFLOW, "5": {"class_type": "EmptyImage", "inputs": {"width": 8}}}
+    missing["2"] = {"class_type": "Sampler", "inputs": {"image": ["5", 0], "steps": 20}}
+    wanted = "node 5 (EmptyImage): required input missing: height"
+    async with running_comfyui() as (_, comfy):
+        connector = ComfyUIConnector(WorkerSettings(comfyui_url=comfy.url))
+        async with (
+            running_worker(hub.ws_url, connectors=[connector], services=["comfyui"]),
+            hub.client() as client,
+        ):
+            with caplog.at_level(logging.INFO, logger="empq.worker"):
+                job_id = await submit(
+                    client, payload={"workflow": missing}, requirements={"service_type": "comfyui"}
+                )
+                done = await wait_for_job(client, job_id, "failed")
+    assert wanted in done["error"]
+    # The worker's log says it at INFO, with the job, the error type and no retry.
+    logged = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any(
+        job_id in m and "invalid_payload" in m and "will not retry" in m and wanted in m
+        for m in logged
+    ), logged
+    shown = await asyncio.to_thread(run_empq, "status", job_id, "--hub", hub.http_url)
+    assert shown.code == 0, shown.err
+    assert wanted in " ".join(shown.out.split())
 
 
 async def test_a1111_images_are_stored_as_artifacts_not_base64(hub: HubHandle) -> None:

@@ -171,9 +171,10 @@ def workers_table(workers: Iterable[WorkerInfo]) -> Table:
     for worker in workers:
         caps = worker.capabilities
         status = worker.status.value if worker.connected else "offline"
+        down = services_down(worker.connector_status)
         table.add_row(
             escape(worker.worker_id),
-            styled(status),
+            styled(status) + (f" [red]{escape(down)}[/red]" if down else ""),
             escape(", ".join(caps.services) or "-"),
             str(caps.performance.concurrent_jobs),
             escape(", ".join(worker.current_jobs) or "-"),
@@ -182,6 +183,19 @@ def workers_table(workers: Iterable[WorkerInfo]) -> Table:
             age(worker.last_heartbeat),
         )
     return table
+
+
+def services_down(connector_status: Any) -> str:
+    """`comfyui: unreachable since 14:05:01Z` for each connector a worker reports down."""
+    if not isinstance(connector_status, Mapping):
+        return ""
+    parts = []
+    for name, entry in connector_status.items():
+        if isinstance(entry, Mapping) and entry.get("state") == "unreachable":
+            since = str(entry.get("since") or "")
+            clock = since[11:19] + "Z" if len(since) >= 19 else since
+            parts.append(f"{name}: unreachable since {clock}" if clock else f"{name}: unreachable")
+    return "; ".join(parts)
 
 
 def show_explanation(explanation: Explanation) -> None:

@@ -31,6 +31,7 @@ from empq.connectors.base import (
     invalid_payload,
     payload_errors,
 )
+from empq.connectors.service_errors import fastapi_422
 from empq.errors import ConnectorError
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ class A1111Connector(Connector):
             self._running = job.id
             try:
                 async with asyncio.timeout(job.timeout_seconds):
-                    response = await self._generate(payload, progress, job.timeout_seconds)
+                    response = await self._generate(job, payload, progress, job.timeout_seconds)
             except TimeoutError as exc:
                 await self._interrupt()
                 raise ConnectorError(
@@ -149,13 +150,20 @@ class A1111Connector(Connector):
             finally:
                 self._running = None
         if response.status_code == 422:
-            raise invalid_payload(job, "A1111 refused the parameters", _http.body_of(response))
+            body = _http.body_of(response)
+            listed = fastapi_422(body)
+            problem = (
+                f"A1111 refused the parameters: {listed}"
+                if listed
+                else "A1111 refused the parameters"
+            )
+            raise invalid_payload(job, problem, body)
         if not response.is_success:
             raise _http.status_error(SERVICE, response)
         return await self._result(job, response)
 
     async def _generate(
-        self, payload: A1111Payload, progress: ProgressReporter, limit: float
+        self, job: JobContext, payload: A1111Payload, progress: ProgressReporter, limit: float
     ) -> httpx.Response:
         call = asyncio.create_task(
             _http.request(
@@ -173,6 +181,9 @@ class A1111Connector(Connector):
                 done, _ = await asyncio.wait({call}, timeout=self.poll_interval)
                 if done:
                     return call.result()
+                # A refused connection fails the call at once; one still open after a
+                # poll interval reached A1111, which is generating.
+                job.mark_started()
                 reported = await self._poll(progress, reported)
         finally:
             if not call.done():

@@ -81,6 +81,13 @@ class JobContext:
     workflow_id: str | None = None
     step_number: int | None = None
     artifacts: ArtifactSink = field(default_factory=MemoryArtifacts)
+    #: Set by `mark_started` once the service accepted the job. Until then a
+    #: `service_unavailable` failure hands the job back without counting an attempt.
+    service_started: bool = False
+
+    def mark_started(self) -> None:
+        """The service has the job now: from here on a failure is an attempt."""
+        self.service_started = True
 
     @property
     def timeout_seconds(self) -> float:
@@ -145,7 +152,16 @@ class Connector(ABC):
 
 
 def invalid_payload(job: JobContext, problem: str, details: Any = None) -> ConnectorError:
-    """The error for a payload the connector cannot use: fails at once, never retried."""
+    """The error for a payload the connector cannot use: fails at once, never retried.
+
+    `details` given as `[{field, message}]` (see `payload_errors`) is spelled out in
+    the message too, so the job's `error` names what to fix.
+    """
+    from empq.connectors.service_errors import field_errors
+
+    listed = field_errors(details)
+    if listed:
+        problem = f"{problem}: {listed}"
     return ConnectorError(
         f"job {job.id}: invalid payload: {problem}",
         error_type="invalid_payload",

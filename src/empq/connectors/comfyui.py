@@ -35,6 +35,7 @@ from empq.connectors.base import (
     payload_errors,
 )
 from empq.connectors.comfyui_progress import PromptTracker
+from empq.connectors.service_errors import comfyui_node_errors
 from empq.errors import ConnectorError
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,7 @@ class ComfyUIConnector(Connector):
                 ws = await self._open_socket(client_id)
                 try:
                     await self._submit(job, workflow, client_id, prompt_id)
+                    job.mark_started()
                     tracker = PromptTracker(prompt_id, len(workflow), progress)
                     await self._follow(ws, client_id, tracker)
                 finally:
@@ -201,7 +203,12 @@ class ComfyUIConnector(Connector):
             error = reply.get("error", {}) if isinstance(reply, dict) else {}
             kind = error.get("type", "invalid_prompt") if isinstance(error, dict) else "?"
             text = error.get("message", "") if isinstance(error, dict) else str(error)
-            raise invalid_payload(job, f"ComfyUI refused the workflow ({kind}): {text}", reply)
+            nodes = comfyui_node_errors(
+                reply.get("node_errors") if isinstance(reply, dict) else None
+            )
+            raise invalid_payload(
+                job, f"ComfyUI refused the workflow: {nodes or f'{kind}: {text}'}", reply
+            )
         if not response.is_success:
             raise _http.status_error(SERVICE, response)
         reply = _http.body_of(response)
@@ -210,8 +217,9 @@ class ComfyUIConnector(Connector):
         if reply.get("node_errors"):
             # ComfyUI runs the valid branches anyway; the job as asked cannot succeed.
             await self._abort(prompt_id)
+            nodes = comfyui_node_errors(reply["node_errors"])
             raise invalid_payload(
-                job, "ComfyUI rejected some outputs of the workflow", reply["node_errors"]
+                job, f"ComfyUI rejected some outputs of the workflow: {nodes}", reply["node_errors"]
             )
 
     async def _follow(self, ws: ClientConnection, client_id: str, tracker: PromptTracker) -> None:

@@ -1,8 +1,14 @@
-"""Find connector classes by entry-point name (`empq.connectors` group) or `module:Class`."""
+"""Find connector classes by entry-point name (`empq.connectors` group) or `module:Class`.
+
+`module:name` may also name a function decorated with `@empq.connector` (that makes
+it a `Connector` subclass).
+"""
 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from importlib.metadata import entry_points
 
 from empq.config import WorkerSettings
@@ -23,12 +29,29 @@ BUILTIN: dict[str, str] = {
 }
 
 
+def _import_module(module_name: str) -> object:
+    """Import `module_name`, also from the current directory (as `python -m` would).
+
+    `empq worker` is a console script, whose `sys.path` lacks the directory it was
+    started in; a `hello.py` next to the user should load as `hello:hello` anyway.
+    """
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        here = os.getcwd()
+        top = module_name.partition(".")[0]
+        if exc.name != top or here in sys.path or "" in sys.path:
+            raise
+        sys.path.append(here)
+        return importlib.import_module(module_name)
+
+
 def _import(target: str, label: str) -> type[Connector]:
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
         raise EmpqError(f"connector '{label}': expected 'module:Class', got '{target}'")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_module(module_name)
     except ImportError as exc:
         raise EmpqError(f"connector '{label}': cannot import '{module_name}': {exc}") from exc
     obj = module
@@ -38,7 +61,10 @@ def _import(target: str, label: str) -> type[Connector]:
         except AttributeError as exc:
             raise EmpqError(f"connector '{label}': '{module_name}' has no '{attr}'") from exc
     if not (isinstance(obj, type) and issubclass(obj, Connector)):
-        raise EmpqError(f"connector '{label}': '{target}' is not a subclass of empq.Connector")
+        raise EmpqError(
+            f"connector '{label}': '{target}' is not a subclass of empq.Connector "
+            "nor a function decorated with @empq.connector"
+        )
     return obj
 
 

@@ -12,13 +12,30 @@ from empq.models import Job, WorkerInfo
 from empq.status import JobStatus, WorkerStatus
 
 
+def service_down_reasons(worker: WorkerInfo, service: str | None) -> list[str]:
+    """`comfyui: unreachable since ...` for each of the worker's connectors serving
+    `service` that its last heartbeat reported down (the worker claims none of
+    their jobs meanwhile)."""
+    if not service or not isinstance(worker.connector_status, dict):
+        return []
+    reasons = []
+    for name, entry in worker.connector_status.items():
+        if not isinstance(entry, dict) or entry.get("state") != "unreachable":
+            continue
+        services = entry.get("services")
+        if isinstance(services, list) and service not in services:
+            continue
+        reasons.append(str(entry.get("summary") or f"{name}: unreachable"))
+    return reasons
+
+
 def explain(job: Job, workers: list[WorkerInfo]) -> dict[str, Any]:
     """The explain reply of CONTRACT §3 for one job against the known workers."""
     spec = JobSpec.of(job.type, job.customer_id, job.requirements)
     matching: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     for w in workers:
-        why = static_reasons(w.capabilities, spec)
+        why = static_reasons(w.capabilities, spec) + service_down_reasons(w, spec.service_type)
         if not w.connected or w.status == WorkerStatus.OFFLINE:
             why = [*why, "worker is offline"]
         elif w.status == WorkerStatus.DRAINING:

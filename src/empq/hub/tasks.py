@@ -37,7 +37,14 @@ async def check_heartbeats(hub: Hub) -> None:
     """Requeue the jobs of every worker that has not heartbeated in time."""
     cutoff = int((time.time() - hub.settings.heartbeat_timeout) * 1000)
     for worker_id in await hub.registry.silent_since(cutoff):
+        local = hub.registry.local.get(worker_id)
         await worker_gone(hub, worker_id, "heartbeat timeout")
+        if local is not None:
+            # Its socket may still be open (a loop blocked past the timeout, SIGSTOP):
+            # tell it and close, so it registers afresh instead of heartbeating on a
+            # registration that no longer counts.
+            local.conn.worker = None
+            local.conn.kick("dropped for silence (heartbeat timeout); register again")
 
 
 async def sweep_claims(hub: Hub) -> None:

@@ -168,13 +168,18 @@ async def handle_message(hub: Hub, conn: Connection, msg: InboundMessage) -> Non
         # Redis's own text names scripts and internals; it stays in the hub's log.
         log.warning("redis error handling %s: %s", msg.type, exc)
         hub.metrics.message_errors.labels("UNAVAILABLE").inc()
+        # The job and message named, so a worker knows what to send again.
+        job = getattr(msg, "job_id", None)
+        extra: dict[str, Any] = {"message_type": msg.type}
+        if isinstance(job, str):
+            extra["job_id"] = job
         conn.send(
             error_message(
                 "UNAVAILABLE",
                 "queue storage unavailable; try again",
                 None,
                 request_id=msg.id,
-                job_id=getattr(msg, "job_id", None),
+                **extra,
             )
         )
     except Exception as exc:

@@ -8,8 +8,6 @@ and models). Hardware the file states explicitly wins over detection.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -25,13 +23,25 @@ from empq.config import WorkerSettings
 from empq.connectors.base import CapabilityAdditions
 from empq.errors import ValidationError
 from empq.models import Hardware, WorkerCapabilities
+from empq.worker.gpus import largest, my_gpus
 
 log = logging.getLogger(__name__)
 
 
 def detect_hardware(path: str = "/") -> Hardware:
-    """CPU cores, RAM and free disk from psutil; GPU memory and model from NVML if present."""
-    gpu_gb, gpu_model = _nvml_gpu()
+    """CPU cores, RAM and free disk from psutil; the largest usable GPU from NVML.
+
+    Usable means visible under `CUDA_VISIBLE_DEVICES` (see `empq.worker.gpus`).
+    """
+    gpus = my_gpus()
+    if len(gpus) > 1:
+        log.warning(
+            "%d GPUs visible (%s); a job runs on one, so this worker reports the largest. "
+            "Run one worker per GPU, each with CUDA_VISIBLE_DEVICES=<index>",
+            len(gpus),
+            ", ".join(f"{g.index}: {g.name} {g.memory_gb} GB" for g in gpus),
+        )
+    gpu_gb, gpu_model = largest(gpus)
     try:
         storage = psutil.disk_usage(path).free / 2**30
     except OSError:
@@ -43,48 +53,6 @@ def detect_hardware(path: str = "/") -> Hardware:
         gpu_memory_gb=gpu_gb,
         gpu_model=gpu_model,
     )
-
-
-def _nvml_gpu() -> tuple[float, str | None]:
-    """The largest NVIDIA GPU's memory (GiB) and name, through libnvidia-ml if installed."""
-    try:
-        nvml = ctypes.CDLL("libnvidia-ml.so.1")
-    except OSError:
-        return 0.0, None
-    try:
-        if nvml.nvmlInit_v2() != 0:
-            return 0.0, None
-        count = ctypes.c_uint()
-        if nvml.nvmlDeviceGetCount_v2(ctypes.byref(count)) != 0:
-            return 0.0, None
-        best: tuple[float, str | None] = (0.0, None)
-
-        class Memory(ctypes.Structure):
-            _fields_ = [
-                ("total", ctypes.c_ulonglong),
-                ("free", ctypes.c_ulonglong),
-                ("used", ctypes.c_ulonglong),
-            ]
-
-        for index in range(count.value):
-            handle = ctypes.c_void_p()
-            if nvml.nvmlDeviceGetHandleByIndex_v2(index, ctypes.byref(handle)) != 0:
-                continue
-            mem = Memory()
-            name = ctypes.create_string_buffer(96)
-            if nvml.nvmlDeviceGetMemoryInfo(handle, ctypes.byref(mem)) != 0:
-                continue
-            nvml.nvmlDeviceGetName(handle, name, 96)
-            gb = round(mem.total / 2**30, 1)
-            if gb > best[0]:
-                best = (gb, name.value.decode(errors="replace") or None)
-        return best
-    except (AttributeError, OSError) as exc:
-        log.debug("NVML present but unusable: %s", exc)
-        return 0.0, None
-    finally:
-        with contextlib.suppress(AttributeError, OSError):
-            nvml.nvmlShutdown()
 
 
 def read_capabilities_file(path: Path) -> dict[str, Any]:
@@ -171,14 +139,18 @@ def merge_connector_additions(
 
 
 def system_info() -> dict[str, Any]:
-    """Load figures for heartbeats."""
+    """Load figures for heartbeats, with each usable GPU's memory in use when NVML is there."""
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
-    return {
+    info: dict[str, Any] = {
         "cpu_percent": psutil.cpu_percent(interval=None),
         "memory_percent": psutil.virtual_memory().percent,
         "load_avg": [round(x, 2) for x in load],
         "pid": os.getpid(),
     }
+    gpus = my_gpus()
+    if gpus:
+        info["gpus"] = [g.as_info() for g in gpus]
+    return info
 
 
 def _unique(items: Iterable[str]) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -19,8 +19,10 @@ from empq.protocol import (
     CompleteJob,
     FailJob,
     JobAcceptedByWorker,
+    ReleaseJob,
     UpdateJobProgress,
 )
+from empq.worker.handback import hands_back, release_message
 from empq.worker.link import HubLink
 from empq.worker.messages import JobAssigned
 from empq.worker.metrics import FinishedJob, WorkerMetrics
@@ -80,12 +82,15 @@ class JobExecutor:
         link: HubLink,
         metrics: WorkerMetrics,
         next_claim: Callable[[str], ClaimNext | None] | None = None,
+        on_service_down: Callable[[Connector, str], Awaitable[None]] | None = None,
     ) -> None:
         self.worker_id = worker_id
         self.link = link
         self.metrics = metrics
         #: The claim an outcome carries (`claim_next`), given the id of the job ending.
         self.next_claim = next_claim
+        #: Told when a job found its service down (health-gated claiming).
+        self.on_service_down = on_service_down
 
     async def ensure_accepted(self, job: ActiveJob) -> None:
         """Send `job_accepted_by_worker` once (it must precede progress).
@@ -136,7 +141,7 @@ class JobExecutor:
     async def run(self, job: ActiveJob) -> None:
         """Accept, process, and report the outcome; never raises for a job's own failure."""
         a = job.assignment
-        outcome: CompleteJob | FailJob | None
+        outcome: CompleteJob | FailJob | ReleaseJob | None
         label = "failed"
         error: str | None = None
         try:
@@ -146,13 +151,22 @@ class JobExecutor:
             label = "completed"
         except ConnectorError as exc:
             error = exc.message
-            outcome = self._fail(job, exc.message, exc.error_type, exc.retryable, exc.details)
+            if hands_back(exc, job.context.service_started):
+                # The service never had the job: give it back, no attempt spent.
+                outcome, label = self._release(job, exc.message), "released"
+                log.info("job %s handed back: %s", a.job_id, exc.message)
+                if self.on_service_down is not None:
+                    await self.on_service_down(job.connector, exc.message)
+            else:
+                outcome = self._fail(job, exc.message, exc.error_type, exc.retryable, exc.details)
         except asyncio.CancelledError:
             if job.cancel_reason is None:
                 raise  # the worker itself is being torn down
-            # Cancelled by the hub (already final there) or handed back at shutdown
-            # (the `disconnect` that follows requeues it): nothing to report.
+            # Cancelled by the hub: already final there, nothing to report. Cut off
+            # by shutdown: handed back, no attempt spent.
             outcome, label = None, job.cancel_reason
+            if job.cancel_reason == "shutdown":
+                outcome = self._release(job, "worker shutting down")
         except Exception as exc:  # a connector bug must not kill the worker
             log.exception("connector %s crashed on job %s", job.connector.name, a.job_id)
             error = f"{type(exc).__name__}: {exc}"
@@ -172,8 +186,13 @@ class JobExecutor:
                 refused.claim_next = claim_next
                 text = refused.dump()
                 label = "failed"
+            if label == "failed":
+                _log_failure(a.job_id, a.job_type, text)
             await asyncio.shield(self.link.send_outcome(a.job_id, text))
         self.metrics.finished(FinishedJob(a.job_id, a.job_type, label, seconds, time.time(), error))
+
+    def _release(self, job: ActiveJob, reason: str) -> ReleaseJob:
+        return release_message(job.assignment, self.worker_id, reason)
 
     def _complete(self, job: ActiveJob, result: Any) -> CompleteJob | FailJob:
         if not isinstance(result, dict):
@@ -203,3 +222,22 @@ class JobExecutor:
             error_details=info,
             worker_id=self.worker_id,
         )
+
+
+def _log_failure(job_id: str, job_type: str, text: str) -> None:
+    """One INFO line per failed attempt: the job, what kind of error, whether it retries."""
+    try:
+        msg = FailJob.model_validate_json(text)
+    except ValueError:
+        return
+    error_type = (msg.error_details or {}).get("error_type", "unknown")
+    retry = "retryable" if msg.retry else "will not retry"
+    log.info(
+        "job %s (%s) failed: %s (%s, %s)",
+        job_id,
+        job_type,
+        msg.error,
+        error_type,
+        retry,
+        extra={"job_id": job_id},
+    )

@@ -1,9 +1,10 @@
 """The worker's side of the hub connection: the current socket and the outcomes it owes.
 
 Progress and heartbeats are best effort: lost if the socket is down. A job's outcome
-(`complete_job` / `fail_job`) is kept until the hub acknowledges it (or refuses it
-with an `error` naming the job), and is sent again after every reconnect, so a
-result produced while the hub was away still reaches it under the same claim.
+(`complete_job` / `fail_job` / `release_job`) is kept in the `Outbox` until the hub
+acknowledges or refuses it, and is sent again (same claim token) after an
+`UNAVAILABLE` answer, after a silence, and on every new connection, so a result
+produced while the hub or its Redis was away still reaches it.
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ import logging
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from empq.protocol import Message
+from empq.protocol import Message, WorkerHeartbeat
+from empq.worker.outbox import Outbox
 
 log = logging.getLogger(__name__)
-
-#: An outcome sent on this many connections without an answer is given up.
-MAX_OUTCOME_SENDS = 5
 
 
 class HubLink:
@@ -27,9 +26,11 @@ class HubLink:
 
     def __init__(self) -> None:
         self.ws: ClientConnection | None = None
-        self._owed: dict[str, tuple[str, int]] = {}
-        self._all_settled = asyncio.Event()
-        self._all_settled.set()
+        self.outbox = Outbox()
+        #: Heartbeats sent, and those the hub acknowledged (it recorded them), in order.
+        self.heartbeats_sent = 0
+        self.heartbeat_acks = 0
+        self._acked = asyncio.Event()
 
     @property
     def connected(self) -> bool:
@@ -37,12 +38,15 @@ class HubLink:
 
     @property
     def owed_jobs(self) -> list[str]:
-        """Jobs whose outcome the hub has not yet acknowledged."""
-        return list(self._owed)
+        """Jobs whose outcome the hub has not yet answered."""
+        return self.outbox.jobs
 
     async def send(self, message: Message) -> bool:
         """Send now if connected; False when the message could not go out."""
-        return await self._send_text(message.dump())
+        sent = await self._send_text(message.dump())
+        if sent and isinstance(message, WorkerHeartbeat):
+            self.heartbeats_sent += 1
+        return sent
 
     async def _send_text(self, text: str) -> bool:
         ws = self.ws
@@ -56,24 +60,36 @@ class HubLink:
 
     async def send_outcome(self, job_id: str, text: str) -> None:
         """Owe the outcome `text` until the hub answers it; send it now if connected."""
-        self._owed[job_id] = (text, 1)
-        self._all_settled.clear()
-        await self._send_text(text)
+        self.outbox.add(job_id, text)
+        await self.outbox.deliver(self.outbox.first(job_id), self._send_text)
 
-    def settle(self, job_id: str) -> None:
-        """The hub answered the outcome of `job_id` (ack, or refused it)."""
-        if self._owed.pop(job_id, None) is not None and not self._owed:
-            self._all_settled.set()
+    def settle(self, job_id: str) -> bool:
+        """The hub answered the outcome of `job_id` (ack, or refused it); True if owed."""
+        return self.outbox.settle(job_id)
+
+    def unavailable(self, job_id: str) -> bool:
+        """The hub could not record `job_id`'s outcome now; True if it is owed (kept)."""
+        return self.outbox.unavailable(job_id)
 
     async def resend_owed(self) -> None:
         """After a reconnect: send every outcome still owed again."""
-        for job_id, (text, sends) in list(self._owed.items()):
-            if sends >= MAX_OUTCOME_SENDS:
-                log.warning("giving up on delivering the outcome of job %s", job_id)
-                self.settle(job_id)
-                continue
-            self._owed[job_id] = (text, sends + 1)
-            await self._send_text(text)
+        await self.outbox.deliver(self.outbox.everything(), self._send_text)
+
+    async def resend_due(self) -> None:
+        """Send again the outcomes whose back-off or answer timeout has passed."""
+        if self.ws is not None:
+            await self.outbox.deliver(self.outbox.due(), self._send_text)
+
+    def heartbeat_acked(self) -> None:
+        """The hub acknowledged a heartbeat."""
+        self.heartbeat_acks += 1
+        self._acked.set()
+        self._acked = asyncio.Event()
+
+    async def wait_heartbeat_acks(self, count: int) -> None:
+        """Until the hub has acknowledged `count` heartbeats in all."""
+        while self.heartbeat_acks < count:
+            await self._acked.wait()
 
     async def close(self) -> None:
         """Close the socket normally (code 1000), as a worker leaving on purpose does."""
@@ -83,9 +99,4 @@ class HubLink:
 
     async def wait_settled(self, within: float) -> bool:
         """Wait until every owed outcome was answered; False if some still are not."""
-        try:
-            async with asyncio.timeout(within):
-                await self._all_settled.wait()
-        except TimeoutError:
-            return False
-        return True
+        return await self.outbox.wait_settled(within)

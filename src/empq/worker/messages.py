@@ -68,3 +68,5 @@ class HubError(HubMessage):
     error_code: str | None = None
     job_id: str | None = None
     details: Any = None
+    #: The `type` of the message refused, when the hub says (`UNAVAILABLE` does).
+    message_type: str | None = None

@@ -5,7 +5,8 @@ connection loop, the optional status HTTP server and the jobs themselves. Jobs
 belong to the worker, not to a connection, so they keep running while the link is
 down and report when it is back. A stop request (SIGTERM/SIGINT, or the `stop`
 event) drains: no more claims, running jobs get `shutdown_grace` seconds to finish,
-the rest are cancelled at their service and handed back with `disconnect`.
+the rest are cancelled at their service and handed back with `release_job`
+(attempts unchanged), then a graceful `disconnect`.
 """
 
 from __future__ import annotations
@@ -13,20 +14,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import signal
 import time
 from typing import Any
 
 import httpx
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from empq import telemetry
 from empq.config import WorkerSettings
 from empq.connectors.base import Connector, JobContext
 from empq.connectors.registry import create_connectors
-from empq.errors import AuthError, EmpqError, HubUnavailable
 from empq.models import WorkerCapabilities
 from empq.protocol import (
     ClaimJob,
@@ -38,29 +35,23 @@ from empq.protocol import (
 )
 from empq.status import WorkerStatus
 from empq.worker.artifacts import HubArtifacts, derive_http_url
-from empq.worker.capabilities import load_capabilities, merge_connector_additions
+from empq.worker.capabilities import load_capabilities
+from empq.worker.connection import (  # re-exported: the reconnect policy's home was here
+    connection_loop,
+)
+from empq.worker.handback import service_changed
+from empq.worker.health import HealthMonitor
 from empq.worker.jobs import PROGRESS_INTERVAL, ActiveJob, JobExecutor
 from empq.worker.link import HubLink
 from empq.worker.messages import JobAssigned, Welcome
 from empq.worker.metrics import WorkerMetrics
+from empq.worker.offer import Offer
 from empq.worker.session import Session
+from empq.worker.watchdog import LoopWatchdog
 
 log = logging.getLogger("empq.worker")
 
-RECONNECT_MIN = 0.2
-RECONNECT_MAX = 30.0
 CANCEL_TIMEOUT = 10.0
-HEALTH_TIMEOUT = 5.0
-
-
-def reconnect_delay(failures: int, rng: random.Random | None = None) -> float:
-    """Seconds to wait before reconnect attempt `failures + 1`.
-
-    Exponential back-off with full jitter, so a fleet that lost its hub at the same
-    moment does not come back in step.
-    """
-    ceiling = min(RECONNECT_MAX, RECONNECT_MIN * 2 ** min(failures, 32))
-    return (rng or random).uniform(0, ceiling)
 
 
 class Worker:
@@ -82,18 +73,28 @@ class Worker:
             else create_connectors(settings.connectors, settings)
         )
         self.capabilities = capabilities or load_capabilities(settings)
-        # What the worker has before connectors add theirs; refreshes start from it.
-        self._base_capabilities = self.capabilities
         self.stop = stop if stop is not None else asyncio.Event()
         self._own_signals = stop is None
         self.link = HubLink()
         self.metrics = WorkerMetrics()
-        self.executor = JobExecutor(self.worker_id, self.link, self.metrics, self.next_claim)
+        self.health = HealthMonitor(
+            self.connectors,
+            settings.heartbeat_interval,
+            on_change=lambda state: service_changed(self, state),
+        )
+        # What the worker has before connectors add theirs; refreshes start from it.
+        self.offer = Offer(self.capabilities, self.health)
+        self.executor = JobExecutor(
+            self.worker_id,
+            self.link,
+            self.metrics,
+            self.next_claim,
+            on_service_down=self.service_down,
+        )
         self.jobs: dict[str, ActiveJob] = {}
         self.draining = False
         self.hub_http_url = settings.hub_http_url
         self.started_at = time.time()
-        self.connector_status: dict[str, dict[str, Any]] = {}
         self.claim_wanted = asyncio.Event()
         #: How long its claims wait on the hub (the hub's `claim_wait_max` may cut it).
         self.claim_wait = 0.0
@@ -107,14 +108,25 @@ class Worker:
         self.idle.set()
         self._tg: asyncio.TaskGroup | None = None
         self._http: httpx.AsyncClient | None = None
-        self._reconnect_after: float | None = None
-        self._fatal: BaseException | None = None
-        self._closing = False
+        #: Set by `server_disconnect`: when to reconnect (see `empq.worker.connection`).
+        self.reconnect_after: float | None = None
+        #: Why the worker must end (a refused token, a bad hub URL).
+        self.fatal: BaseException | None = None
+        #: Set once the drain is done: the connection loop then stops reconnecting.
+        self.closing = False
 
     # ------------------------------------------------------------------ state
     @property
     def slots(self) -> int:
+        """Slots open to claims: `concurrent_jobs`, or 0 while every service is down."""
+        if not self.health.any_healthy():
+            return 0
         return self.capabilities.performance.concurrent_jobs
+
+    @property
+    def connector_status(self) -> dict[str, dict[str, Any]]:
+        """Each connector's last health check (see `empq.worker.health`)."""
+        return self.health.status()
 
     @property
     def status(self) -> WorkerStatus:
@@ -125,6 +137,11 @@ class Worker:
     def held_jobs(self) -> list[str]:
         """Jobs this worker still holds: running, or finished with the outcome unacknowledged."""
         return list(dict.fromkeys([*self.jobs, *self.link.owed_jobs]))
+
+    def describe_running(self) -> str:
+        """The running jobs and their connectors, for the blocked-loop warning."""
+        jobs = [f"job {j.job_id} on connector {j.connector.name}" for j in list(self.jobs.values())]
+        return ", ".join(jobs) or "no job"
 
     def ready(self) -> bool:
         """Connected, registered and not draining (for orchestrators' `/ready`)."""
@@ -152,11 +169,16 @@ class Worker:
                     await connector.start()
                     stack.push_async_callback(connector.close)
                 self._http = await stack.enter_async_context(httpx.AsyncClient(timeout=60))
-                await self._add_connector_capabilities()
-                await self.check_connectors()
+                await self.health.check_all()
+                await self.offer.ask(self.connectors)
+                self.capabilities = self.offer.current()
+                watchdog = LoopWatchdog(loop, self.describe_running)
+                watchdog.start()
+                stack.callback(watchdog.stop)
                 async with asyncio.TaskGroup() as tg:
                     self._tg = tg
-                    link_task = tg.create_task(self._connection_loop(), name="hub-link")
+                    link_task = tg.create_task(connection_loop(self), name="hub-link")
+                    health_task = tg.create_task(self.health.run(), name="health")
                     status_task = None
                     if self.settings.http_port is not None:
                         from empq.worker.status_http import serve_status
@@ -164,7 +186,7 @@ class Worker:
                         status_task = tg.create_task(serve_status(self), name="status-http")
                     await self.stop.wait()
                     await self._drain()
-                    self._closing = True
+                    self.closing = True
                     if self.link.connected:
                         # A normal close (1000) ends the session; the loop then returns.
                         await self.link.close()
@@ -172,51 +194,36 @@ class Worker:
                             async with asyncio.timeout(5):
                                 await asyncio.shield(link_task)
                     link_task.cancel()
+                    health_task.cancel()
                     if status_task is not None:
                         status_task.cancel()
         finally:
             if self._own_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
-        if self._fatal is not None:
-            raise self._fatal
+        if self.fatal is not None:
+            raise self.fatal
 
-    async def _add_connector_capabilities(self) -> None:
-        additions = []
-        for connector in self.connectors:
-            try:
-                async with asyncio.timeout(30):
-                    additions.append(await connector.capabilities())
-            except Exception:  # a connector that cannot describe itself still runs
-                log.exception("connector %s capabilities unavailable", connector.name)
-        self.capabilities = merge_connector_additions(self._base_capabilities, additions)
+    async def service_down(self, connector: Connector, detail: str) -> None:
+        """A job found `connector`'s service down: stop offering it before claiming again."""
+        self.health.report_down(connector, detail)
+        await self.refresh_capabilities(ask=False)
 
     async def check_connectors(self) -> dict[str, Any]:
-        """Every connector's `health()` (5 s limit each), kept for heartbeats and `/ready`."""
-        status: dict[str, Any] = {}
-        for connector in self.connectors:
-            try:
-                async with asyncio.timeout(HEALTH_TIMEOUT):
-                    health = await connector.health()
-                entry: dict[str, Any] = health.model_dump()
-            except TimeoutError:
-                entry = {"healthy": False, "detail": "health check timed out"}
-            except Exception as exc:  # a broken health check is reported, not fatal
-                log.exception("connector %s health check failed", connector.name)
-                entry = {"healthy": False, "detail": f"health check failed: {exc}"}
-            self.metrics.connector_healthy.labels(connector.name).set(1 if entry["healthy"] else 0)
-            status[connector.name] = entry
-        self.connector_status = status
-        return status
+        """Each connector's health as last checked (checks run on their own schedule)."""
+        return self.health.status()
 
-    async def refresh_capabilities(self) -> None:
-        """Ask the connectors again and tell the hub what changed (`update_capabilities`).
+    async def refresh_capabilities(self, *, ask: bool = True) -> None:
+        """Recompute the capabilities and tell the hub what changed (`update_capabilities`).
 
-        Called when a connector's service comes back: a ComfyUI that was down when
-        the worker started only now reports its models.
+        `ask` asks the connectors again, as when a service comes back (a ComfyUI that
+        was down at start only now reports its models); without it only the services
+        that are down are withdrawn, at once (see `empq.worker.offer`).
         """
         before = self.capabilities.model_dump(mode="json")
-        await self._add_connector_capabilities()
+        if ask:
+            await self.offer.ask(self.connectors)
+        self.capabilities = self.offer.current()
         after = self.capabilities.model_dump(mode="json")
         changes = {k: v for k, v in after.items() if before.get(k) != v}
         if changes:
@@ -262,60 +269,6 @@ class Worker:
         )
 
     # ------------------------------------------------------------------ connection
-    async def _connection_loop(self) -> None:
-        failures = 0
-        while True:
-            self._reconnect_after = None
-            try:
-                async with connect(
-                    self.settings.hub_url,
-                    max_size=16 * 2**20,
-                    # Small JSON messages: deflate costs both ends more CPU than it saves.
-                    compression=None,
-                    open_timeout=10,
-                    ping_interval=20,
-                    ping_timeout=20,
-                    additional_headers=self._auth_headers(),
-                ) as ws:
-                    registered = await Session(self, ws).run()
-                    if registered:
-                        failures = 0
-            except AuthError as exc:
-                log.error("hub refused this worker: %s", exc.message)
-                self._fatal = exc
-                self.stop.set()
-                return
-            except (
-                OSError,
-                TimeoutError,
-                InvalidHandshake,
-                ConnectionClosed,
-                HubUnavailable,
-            ) as exc:
-                log.info("hub link down: %s: %s", type(exc).__name__, exc)
-            except InvalidURI as exc:
-                log.error("EMPQ_HUB_URL is not a WebSocket URL: %s", exc)
-                self._fatal = EmpqError(f"EMPQ_HUB_URL is not a ws:// or wss:// URL: {exc}")
-                self.stop.set()
-                return
-            except Exception:  # keep the worker (and its running jobs) alive; retry later
-                log.exception("hub session failed; reconnecting")
-            finally:
-                self.link.ws = None
-                self.registered.clear()
-                self.metrics.connected.set(0)
-            if self._closing:
-                return
-            delay = self._reconnect_after
-            if delay is None:
-                delay = reconnect_delay(failures)
-            failures += 1
-            await asyncio.sleep(delay)
-
-    def _auth_headers(self) -> dict[str, str]:
-        token = self.settings.worker_token
-        return {"Authorization": f"Bearer {token}"} if token else {}
-
     def registration(self) -> RegisterWorker:
         """The `register_worker` message, naming jobs still held from before a reconnect."""
         return RegisterWorker(
@@ -336,7 +289,7 @@ class Worker:
 
     def on_server_disconnect(self, reconnect_after: float | None) -> None:
         """The hub asked us to go away for `reconnect_after` seconds."""
-        self._reconnect_after = reconnect_after
+        self.reconnect_after = reconnect_after
 
     # ------------------------------------------------------------------ jobs
     def connector_for(self, a: JobAssigned) -> Connector:
@@ -421,11 +374,13 @@ class Worker:
             job.task.cancel()
 
     async def progress_flusher(self) -> None:
-        """Every PROGRESS_INTERVAL: accept jobs still running, send unsent progress."""
+        """Every PROGRESS_INTERVAL: accept jobs still running, send unsent progress,
+        and send again the owed outcomes whose back-off has passed."""
         while True:
             await asyncio.sleep(PROGRESS_INTERVAL)
             for job in list(self.jobs.values()):
                 await self.executor.flush_progress(job)
+            await self.link.resend_due()
 
     def claim_job_message(self, slots: int = 1) -> ClaimJob:
         """One `claim_job` for up to `slots` jobs, waiting on the hub for up to `claim_wait`."""

@@ -27,6 +27,7 @@ from websockets.exceptions import ConnectionClosed
 from empq.eager import start_eagerly
 from empq.errors import AuthError, HubUnavailable
 from empq.protocol import ClaimNext, WorkerHeartbeat, WorkerStatusMessage
+from empq.worker.answers import ACKS, acknowledged, refused
 from empq.worker.capabilities import system_info
 from empq.worker.messages import (
     CancelJobOrder,
@@ -46,8 +47,6 @@ POLL_MAX = 5.0
 #: An unanswered claim is forgotten after this long, so a lost reply cannot stall claiming.
 CLAIM_REPLY_TIMEOUT = 10.0
 REGISTER_TIMEOUT = 10.0
-#: `error_code`s meaning the job is no longer this worker's.
-LOST = frozenset({"STALE_CLAIM", "INVALID_TRANSITION", "JOB_NOT_FOUND"})
 
 
 class _Closed(Exception):
@@ -154,9 +153,10 @@ class Session:
             self.poll_delay = POLL_MIN
             if not self._claim_now():
                 w.claim_wanted.set()
-        elif kind in ("job_completed_ack", "job_failed_ack"):
-            if isinstance(msg.get("job_id"), str):
-                w.link.settle(msg["job_id"])
+        elif kind in ACKS:
+            acknowledged(w, msg)
+        elif kind == "worker_heartbeat_ack":
+            w.link.heartbeat_acked()
         elif kind == "cancel_job":
             order = CancelJobOrder.model_validate(msg)
             log.info("hub cancelled job %s: %s", order.job_id, order.reason)
@@ -167,16 +167,15 @@ class Session:
             w.on_server_disconnect(bye.reconnect_after)
         elif kind == "error":
             err = HubError.model_validate(msg)
-            if err.job_id is not None and err.job_id in w.link.owed_jobs:
-                # The hub refused an outcome (stale claim, already final): nothing to retry.
-                log.warning("hub refused outcome of job %s: %s", err.job_id, err.error)
-                w.link.settle(err.job_id)
-            elif err.job_id is not None and err.job_id in w.jobs and err.error_code in LOST:
-                # The job was requeued or ended without us (e.g. after a long disconnect):
-                # its result would be refused, so stop spending the GPU on it.
-                log.warning("lost the claim on job %s (%s); stopping it", err.job_id, err.error)
-                w.order_cancel(err.job_id)
-            else:
+            if err.error_code == "NOT_REGISTERED":
+                # The hub dropped us (silent past its heartbeat timeout, seen by another
+                # hub): a new connection registers afresh, with the jobs we still hold.
+                log.warning("hub no longer knows this worker (%s); registering again", err.error)
+                closing = start_eagerly(self.ws.close())
+                if closing is not None:
+                    self._sends.add(closing)
+                    closing.add_done_callback(self._sent)
+            elif not refused(w, err):
                 log.warning("hub error %s: %s", err.error_code, err.error)
 
     @property
@@ -199,6 +198,12 @@ class Session:
         if self.rewake and not self.claims:
             self.rewake = False
             self.worker.claim_wanted.set()
+
+    def claim_dropped(self) -> None:
+        """A claim in flight will never be answered (the hub could not serve it, its
+        storage being down): count it answered, and claim again after the back-off."""
+        self._claim_answered()
+        self.poll_delay = min(POLL_MAX, self.poll_delay * 2)
 
     def _claim_now(self) -> bool:
         """Claim every free slot from here, at once, if no claim is in flight.

@@ -46,7 +46,8 @@ function connectorHealth(status) {
       state = v ? "healthy" : "unhealthy";
     }
     const good = ["ok", "healthy", "ready", "connected", "idle", "active", "up"].includes(String(state).toLowerCase());
-    return h(`span.health.${good ? "good" : "bad"}`, { title: detail || String(state) }, `${name}: ${state}`);
+    const since = !good && v && typeof v === "object" && v.since ? ` since ${new Date(v.since).toLocaleTimeString()}` : "";
+    return h(`span.health.${good ? "good" : "bad"}`, { title: detail || String(state) }, `${name}: ${state}${since}`);
   });
 }
 
