@@ -8,6 +8,7 @@ EmpqError
 ├── StaleClaim             a claim token that is not the job's current one
 ├── AuthError              missing or wrong API key or worker token
 ├── HubUnavailable         the hub cannot be reached
+├── DependencyChanged      an installed library no longer offers what empq relies on
 └── ConnectorError         a connector could not run a job; `.error_type`, `.retryable`
 """
 
@@ -35,6 +36,12 @@ class ValidationError(EmpqError):
     def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message, details=errors or [])
         self.errors = errors or []
+
+
+class DependencyChanged(EmpqError):
+    """An installed library no longer offers what empq relies on (raised at start-up)."""
+
+    code = "DEPENDENCY_CHANGED"
 
 
 class JobNotFound(EmpqError):

@@ -18,11 +18,13 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import hiredis
+import redis
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse, NoScriptError, ResponseError
 
+from empq.errors import DependencyChanged
 from empq.redis_client import own_connection
 
 #: What hiredis's reader answers when a reply is not complete yet.
@@ -51,6 +53,25 @@ def _reply_error(message: str) -> ResponseError:
     if message.startswith("NOSCRIPT "):
         return NoScriptError(message.removeprefix("NOSCRIPT "))
     return ResponseError(message)
+
+
+def transport_of(conn: Any) -> asyncio.Transport:
+    """The asyncio transport under a connected redis-py connection.
+
+    redis-py keeps the socket as an asyncio stream pair in `_writer`, which is not its
+    public API: if a release changes that, the hub and the broker refuse to start
+    (`DependencyChanged`, raised by the first connection, which `Broker.connect` opens)
+    instead of running without their script and event connections.
+    """
+    transport = getattr(getattr(conn, "_writer", None), "transport", None)
+    # (uvloop's transports do not derive from asyncio's: what is used is checked.)
+    if not all(hasattr(transport, a) for a in ("set_protocol", "get_protocol", "write")):
+        raise DependencyChanged(
+            f"redis-py {redis.__version__}: {type(conn).__name__} no longer exposes the "
+            "asyncio transport empq's script and event connections read (its `_writer`); "
+            "install a redis version this empq release supports"
+        )
+    return cast(asyncio.Transport, transport)
 
 
 #: What an owner is told: a reply (an error reply as a `ResponseError` instance, not
@@ -97,14 +118,9 @@ class RedisSocket(asyncio.Protocol):
         on_resume: Callable[[], None] | None = None,
     ) -> None:
         """Read and write connected `conn`'s socket from now on (redis-py no longer does)."""
-        # redis-py keeps the socket as an asyncio stream pair (not public API; every
-        # script call and event read of the test suite goes through this).
-        transport = getattr(getattr(conn, "_writer", None), "transport", None)
-        # (uvloop's transports do not derive from asyncio's: what is used is checked.)
-        if not all(hasattr(transport, a) for a in ("set_protocol", "get_protocol", "write")):
-            raise RedisConnectionError(f"{type(conn).__name__}: no asyncio transport to read")
+        transport = transport_of(conn)
         self.conn = conn
-        self.transport = cast(asyncio.Transport, transport)
+        self.transport = transport
         self._on_reply, self._on_lost, self._on_resume = on_reply, on_lost, on_resume
         options: dict[str, Any] = {}
         if conn.encoder.decode_responses:

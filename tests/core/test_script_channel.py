@@ -254,3 +254,26 @@ def test_the_channel_on_each_event_loop(
 
 def test_the_channel_over_resp3(redis_url: str) -> None:
     _scenario_on(uvloop.new_event_loop, f"{redis_url}?protocol=3")
+
+
+async def test_a_redis_py_that_hides_the_socket_stops_start_up_with_a_clear_error(
+    redis_client: aredis.Redis,
+) -> None:
+    from empq.errors import DependencyChanged
+    from empq.redis_client import own_connection
+    from empq.redis_socket import transport_of
+
+    # Today's redis-py: a connected connection exposes its transport ...
+    conn = own_connection(redis_client, "check")
+    await conn.connect()  # type: ignore[no-untyped-call]
+    try:
+        assert transport_of(conn).get_protocol() is not None
+    finally:
+        await conn.disconnect()
+
+    # ... and a release that keeps it elsewhere is refused by name, not run without it.
+    class Moved:
+        _writer = None
+
+    with pytest.raises(DependencyChanged, match=r"redis-py .*install a redis version"):
+        transport_of(Moved())
