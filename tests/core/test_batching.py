@@ -260,3 +260,22 @@ async def test_more_than_ten_hand_backs_in_a_row_count_one_attempt(broker: Broke
     # With no retries left, the job that every worker gave up on ends instead of cycling.
     assert rec.attempts == 1
     assert rec.status is JobStatus.FAILED
+
+
+async def test_jobs_a_worker_was_never_told_of_go_back_without_an_attempt(broker: Broker) -> None:
+    told = await broker.submit(job(priority=90))
+    lost = await broker.submit(job(priority=50))
+    got = await broker.claim(
+        "w", CAPS.model_copy(update={"performance": {"concurrent_jobs": 2}}), max_jobs=2
+    )
+    assert [a.job_id for a in got] == [told.job_id, lost.job_id]
+    # The worker heard of the first claim only (the reply carrying the second was lost).
+    back = await broker.release_unseen("w", [told.job_id], "claim reply lost")
+    assert back == [lost.job_id]
+    rec = await broker.get(lost.job_id)
+    assert (rec.status, rec.attempts, rec.position) == (JobStatus.QUEUED, 0, 1)
+    assert (await broker.get(told.job_id)).status is JobStatus.ASSIGNED
+    # An accepted job is the worker's own business, whatever the hub thinks it holds.
+    (again,) = await broker.claim("w", CAPS)
+    await broker.accept(again.job_id, again.claim_token)
+    assert await broker.release_unseen("w", [told.job_id], "claim reply lost") == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from empq.broker.base import (
     _worker_of_token,
@@ -78,6 +78,27 @@ class RecoveryMixin(ReportsMixin):
             return False
         await self.observer.requeued(job_id, token, reason, reply[1].decode(), counted=counted)
         return True
+
+    async def release_unseen(self, worker_id: str, held: Collection[str], reason: str) -> list[str]:
+        """Hand back the jobs assigned to `worker_id` that it was never told about.
+
+        A claim whose script ran but whose reply was lost (Redis or the connection failed
+        mid-call) leaves jobs `assigned` to a worker that never heard of them; they would
+        otherwise wait for the claim timeout and lose an attempt. `held` are the jobs the
+        worker was given; only jobs still `assigned` under its token go back, at their
+        place and without an attempt (they never reached the worker).
+        """
+        ids = [m.decode() for m in await self._r.smembers(self.keys.worker_jobs(worker_id))]
+        done = []
+        for job_id in sorted(set(ids) - set(held)):
+            status, token = await self._r.hmget(self.keys.job(job_id), ["status", "claim_token"])
+            if status != b"assigned" or token is None:
+                continue
+            if _worker_of_token(token.decode()) != worker_id:
+                continue
+            if await self._requeue(job_id, reason, token.decode(), counted=False):
+                done.append(job_id)
+        return done
 
     async def requeue_worker_jobs(
         self, worker_id: str, reason: str, *, counted: bool = True

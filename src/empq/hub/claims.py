@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import RedisError
+
 from empq.codec import assigned_message
 from empq.hub.registry import LocalWorker, ParkedClaim, Registry
 from empq.matching import JobSpec, score
@@ -104,6 +106,10 @@ class Claims:
                     assignments = await self.broker.claim(
                         lw.worker_id, lw.caps, lw.state, max_jobs=wanted
                     )
+                except (RedisError, OSError):
+                    # The script may have run with its reply lost: settle that later.
+                    self._spawn(self._reconcile(lw))
+                    raise
                 finally:
                     lw.claiming = False
                 self.metrics.claim_latency.observe(time.perf_counter() - t0)
@@ -239,6 +245,26 @@ class Claims:
                 # it is still the best worker for it).
                 self._repark(lw, parked)
         return result, assignment is not None
+
+    async def _reconcile(self, lw: LocalWorker) -> None:
+        """After a claim failed mid-call: once Redis answers, hand back every job it may
+        have assigned to `lw` without `lw` being told (`Broker.release_unseen`)."""
+        delay = 0.2
+        while self.registry.local.get(lw.worker_id) is lw:
+            try:
+                async with lw.claim_lock:
+                    back = await self.broker.release_unseen(
+                        lw.worker_id, list(lw.held), "claim reply lost; back in line"
+                    )
+            except (RedisError, OSError):
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if back:
+                log.info(
+                    "jobs %s claimed for %s with the reply lost: back in line", back, lw.worker_id
+                )
+            return
 
     # ------------------------------------------------------------------ tasks
 
