@@ -33,7 +33,7 @@ async def ready(hub: HubDep) -> JSONResponse:
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics(hub: HubDep) -> Response:
-    await hub.metrics.refresh(hub)
+    await hub.metrics.refresh(hub.broker, hub.registry)
     return Response(hub.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from empq.broker.base import SubmitResult
@@ -27,8 +28,10 @@ from empq.models import JobSubmission
 from empq.protocol import now_ms, wire
 
 if TYPE_CHECKING:
-    from empq.hub.registry import LocalWorker
-    from empq.hub.runtime import Hub
+    from empq.broker import Broker
+    from empq.hub.claims import Claims
+    from empq.hub.metrics import HubMetrics
+    from empq.hub.registry import LocalWorker, Registry
 
 log = logging.getLogger("empq.hub.dispatch")
 
@@ -57,8 +60,20 @@ def requirements_summary(spec: JobSpec) -> dict[str, Any]:
 class Dispatcher:
     """Sends `job_available` to the best idle capable local worker."""
 
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
+    def __init__(
+        self,
+        broker: Broker,
+        registry: Registry,
+        claims: Claims,
+        metrics: HubMetrics,
+        *,
+        accepting: Callable[[], bool],
+    ) -> None:
+        self.broker = broker
+        self.registry = registry
+        self.claims = claims
+        self.metrics = metrics
+        self._accepting = accepting
         # signature -> spec; a signature is a hash of the spec, so entries never go stale.
         self._specs: dict[str, JobSpec] = {}
         # Jobs offered at submission whose `queued` event has not been read yet.
@@ -93,7 +108,7 @@ class Dispatcher:
         if isinstance(sig, str):
             spec = self._specs.get(sig)
             if spec is None:
-                broker = self.hub.broker
+                broker = self.broker
                 raw = await broker.redis.hget(broker.keys.signatures, sig)
                 if raw:
                     spec = JobSpec.from_json(raw)
@@ -102,7 +117,7 @@ class Dispatcher:
                     self._specs[sig] = spec
             if spec is not None:
                 return spec
-        job = await self.hub.broker.get(str(data["job_id"]))
+        job = await self.broker.get(str(data["job_id"]))
         return JobSpec.of(job.type, job.customer_id, job.requirements)
 
     async def on_queued(self, data: dict[str, Any], event_ms: int | None) -> int:
@@ -114,8 +129,8 @@ class Dispatcher:
         return self._offer(str(data["job_id"]), spec, data.get("priority"), event_ms)
 
     def _ready_worker(self) -> bool:
-        local = self.hub.registry.local
-        if not local or not self.hub.accepting:
+        local = self.registry.local
+        if not local or not self._accepting():
             return False
         offered_before = time.monotonic() - OFFER_HOLD_SECONDS
         return any(
@@ -130,12 +145,12 @@ class Dispatcher:
         Among equally good workers, the one given a job longest ago: they take turns,
         instead of the same one getting every offer while it keeps up.
         """
-        if not self.hub.accepting:
+        if not self._accepting():
             return None
         best: LocalWorker | None = None
         best_score = 0.0
         offered_before = time.monotonic() - OFFER_HOLD_SECONDS
-        for lw in self.hub.registry.local.values():
+        for lw in self.registry.local.values():
             if (
                 lw.parked is not None
                 or lw.offered_at > offered_before
@@ -157,9 +172,9 @@ class Dispatcher:
 
     def _offer(self, job_id: str, spec: JobSpec, priority: Any, event_ms: int | None) -> int:
         """Wake a parked claim that may take the job, else offer it to an idle worker."""
-        if not self.hub.accepting:
+        if not self._accepting():
             return 0
-        if self.hub.claims.queued(spec):
+        if self.claims.queued(spec):
             if event_ms is not None:
                 self._observe(event_ms)
             return 1
@@ -187,7 +202,7 @@ class Dispatcher:
             self._observe(event_ms)
 
     def _observe(self, event_ms: int) -> None:
-        self.hub.metrics.dispatch_latency.observe(max(time.time() * 1000 - event_ms, 0) / 1000)
+        self.metrics.dispatch_latency.observe(max(time.time() * 1000 - event_ms, 0) / 1000)
 
     async def submit(self, sub: JobSubmission, spec: JobSpec) -> SubmitResult:
         """Queue one job submitted through this hub and tell a worker about it at once.
@@ -199,9 +214,9 @@ class Dispatcher:
         """
         started, job_id = now_ms(), new_job_id()
         self.expect([job_id])
-        parked = self.hub.claims.parked_for(spec) if self.hub.accepting else None
+        parked = self.claims.parked_for(spec) if self._accepting() else None
         if parked is not None:
-            result, given = await self.hub.claims.submit(sub, spec, job_id, parked)
+            result, given = await self.claims.submit(sub, spec, job_id, parked)
             if given or not result.created:
                 self._offered.pop(job_id, None)
                 return result
@@ -209,7 +224,7 @@ class Dispatcher:
             # job is queued like any other, for the next parked or idle worker.
             self._offer(job_id, spec, sub.effective_priority, started)
             return result
-        result = await self.hub.broker.submit(sub, job_id)
+        result = await self.broker.submit(sub, job_id)
         self.submitted(
             job_id, spec, sub.effective_priority, created=result.created, started_ms=started
         )
@@ -217,6 +232,4 @@ class Dispatcher:
 
     def capable_idle_count(self, spec: JobSpec) -> int:
         """How many local workers could take a job of `spec` right now."""
-        return sum(
-            1 for lw in self.hub.registry.local.values() if lw.free_slots and lw.can_take(spec)
-        )
+        return sum(1 for lw in self.registry.local.values() if lw.free_slots and lw.can_take(spec))

@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from empq.hub.connections import Connection
+from empq.hub.connections import Connection, Connections
 from empq.protocol import NotificationFilters, out
 from empq.status import ACTIVE_STATUSES, JobStatus
 
 if TYPE_CHECKING:
-    from empq.hub.runtime import Hub
+    from empq.broker import Broker
+    from empq.hub.dispatch import Dispatcher
+    from empq.hub.registry import Registry
 
 log = logging.getLogger("empq.hub.events")
 
@@ -85,11 +88,29 @@ def event_message(event_type: str, data: dict[str, Any], event_id: str) -> str:
 class EventPump:
     """Reads the event stream and routes each event; runs for the hub's lifetime."""
 
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
+    def __init__(
+        self,
+        broker: Broker,
+        registry: Registry,
+        connections: Connections,
+        dispatcher: Dispatcher,
+        *,
+        heartbeat_timeout: float,
+        retry_due: asyncio.Event,
+        events_seen: Callable[[], None],
+    ) -> None:
+        self.broker = broker
+        self.registry = registry
+        self.connections = connections
+        self.dispatcher = dispatcher
+        self.heartbeat_timeout = heartbeat_timeout
+        #: Set when a failed job will be retried: its back-off may end before the next poll.
+        self.retry_due = retry_due
+        #: Told after each read that brought events (the webhook outbox reads them later).
+        self.events_seen = events_seen
         self.last_id = "$"
         self.ready = asyncio.Event()
-        self.reader = hub.broker.event_reader()
+        self.reader = broker.event_reader()
 
     async def run(self) -> None:
         """Read forever; survive Redis errors with a short back-off."""
@@ -103,7 +124,7 @@ class EventPump:
         while True:
             try:
                 if self.last_id == "$":
-                    self.last_id = await self.hub.broker.last_event_id()
+                    self.last_id = await self.broker.last_event_id()
                 self.ready.set()
                 events = await self.reader.read(self.last_id, block_ms=1000, count=500)
                 backoff = 0.1
@@ -114,7 +135,7 @@ class EventPump:
                 continue
             # (The reader has let the callers of the scripts that wrote these go first.)
             if events:
-                self.hub.webhooks.events_seen()  # the outbox consumer reads them later
+                self.events_seen()
             for ev in events:
                 self.last_id = ev.id
                 try:
@@ -130,30 +151,29 @@ class EventPump:
 
     async def route(self, event_type: str, data: dict[str, Any], event_id: str) -> None:
         """Deliver one event to everything on this hub that wants it."""
-        hub = self.hub
         if event_type in JOB_EVENTS:
             self._track_jobs(data, event_id)
             if event_type == "job_failed" and data.get("will_retry"):
-                hub.wakeups["retries"].set()  # its back-off may end before the next poll
+                self.retry_due.set()
             text: str | None = None
-            for conn in hub.connections.subscribers():
+            for conn in self.connections.subscribers():
                 if wants_job_event(conn, data):
                     text = text or event_message(event_type, data, event_id)
                     conn.send(text)
             if (
                 event_type == "job_update"
                 and data.get("status") == JobStatus.QUEUED
-                and not hub.dispatcher.offered_at_submit(str(data.get("job_id")))
+                and not self.dispatcher.offered_at_submit(str(data.get("job_id")))
             ):
-                await hub.dispatcher.on_queued(data, event_ms(event_id))
+                await self.dispatcher.on_queued(data, event_ms(event_id))
         elif event_type in WORKER_EVENTS:
             if event_type == "worker_disconnected":
                 self._drop_if_declared_gone(data)
-            hub.registry.apply_event(event_type, data)
+            self.registry.apply_event(event_type, data)
             self._to_worker_subscribers(event_type, data, event_id)
         elif event_type == "system_alert":
             text = event_message(event_type, data, event_id)
-            for conn in hub.connections.subscribers():
+            for conn in self.connections.subscribers():
                 conn.send(text)
 
     def _drop_if_declared_gone(self, data: dict[str, Any]) -> None:
@@ -164,17 +184,17 @@ class EventPump:
         heartbeated since (it re-registered in the meantime) is left alone.
         """
         wid = data.get("worker_id")
-        lw = self.hub.registry.local.get(wid) if isinstance(wid, str) else None
+        lw = self.registry.local.get(wid) if isinstance(wid, str) else None
         if lw is None or lw.info.last_heartbeat is None:
             return
         silent = datetime.now(UTC) - lw.info.last_heartbeat
-        if silent.total_seconds() >= self.hub.settings.heartbeat_timeout:
-            self.hub.registry.drop_local(lw)
+        if silent.total_seconds() >= self.heartbeat_timeout:
+            self.registry.drop_local(lw)
             lw.conn.worker = None
 
     def _to_worker_subscribers(self, event_type: str, data: dict[str, Any], event_id: str) -> None:
         text: str | None = None
-        for conn in self.hub.connections.subscribers():
+        for conn in self.connections.subscribers():
             filters = conn.subs.worker_updates
             if filters is not None and worker_passes(filters, data):
                 text = text or event_message(event_type, data, event_id)
@@ -192,12 +212,12 @@ class EventPump:
         status = data.get("status")
         if not isinstance(job_id, str):
             return
-        holder = self.hub.registry.holders.get(job_id)
+        holder = self.registry.holders.get(job_id)
         if holder is None or (
             status in ACTIVE_STATUSES and data.get("worker_id") in (None, holder.worker_id)
         ):
             return
-        lw = self.hub.registry.ended_by(job_id, event_id)
+        lw = self.registry.ended_by(job_id, event_id)
         if lw is not None and status == JobStatus.CANCELLED:
             lw.conn.send(
                 out("cancel_job", job_id=job_id, reason=data.get("message") or "cancelled")

@@ -25,7 +25,8 @@ from prometheus_client import (
 from empq.matching import static_reasons
 
 if TYPE_CHECKING:
-    from empq.hub.runtime import Hub
+    from empq.broker import Broker
+    from empq.hub.registry import Registry
 
 #: A job still running this long past its timeout is overdue: the sweep missed it.
 OVERDUE_GRACE_MS = 60_000
@@ -190,20 +191,19 @@ class HubMetrics:
         """The Prometheus text exposition."""
         return generate_latest(self.registry)
 
-    async def refresh(self, hub: Hub) -> None:
+    async def refresh(self, broker: Broker, registry: Registry) -> None:
         """Set the gauges that are read from Redis and the registry at scrape time.
 
         With Redis gone only `empq_ready` (0) changes: the scrape still answers.
         """
         from redis.exceptions import RedisError
 
-        broker = hub.broker
         try:
             stats = await broker.stats()
             queued = await broker.queued_specs()
             now = broker.clock()
             overdue = await broker.redis.zcount(broker.keys.running, "-inf", now - OVERDUE_GRACE_MS)
-            workers = await hub.registry.all()
+            workers = await registry.all()
         except (RedisError, OSError):
             self.ready.set(0)
             return

@@ -56,16 +56,26 @@ class Hub:
             wait_max=settings.claim_wait_max,
             accepting=lambda: self.accepting,
         )
-        self.events = EventPump(self)
-        self.dispatcher = Dispatcher(self)
-        self.stats = StatsService(self)
-        self.webhooks = Webhooks(self)
-        self.artifacts = ArtifactStore(settings.artifact_dir)
-        self.leases = Leases(broker.redis, broker.keys, self.hub_id)
-        self._tasks: list[asyncio.Task[Any]] = []
-        self._warn_cache: dict[tuple[int, str], list[str]] = {}
         #: Set to run a background task's next round at once (see `tasks.schedule`).
         self.wakeups = {"retries": asyncio.Event()}
+        self.leases = Leases(broker.redis, broker.keys, self.hub_id)
+        self.webhooks = Webhooks(settings, broker, self.metrics, self.leases)
+        self.dispatcher = Dispatcher(
+            broker, self.registry, self.claims, self.metrics, accepting=lambda: self.accepting
+        )
+        self.events = EventPump(
+            broker,
+            self.registry,
+            self.connections,
+            self.dispatcher,
+            heartbeat_timeout=settings.heartbeat_timeout,
+            retry_due=self.wakeups["retries"],
+            events_seen=self.webhooks.events_seen,
+        )
+        self.stats = StatsService(broker, self.registry, self.connections)
+        self.artifacts = ArtifactStore(settings.artifact_dir)
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._warn_cache: dict[tuple[int, str], list[str]] = {}
 
     async def start(self) -> None:
         """Start the background tasks and wait until events are being read."""

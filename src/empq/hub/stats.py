@@ -11,14 +11,18 @@ from typing import TYPE_CHECKING, Any
 from empq.protocol import out
 
 if TYPE_CHECKING:
-    from empq.hub.runtime import Hub
+    from empq.broker import Broker
+    from empq.hub.connections import Connections
+    from empq.hub.registry import Registry
 
 
 class StatsService:
     """Collects stats and sends `stats_broadcast` to subscribers on their intervals."""
 
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
+    def __init__(self, broker: Broker, registry: Registry, connections: Connections) -> None:
+        self.broker = broker
+        self.registry = registry
+        self.connections = connections
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -27,8 +31,8 @@ class StatsService:
 
     async def collect(self) -> dict[str, Any]:
         """Queue depth by status and priority band, workers by status, throughput, times."""
-        base = await self.hub.broker.stats()
-        workers = await self.hub.registry.all()
+        base = await self.broker.stats()
+        workers = await self.registry.all()
         by_status = Counter(w.status.value for w in workers)
         jobs_by_status = dict(base.get("jobs_by_status", {}))
         stats: dict[str, Any] = dict(base)
@@ -41,12 +45,12 @@ class StatsService:
         stats["workers_connected"] = sum(1 for w in workers if w.connected)
         # Jobs that reached a final status in the last minute, counted from Redis (every
         # hub agrees, and a job done before this hub's first sample still counts).
-        broker = self.hub.broker
+        broker = self.broker
         now = broker.clock()
         last_minute = int(await broker.redis.zcount(broker.keys.finished, now - 60_000, "+inf"))
         stats["finished_last_minute"] = last_minute
         stats["throughput_per_second"] = round(last_minute / 60, 3)
-        stats["hub_connections"] = len(self.hub.connections.all)
+        stats["hub_connections"] = len(self.connections.all)
         return stats
 
     async def run(self) -> None:
@@ -55,7 +59,7 @@ class StatsService:
             now = time.monotonic()
             due = [
                 c
-                for c in self.hub.connections.all.values()
+                for c in self.connections.all.values()
                 if c.subs.stats_interval is not None and c.subs.stats_due <= now
             ]
             if due:
@@ -65,7 +69,7 @@ class StatsService:
                     conn.subs.stats_due = now + (conn.subs.stats_interval or 5)
             pending = [
                 c.subs.stats_due
-                for c in self.hub.connections.all.values()
+                for c in self.connections.all.values()
                 if c.subs.stats_interval is not None
             ]
             wait = max(min(pending) - time.monotonic(), 0.01) if pending else 3600.0

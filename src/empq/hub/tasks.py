@@ -16,13 +16,24 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from empq.hub.worker_handlers import worker_gone
+from empq.hub.departures import worker_gone
 from empq.matching import static_reasons
 
 if TYPE_CHECKING:
-    from empq.hub.runtime import Hub
+    from empq.broker import Broker
+    from empq.config import HubSettings
+    from empq.hub.registry import Registry
+
+
+class Hub(Protocol):
+    """What the background tasks use of the hub that runs them."""
+
+    settings: HubSettings
+    broker: Broker
+    registry: Registry
+
 
 log = logging.getLogger("empq.hub.tasks")
 
@@ -38,7 +49,7 @@ async def check_heartbeats(hub: Hub) -> None:
     cutoff = int((time.time() - hub.settings.heartbeat_timeout) * 1000)
     for worker_id in await hub.registry.silent_since(cutoff):
         local = hub.registry.local.get(worker_id)
-        await worker_gone(hub, worker_id, "heartbeat timeout")
+        await worker_gone(hub.broker, hub.registry, worker_id, "heartbeat timeout")
         if local is not None:
             # Its socket may still be open (a loop blocked past the timeout, SIGSTOP):
             # tell it and close, so it registers afresh instead of heartbeating on a

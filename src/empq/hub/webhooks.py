@@ -35,7 +35,10 @@ from empq.hub.webhook_targets import resolves_private, target_refused
 from empq.protocol import NotificationFilters, now_ms
 
 if TYPE_CHECKING:
-    from empq.hub.runtime import Hub
+    from empq.broker import Broker
+    from empq.config import HubSettings
+    from empq.hub.leases import Leases
+    from empq.hub.metrics import HubMetrics
 
 log = logging.getLogger("empq.hub.webhooks")
 
@@ -131,12 +134,18 @@ def _text(value: Any) -> str:
 class Webhooks:
     """Registrations, the outbox consumer and the deliverer of one hub."""
 
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
+    def __init__(
+        self, settings: HubSettings, broker: Broker, metrics: HubMetrics, leases: Leases
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.leases = leases
+        #: Whose outbox consumer this is (the hub's id).
+        self.consumer = leases.holder
         # redis-py types replies as unions; with decode_responses off they are bytes.
-        self.redis: Any = hub.broker.redis
-        self.keys = hub.broker.keys
-        self.delays = list(hub.settings.webhook_retry_delays)
+        self.redis: Any = broker.redis
+        self.keys = broker.keys
+        self.delays = list(settings.webhook_retry_delays)
         self._registrations: list[dict[str, Any]] = []
         self._loaded_at = 0.0
         self._job_urls: OrderedDict[str, str | None] = OrderedDict()
@@ -158,7 +167,7 @@ class Webhooks:
     async def create(self, body: WebhookIn) -> dict[str, Any]:
         # The name is resolved too: `localhost.`, `2130706433` or a DNS name pointing at
         # 10.0.0.5 reach the same internal services as the literal address would.
-        if self.hub.settings.webhook_deny_private and await target_refused(body.url):
+        if self.settings.webhook_deny_private and await target_refused(body.url):
             raise ValidationError(
                 "webhook url targets a loopback or private address, or a host that does "
                 "not resolve (EMPQ_WEBHOOK_DENY_PRIVATE is on)",
@@ -278,7 +287,7 @@ class Webhooks:
 
     async def consume(self) -> None:
         """Move stream events into the outbox; runs for the hub's lifetime."""
-        consumer = self.hub.hub_id
+        consumer = self.consumer
         backoff = 0.1
         next_reclaim = 0.0
         while True:
@@ -319,7 +328,7 @@ class Webhooks:
         hub's delivery task directly.
         """
         self.new_events.set()
-        if "webhooks" in self.hub.leases.held and self._round_soon is None:
+        if "webhooks" in self.leases.held and self._round_soon is None:
             self._round_soon = asyncio.get_running_loop().call_later(
                 DELIVERY_AFTER_EVENTS, self._round_due
             )
@@ -406,7 +415,7 @@ class Webhooks:
 
     async def _post(self, d: dict[str, Any]) -> str | None:
         """One attempt; None on success, else why it failed."""
-        if self.hub.settings.webhook_deny_private and await resolves_private(d["url"]):
+        if self.settings.webhook_deny_private and await resolves_private(d["url"]):
             return "private address refused"
         body = d["body"].encode()
         headers = {
@@ -425,7 +434,7 @@ class Webhooks:
     async def _attempt(self, delivery_id: str, d: dict[str, Any]) -> None:
         error = await self._post(d)
         if error is None:
-            self.hub.metrics.webhook_deliveries.inc()
+            self.metrics.webhook_deliveries.inc()
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.zrem(self.keys.webhook_outbox, delivery_id)
                 pipe.hdel(self.keys.webhook_deliveries, delivery_id)
@@ -433,7 +442,7 @@ class Webhooks:
             return
         attempt = int(d.get("attempt", 0))
         final = attempt >= len(self.delays) or error == "private address refused"
-        self.hub.metrics.webhook_failures.labels("true" if final else "false").inc()
+        self.metrics.webhook_failures.labels("true" if final else "false").inc()
         async with self.redis.pipeline(transaction=True) as pipe:
             if final:
                 log.warning(

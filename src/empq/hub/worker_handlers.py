@@ -11,6 +11,7 @@ from pydantic import ValidationError as PydanticValidationError
 from empq import errors
 from empq.hub import identity
 from empq.hub.connections import Connection
+from empq.hub.departures import worker_gone
 from empq.hub.registry import LocalWorker, dumps
 from empq.models import WorkerCapabilities
 from empq.protocol import (
@@ -265,23 +266,6 @@ async def disconnect(hub: Hub, conn: Connection, msg: Disconnect) -> None:
     """A graceful goodbye: the worker's jobs are handed back (no attempt counted)."""
     lw = registered(conn)
     lw.unpark()
-    await worker_gone(hub, lw.worker_id, msg.reason or "worker disconnected", handed_back=True)
+    reason = msg.reason or "worker disconnected"
+    await worker_gone(hub.broker, hub.registry, lw.worker_id, reason, handed_back=True)
     conn.worker = None
-
-
-async def worker_gone(
-    hub: Hub, worker_id: str, reason: str, *, handed_back: bool = False
-) -> list[str]:
-    """Requeue a departed worker's jobs, mark it offline and tell everyone.
-
-    The attempt counts unless the worker `handed_back` its jobs (CONTRACT §9).
-    """
-    jobs = await hub.broker.requeue_worker_jobs(worker_id, reason, counted=not handed_back)
-    await hub.registry.mark_offline(worker_id)
-    await hub.broker.publish(
-        "worker_disconnected", {"worker_id": worker_id, "reason": reason, "jobs_affected": jobs}
-    )
-    log.info(
-        "worker %s gone (%s); requeued %s", worker_id, reason, jobs, extra={"worker_id": worker_id}
-    )
-    return jobs
