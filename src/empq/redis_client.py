@@ -23,7 +23,12 @@ from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import (
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+    SentinelManagedSSLConnection,
+)
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError
@@ -142,6 +147,7 @@ def _sentinel_client(target: SentinelTarget, options: dict[str, Any]) -> Redis:
         target.service_name,
         redis_class=SentinelRedis,
         connection_pool_class=WaitingSentinelPool,
+        connection_class=FollowingSSLConnection if target.ssl else FollowingConnection,
         retry=retry,
         **server_options,
     )
@@ -192,6 +198,27 @@ class WaitingPool(ConnectionPool):
 
 class WaitingSentinelPool(WaitingPool, SentinelConnectionPool):
     """`WaitingPool`'s waiting for the pool of a Sentinel-named primary."""
+
+
+class FollowingConnection(SentinelManagedConnection):
+    """A connection to the primary that asks the sentinels where it is on every (re)connect.
+
+    redis-py's own asks them in `connect()`, but a command retried after its connection
+    dropped reconnects through `connect_check_health`, to the address it had: the
+    dead primary's, so every retry of that command failed until it gave up.
+    """
+
+    async def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        """Connect (if not connected) to the primary the sentinels name now."""
+        if not self.is_connected:
+            self.host, self.port = await self.connection_pool.get_master_address()
+        await super().connect_check_health(check_health, retry_socket_connect)
+
+
+class FollowingSSLConnection(FollowingConnection, SentinelManagedSSLConnection):
+    """`FollowingConnection` over TLS."""
 
 
 def own_connection(redis: Redis, role: str) -> AbstractConnection:
