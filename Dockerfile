@@ -26,7 +26,8 @@ ENV PATH=/opt/empq/bin:$PATH \
     EMPQ_DATA_DIR=/var/lib/empq \
     EMPQ_ARTIFACT_DIR=/var/lib/empq/artifacts \
     EMPQ_LOG_FORMAT=json
-RUN useradd --uid 10001 --home-dir /var/lib/empq --create-home empq
+RUN useradd --uid 10001 --home-dir /var/lib/empq --create-home empq \
+    && install -d -o empq -g empq /var/lib/empq/artifacts
 COPY --from=build /opt/empq /opt/empq
 USER empq
 WORKDIR /var/lib/empq

@@ -114,7 +114,8 @@ async def test_hub_follows_a_sentinel_failover_and_loses_no_acknowledged_job(
             seconds=round(time.monotonic() - started, 1),
         )
         assert len(set(ids)) == JOBS
-        assert lost_acked == 0 and lost == 0
+        assert lost_acked == 0
+        assert lost == 0
         assert int(runs) == JOBS, f"{runs} runs for {JOBS} jobs"
     finally:
         for w in workers:
