@@ -110,4 +110,3 @@ def test_every_documented_scheme_is_accepted() -> None:
     ):
         assert BrokerSettings(redis_url=url).redis_url == url
     assert BrokerSettings(redis_url="").redis_url is None  # empty: the embedded Redis
-
