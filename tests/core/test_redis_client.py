@@ -7,11 +7,12 @@ import os
 import signal
 
 import pytest
+from pydantic import ValidationError as PydanticValidationError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from empq.broker.core import Broker
 from empq.config import BrokerSettings
-from empq.redis_client import make_client
+from empq.redis_client import make_client, sentinel_target
 from empq.redis_server import RedisServer
 
 
@@ -62,3 +63,49 @@ async def test_socket_timeout_fails_a_call_to_a_frozen_redis_and_none_waits_it_o
         finally:
             await bounded.aclose()
             await unbounded.aclose()
+
+
+def test_sentinel_url_names_the_sentinels_service_database_and_password() -> None:
+    target = sentinel_target(
+        "redis+sentinel://:s3cr%40t@10.0.0.1:26379,10.0.0.2,[::1]:26380/mymaster/2"
+    )
+    assert target.sentinels == (("10.0.0.1", 26379), ("10.0.0.2", 26379), ("::1", 26380))
+    assert target.service_name == "mymaster"
+    assert target.db == 2
+    assert target.password == "s3cr@t"
+    assert target.username is None
+    assert not target.ssl
+    tls = sentinel_target("rediss+sentinel://app:pw@s1:5000/queue")
+    assert (tls.username, tls.password, tls.db, tls.ssl) == ("app", "pw", 0, True)
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("redis+sentinel://s1:26379", "needs the service name"),
+        ("redis+sentinel://s1:26379/", "needs the service name"),
+        ("redis+sentinel://s1:port/mymaster", "is not a number from 1 to 65535"),
+        ("redis+sentinel://s1:26379/mymaster/zero", "database 'zero' is not a number"),
+        ("redis+sentinel://a:1,:26379/mymaster", "host missing"),
+        ("http://localhost:6379", "unknown scheme"),
+        ("localhost:6379", "must look like"),
+    ],
+)
+def test_a_bad_redis_url_is_refused_naming_the_setting(url: str, says: str) -> None:
+    with pytest.raises(PydanticValidationError) as caught:
+        BrokerSettings(redis_url=url)
+    error = caught.value.errors()[0]
+    assert error["loc"] == ("redis_url",)
+    assert says in error["msg"]
+
+
+def test_every_documented_scheme_is_accepted() -> None:
+    for url in (
+        "redis://h:6379/0",
+        "rediss://u:p@h:6380/1",
+        "unix:///run/redis.sock",
+        "redis+cluster://h:7000",
+        "rediss+cluster://h:7000",
+        "redis+sentinel://h:26379/mymaster",
+    ):
+        assert BrokerSettings(redis_url=url).redis_url == url
