@@ -53,7 +53,7 @@ def install() -> None:
 
     from empq import scripts
     from empq.broker import core
-    from empq.hub import dispatch, fast_submit, worker_handlers, ws
+    from empq.hub import claims, dispatch, fast_submit, ws
 
     wrap(httptools_impl.HttpToolsProtocol, "data_received", "http bytes in")
     wrap(fast_submit, "_authorised", "fast submit: auth")
@@ -63,12 +63,11 @@ def install() -> None:
     wrap(core.Broker, "_claim_call", "claim call built")
     wrap(scripts.ScriptChannel, "flush", "script write")
     wrap(ws, "parse_frame", "frame parsed")
-    wrap(ws, "start_eagerly", "claim handler")
+    wrap(claims.Claims, "claim", "claim handler")
     wrap(scripts.ScriptChannel, "_replied", "script reply")
     wrap(scripts.ScriptChannel, "settled", "event reader: reply read, settling")
     wrap(core.Broker, "_submitted", "submit result")
-    wrap(worker_handlers, "send_assigned", "job_assigned written")
-    dispatch.send_assigned = worker_handlers.send_assigned  # imported by name there
+    wrap(claims.Claims, "give", "job_assigned written")
 
     def dump() -> None:
         with open(os.environ["EMPQ_TRACE_OUT"], "w") as f:

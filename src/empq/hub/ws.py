@@ -27,7 +27,6 @@ from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from empq import errors
-from empq.eager import start_eagerly
 from empq.hub import client_handlers as clients
 from empq.hub import worker_handlers as workers
 from empq.hub.auth import bearer, matches
@@ -111,10 +110,6 @@ BARRIERS = frozenset({"register_worker", "register_client", "disconnect"})
 #: Messages that run after everything received before them (a claim sees the slots
 #: freed by the completes sent ahead of it), without holding back what follows.
 AFTER_ALL = frozenset({"claim_job"})
-#: Messages handled in the reader's own call, up to their first wait, when nothing is
-#: ahead of them: a claim for a job reserved at submission is answered there and then,
-#: without waiting for a new task's turn behind the rest of the loop's work.
-EAGER = frozenset({"claim_job"})
 
 
 def parse_frame(hub: Hub, conn: Connection, raw: str | bytes) -> InboundMessage | None:
@@ -216,13 +211,7 @@ class _Lanes:
             job_id = getattr(msg, "job_id", None)
             lane = job_id if isinstance(job_id, str) else ""
             before = [t for t in (self.tails.get(lane), self.barrier) if t and not t.done()]
-        if before or msg.type not in EAGER:
-            task = self.tg.create_task(self._run(before, msg))
-        else:
-            rest = start_eagerly(self._run(before, msg), self.tg.create_task)
-            if rest is None:
-                return
-            task = rest
+        task = self.tg.create_task(self._run(before, msg))
         self.tails[lane] = task
         if msg.type in BARRIERS:
             self.barrier = task
