@@ -6,9 +6,11 @@ import json
 from typing import Any
 
 from empq import telemetry
+from empq.errors import ValidationError
 from empq.matching import JobSpec
 from empq.models import Isolation, Job, JobSubmission, Requirements, utc_from_ms
 from empq.protocol import dumps, now_ms
+from empq.strict_json import non_finite_path
 
 # Hash fields holding JSON documents.
 _JSON_FIELDS = ("payload", "requirements", "result", "error_details")
@@ -25,10 +27,22 @@ _TIME_FIELDS = ("created_at", "assigned_at", "started_at", "completed_at", "retr
 
 def submission_fields(sub: JobSubmission) -> dict[str, str | int]:
     """The hash fields a submission writes (None values are left out)."""
+    payload = dumps(sub.payload)
+    # A REST body's parser reads NaN, Infinity and 1e999 into the free-form payload;
+    # the serializer writes them back as those tokens, which are not JSON. The text is
+    # at hand, so the (rare) search for where they are costs nothing otherwise.
+    if ("NaN" in payload or "Infinity" in payload) and (
+        where := non_finite_path(sub.payload)
+    ) is not None:
+        field = f"payload.{where}"
+        raise ValidationError(
+            f"invalid submission: bad fields {field}",
+            [{"field": field, "message": "NaN and Infinity are not JSON numbers"}],
+        )
     fields: dict[str, str | int] = {
         "type": sub.type,
         "priority": sub.priority,
-        "payload": dumps(sub.payload),
+        "payload": payload,
         "requirements": requirements_json(sub.requirements),
         "max_retries": sub.max_retries,
         "timeout_ms": int(sub.requirements.timeout_minutes * 60_000),

@@ -48,7 +48,7 @@ def _path(parts: list[str | int]) -> str:
     return ".".join(str(p) for p in parts) or "(message)"
 
 
-def _non_finite(value: Any) -> str | None:
+def non_finite_path(value: Any) -> str | None:
     """The path of the first non-finite number in `value`, if any."""
     stack: list[tuple[Any, list[str | int]]] = [(value, [])]
     while stack:
@@ -74,7 +74,7 @@ def _refusal(raw: str | bytes, parser_error: ValueError) -> StrictJsonError:
         return StrictJsonError("NESTED_TOO_DEEP", f"message nests more than {MAX_DEPTH} deep")
     except (ValueError, UnicodeDecodeError) as exc:
         return StrictJsonError("INVALID_JSON", f"message is not valid JSON: {exc}")
-    where = _non_finite(value)
+    where = non_finite_path(value)
     if where is not None:
         return StrictJsonError(
             "VALIDATION_ERROR", f"field {where}: NaN and Infinity are not JSON numbers", where
@@ -90,7 +90,7 @@ def loads(raw: str | bytes) -> Any:
         raise _refusal(raw, exc) from None
     huge = _HUGE.search(raw) if isinstance(raw, str) else _HUGE_BYTES.search(raw)
     if huge:
-        where = _non_finite(value)
+        where = non_finite_path(value)
         if where is not None:
             raise StrictJsonError(
                 "VALIDATION_ERROR", f"field {where}: number too large to be finite", where

@@ -246,3 +246,23 @@ async def test_a_redis_error_is_never_quoted_to_a_client(tmp_path: Path) -> None
             assert "connect" not in low
             assert str(redis.port) not in low
             assert text.startswith("queue storage unavailable")
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "1e999"])
+async def test_non_finite_numbers_in_a_rest_payload_are_refused(
+    hub: HubHandle, number: str
+) -> None:
+    """REST too: the free-form payload may not carry a number JSON has no text for."""
+    async with hub.client() as http:
+        bad = f'{{"type": "t", "payload": {{"x": {number}}}}}'
+        headers = {"content-type": "application/json"}
+        r = await http.post("/api/jobs", content=bad, headers=headers)
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["details"][0]["field"] == "payload.x"
+        batch = f'{{"jobs": [{{"type": "ok"}}, {bad}]}}'
+        r = await http.post("/api/jobs/batch", content=batch, headers=headers)
+        assert r.status_code == 422, r.text
+        assert (await http.get("/api/jobs")).json()["jobs"] == []
+        ok = await http.post("/api/jobs", json={"type": "t", "payload": {"x": "NaN"}})
+        assert ok.status_code == 201
+        assert ok.json()["position"] == 1

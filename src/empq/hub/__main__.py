@@ -19,8 +19,11 @@ def main() -> None:
     except EmpqError as exc:
         sys.exit(f"empq: {exc}")
     configure(settings)
-    with telemetry.configured("empq-hub"):
-        runner.run(serve(settings))
+    try:
+        with telemetry.configured("empq-hub"):
+            runner.run(serve(settings))
+    except EmpqError as exc:
+        sys.exit(f"empq: {exc}")
 
 
 if __name__ == "__main__":

@@ -21,10 +21,14 @@ from dataclasses import dataclass
 
 import uvicorn
 from fastapi import FastAPI
+from redis.exceptions import RedisError
 
 from empq.config import HubSettings
+from empq.errors import EmpqError
 from empq.hub.app import create_app, create_ws_app, serving_app
 from empq.hub.runtime import Hub
+from empq.redact import redact
+from empq.redis_client import make_client
 from empq.redis_server import RedisServer
 
 log = logging.getLogger("empq.hub.server")
@@ -139,6 +143,30 @@ async def running(settings: HubSettings, app: FastAPI | None = None) -> AsyncIte
         await asyncio.gather(ws_task, api_task)
 
 
+#: Seconds `empq hub` waits for Redis to answer at start before giving up.
+REDIS_START_TIMEOUT = 5.0
+
+
+async def reachable(settings: HubSettings) -> None:
+    """EmpqError in one line naming EMPQ_REDIS_URL unless Redis answers a PING.
+
+    Without it an unreachable Redis fails the app's start-up deep inside uvicorn, which
+    prints three tracebacks and exits 3.
+    """
+    assert settings.redis_url is not None
+    client = make_client(settings.redis_url, max_connections=2)
+    try:
+        await asyncio.wait_for(client.ping(), REDIS_START_TIMEOUT)
+    except (RedisError, OSError, TimeoutError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise EmpqError(
+            f"cannot reach Redis at {redact(settings.redis_url)} (--redis-url / "
+            f"EMPQ_REDIS_URL): {redact(reason)}"
+        ) from None
+    finally:
+        await client.aclose()
+
+
 async def serve(settings: HubSettings, *, ready: asyncio.Event | None = None) -> None:
     """Run the hub until cancelled, SIGINT or SIGTERM."""
     async with contextlib.AsyncExitStack() as stack:
@@ -148,6 +176,8 @@ async def serve(settings: HubSettings, *, ready: asyncio.Event | None = None) ->
             stack.callback(embedded.stop)
             settings = settings.model_copy(update={"redis_url": embedded.url})
             log.info("embedded redis on %s (data in %s)", embedded.url, embedded.data_dir)
+        else:
+            await reachable(settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
