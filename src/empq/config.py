@@ -20,6 +20,21 @@ def _split(value: object) -> object:
     return value
 
 
+def _pairs(value: object) -> object:
+    """`ACME=2,BETA=1` -> {"ACME": "2", "BETA": "1"} (pydantic then checks the values)."""
+    if not isinstance(value, str):
+        return value
+    out: dict[str, str] = {}
+    for item in (v.strip() for v in value.split(",")):
+        if not item:
+            continue
+        name, sep, number = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"{item!r} is not NAME=NUMBER")
+        out[name.strip()] = number.strip()
+    return out
+
+
 class CommonSettings(BaseSettings):
     """Settings every empq process reads."""
 
@@ -49,6 +64,34 @@ class BrokerSettings(CommonSettings):
     )
     event_stream_max: Annotated[int, Field(ge=100)] = 100_000
     job_retention: Annotated[float, Field(ge=0)] = 7 * 24 * 3600
+    #: `customer`: at equal effective priority, customers take turns (docs/tenants.md).
+    fair_share: Literal["off", "customer"] = "off"
+    #: Fair-share weight per customer (`ACME=2,BETA=1`); unlisted customers weigh 1.
+    customer_weights: Annotated[dict[str, Annotated[float, Field(gt=0, le=1000)]], NoDecode] = (
+        Field(default_factory=dict)
+    )
+    #: Most jobs a customer may hold running at once (`ACME=10,*=50`; `*` for the rest).
+    customer_max_running: Annotated[dict[str, Annotated[int, Field(ge=0)]], NoDecode] = Field(
+        default_factory=dict
+    )
+    #: How long usage accounting keeps its hourly buckets.
+    usage_retention: Annotated[float, Field(gt=0)] = 90 * 24 * 3600
+
+    @field_validator("customer_weights", "customer_max_running", mode="before")
+    @classmethod
+    def _name_numbers(cls, value: object) -> object:
+        return _pairs(value)
+
+    def customer_weight(self, customer_id: str | None) -> float:
+        """The fair-share weight of a customer (1 unless configured)."""
+        return self.customer_weights.get(customer_id or "", 1.0)
+
+    def max_running(self, customer_id: str | None) -> int | None:
+        """The customer's running-jobs limit, or None for unlimited."""
+        limits = self.customer_max_running
+        if customer_id is not None and customer_id in limits:
+            return limits[customer_id]
+        return limits.get("*")
 
     @field_validator("retry_delays", mode="before")
     @classmethod

@@ -76,6 +76,20 @@ class Keys:
         return f"{self.base}:sigs:version"
 
     @cached_property
+    def fair_turns(self) -> str:
+        """Hash: "<100 - priority>|<customer>" -> the customer's next fair-share turn there."""
+        return f"{self.base}:fair"
+
+    @cached_property
+    def customer_running(self) -> str:
+        """Hash: customer id -> how many of its jobs are held by workers (for its limit)."""
+        return f"{self.base}:crun"
+
+    def usage(self, hour: int) -> str:
+        """Hash: per-customer usage of one hour (hours since the epoch), see usage.lua."""
+        return f"{self.base}:usage:{hour}"
+
+    @cached_property
     def delayed(self) -> str:
         """Sorted set: job id -> ms when its retry is due."""
         return f"{self.base}:delayed"

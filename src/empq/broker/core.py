@@ -186,6 +186,7 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
         # The third: the registry version to set if a new signature is registered.
         args: list[Any] = [self.clock(), self._maxlen, os.urandom(8).hex()]
         sigs: list[str] = []
+        fair = self.settings.fair_share == "customer"
         for i, sub in enumerate(subs):
             job_id = new_job_id() if job_ids is None else job_ids[i]
             spec = spec_of(sub) if specs is None else specs[i]
@@ -213,10 +214,17 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
                         "wp": sub.workflow_priority,
                         "wt": sub.workflow_datetime,
                         "step": sub.step_number or 0,
+                        **({"fair": self._turn_cost(sub.customer_id)} if fair else {}),
                     }
                 )
             )
+        if fair:
+            keys.append(k.fair_turns)
         return keys, args, sigs
+
+    def _turn_cost(self, customer_id: str | None) -> int:
+        """How far one job moves its customer's fair-share turn (1000 / weight)."""
+        return max(1, round(1000 / self.settings.customer_weight(customer_id)))
 
     async def _submitted(self, rows: Any, sigs: list[str], now: int) -> list[SubmitResult]:
         """The results of submit.lua's reply."""
