@@ -7,10 +7,10 @@ import uuid
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from empq.credentials import parse_worker_token
+from empq.credentials import ApiKey, parse_api_keys, parse_worker_token, read_key_file
 from empq.redis_url import check_redis_url
 
 
@@ -132,6 +132,8 @@ class HubSettings(BrokerSettings):
     catchup_max_events: Annotated[int, Field(ge=1)] = 1000
     catchup_max_seconds: Annotated[float, Field(gt=0)] = 3600
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: A file of more `EMPQ_API_KEYS` entries, one per line (`#` comments).
+    api_keys_file: Path | None = None
     worker_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
     webhook_deny_private: bool = False
     public_url: str | None = None
@@ -160,6 +162,26 @@ class HubSettings(BrokerSettings):
         for entry in value:
             parse_worker_token(entry)
         return value
+
+    _keys: list[ApiKey] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="after")
+    def _key_entries(self) -> HubSettings:
+        # The file's entries join the list, so "keys are set" means the same everywhere.
+        if self.api_keys_file is not None:
+            try:
+                extra = read_key_file(self.api_keys_file)
+            except OSError as exc:
+                raise ValueError(f"api_keys_file: cannot read it ({exc.strerror})") from None
+            self.api_keys = [*self.api_keys, *extra]
+            self.api_keys_file = None  # read once, even when the model is copied
+        self._keys = parse_api_keys(self.api_keys)
+        return self
+
+    @property
+    def api_key_entries(self) -> list[ApiKey]:
+        """The configured API keys, parsed."""
+        return self._keys
 
 
 def default_worker_id() -> str:

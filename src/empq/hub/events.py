@@ -174,7 +174,8 @@ class EventPump:
         elif event_type == "system_alert":
             text = event_message(event_type, data, event_id)
             for conn in self.connections.subscribers():
-                conn.send(text)
+                if conn.api_key.is_operator:  # alerts are about the whole fleet
+                    conn.send(text)
 
     def _drop_if_declared_gone(self, data: dict[str, Any]) -> None:
         """Another hub's heartbeat monitor gave up on a worker connected here.

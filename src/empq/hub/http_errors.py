@@ -26,6 +26,8 @@ _STATUS_CODES: dict[type[errors.EmpqError], int] = {
     errors.InvalidTransition: 409,
     errors.StaleClaim: 409,
     errors.AuthError: 401,
+    errors.Forbidden: 403,
+    errors.CustomerNotFound: 404,
     errors.HubUnavailable: 503,
 }
 
