@@ -141,6 +141,9 @@ class HubSettings(BrokerSettings):
         default_factory=lambda: [1.0, 5.0, 15.0]
     )
     alert_queue_depth: Annotated[int, Field(ge=1)] = 1000
+    #: Most customers with a label of their own in `empq_gpu_seconds_total` (the rest
+    #: are summed under `customer="_other"`).
+    metrics_max_customers: Annotated[int, Field(ge=0, le=10_000)] = 100
     #: Largest artifact upload accepted (bytes); past it the upload gets 413.
     artifact_max_bytes: Annotated[int, Field(ge=1)] = 1024**3
     # Job types that get their own `type` label in /metrics; later ones count as `other`.

@@ -86,7 +86,10 @@ class Keys:
         return f"{self.base}:crun"
 
     def usage(self, hour: int) -> str:
-        """Hash: per-customer usage of one hour (hours since the epoch), see usage.lua."""
+        """Hash: one hour's usage (hours since the epoch): "<customer>|<what>" -> amount.
+
+        Expires after `usage_retention`, so the number of these keys is bounded.
+        """
         return f"{self.base}:usage:{hour}"
 
     @cached_property
@@ -141,7 +144,8 @@ class Keys:
 
     @cached_property
     def stats(self) -> str:
-        """Hash: running totals (completed, failed, wait and run time sums)."""
+        """Hash: running totals (completed, failed, wait and run time sums, and
+        `gpu_seconds|<customer>` for the metrics)."""
         return f"{self.base}:stats"
 
     def lease(self, name: str) -> str:

@@ -27,6 +27,7 @@ from empq.broker.base import Assignment, Clock, SubmitResult, wall_clock_ms
 from empq.broker.claiming import ClaimMixin, _token
 from empq.broker.events import EventsMixin
 from empq.broker.recovery import RecoveryMixin
+from empq.broker.usage import UsageMixin
 from empq.codec import spec_of, submission_fields
 from empq.config import BrokerSettings
 from empq.errors import InvalidTransition, JobNotFound
@@ -43,7 +44,7 @@ def new_job_id() -> str:
     return os.urandom(16).hex()
 
 
-class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
+class Broker(ClaimMixin, RecoveryMixin, EventsMixin, UsageMixin):
     """Every job operation, atomic, over one Redis."""
 
     @classmethod
@@ -263,6 +264,7 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
             if fields[0] is None:
                 raise JobNotFound(job_id)
             worker = fields[1].decode() if fields[1] else ""
+            now = self.clock()
             reply = await self.scripts.cancel(
                 keys=[
                     k.job(job_id),
@@ -275,8 +277,9 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
                     k.finished,
                     k.counts,
                     k.events,
+                    *self._usage_keys(now),
                 ],
-                args=[reason or "", self.clock(), self._maxlen, job_id, worker],
+                args=[reason or "", now, self._maxlen, job_id, worker, self._usage_ttl],
             )
             if reply[0] == b"RETRY":  # the job changed hands between the read and the script
                 continue

@@ -44,7 +44,7 @@ class Hub:
         self.broker = broker
         self.hub_id = uuid.uuid4().hex[:12]
         self.http_url: str | None = settings.public_url
-        self.metrics = HubMetrics(settings.metrics_max_job_types)
+        self.metrics = HubMetrics(settings.metrics_max_job_types, settings.metrics_max_customers)
         broker.observer = HubLifecycle(broker, self.metrics)
         self.registry = Registry(broker.redis, broker.keys, self.hub_id)
         self.connections = Connections()

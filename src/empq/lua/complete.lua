@@ -6,10 +6,26 @@
 -- ARGV[1] now ms  ARGV[2] event stream max length
 -- then per job i (from 3 + 4(i-1)): claim token, result JSON, processing time s ('' if
 --   unknown; a negative or non-finite one counts as unknown), job id
+-- Usage (when KEYS has one more at the end): KEYS[7 + 2n] the hour's usage hash;
+--   ARGV[3 + 4n] its retention s, then per job i: its worker's GPUs
 -- Returns per job: {'OK'} | {'NOTFOUND'} | {'STALE', current status}. The completed jobs'
 -- events share one stream entry (data: an array when there are several).
 local now = tonumber(ARGV[1])
-local n = (#KEYS - 6) / 2
+local n = math.floor((#KEYS - 6) / 2)
+local usage = #KEYS > 6 + 2 * n
+-- Usage accounting (docs/tenants.md): one hash per hour, fields "<customer>|<what>".
+-- GPU-seconds also add up, for all time, in the stats hash ("gpu_seconds|<customer>").
+local function add_usage(hour_key, stats_key, retention, cust, status, run_s, gpus, wait_s)
+  local c = cust or ''
+  if status then redis.call('HINCRBY', hour_key, c .. '|jobs:' .. status, 1) end
+  if run_s and run_s > 0 then
+    redis.call('HINCRBYFLOAT', hour_key, c .. '|run', run_s)
+    redis.call('HINCRBYFLOAT', hour_key, c .. '|gpu', run_s * gpus)
+    redis.call('HINCRBYFLOAT', stats_key, 'gpu_seconds|' .. c, run_s * gpus)
+  end
+  if wait_s and wait_s > 0 then redis.call('HINCRBYFLOAT', hour_key, c .. '|wait', wait_s) end
+  redis.call('EXPIRE', hour_key, retention)
+end
 local replies = {}
 local events = {}
 for i = 1, n do
@@ -44,6 +60,10 @@ for i = 1, n do
     redis.call('HINCRBYFLOAT', KEYS[5], 'run_seconds_sum', ptime)
     redis.call('HINCRBYFLOAT', KEYS[5], 'wait_seconds_sum',
       (assigned - (tonumber(f[8]) or assigned)) / 1000)
+    if usage then
+      add_usage(KEYS[7 + 2 * n], KEYS[5], ARGV[3 + 4 * n], f[5], 'completed', ptime,
+        tonumber(ARGV[3 + 4 * n + i]) or 1, (assigned - (tonumber(f[8]) or assigned)) / 1000)
+    end
     -- Built as text so a large result is copied, never decoded and re-encoded.
     events[#events + 1] = '{"job_id":' .. cjson.encode(id) .. ',"status":"completed"'
       .. ',"previous_status":' .. cjson.encode(st)
