@@ -103,6 +103,8 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin, UsageMixin):
         as usual, which answers with the better job).
         """
         eligible = self._eligible(caps, state)
+        if self.settings.customer_max_running:
+            eligible = []  # the claim checks the customer's limit; reserve.lua does not
         spec = spec_of(sub) if spec is None else spec
         fields = submission_fields(sub)
         keys, args, sigs = self._submit_call([sub], [job_id], [spec], [fields])

@@ -123,6 +123,10 @@ class QueryMixin(BrokerBase):
             "avg_run_seconds": totals.get("run_seconds_sum", 0.0) / completed if completed else 0.0,
         }
 
+    async def held_by_customer(self, customer_id: str) -> int:
+        """How many of the customer's jobs workers hold now (what `max_running` limits)."""
+        return int(await self._r.hget(self.keys.counts, f"held|{customer_id}") or 0)
+
     async def _refresh_signatures(self) -> None:
         pipe = self._r.pipeline(transaction=True)
         pipe.get(self.keys.signatures_version)

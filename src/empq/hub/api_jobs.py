@@ -141,7 +141,18 @@ async def retry(job_id: str, hub: HubDep, key: KeyDep) -> dict[str, Any]:
 @router.get("/{job_id}/explain", summary="Which workers can run the job, and why not")
 async def explain_job(job_id: str, hub: HubDep, key: KeyDep) -> dict[str, Any]:
     job = await own_job(hub, key, job_id)
-    return explain(job, await hub.registry.all())
+    reply = explain(job, await hub.registry.all())
+    limit = hub.settings.max_running(job.customer_id)
+    if job.status == JobStatus.QUEUED and job.customer_id is not None and limit is not None:
+        held = await hub.broker.held_by_customer(job.customer_id)
+        if held >= limit:
+            reply["summary"] = (
+                f"customer '{job.customer_id}' is at its limit of {limit} running job(s) "
+                f"(EMPQ_CUSTOMER_MAX_RUNNING); claims skip its jobs until one ends. "
+                + reply["summary"]
+            )
+            reply["customer_limit"] = {"max_running": limit, "running": held}
+    return reply
 
 
 __all__ = ["HubDep", "KeyDep", "hub_of", "job_json", "own_job", "router", "submit_reply"]

@@ -19,6 +19,13 @@ local function add_usage(hour_key, stats_key, retention, cust, status, run_s, gp
   if wait_s and wait_s > 0 then redis.call('HINCRBYFLOAT', hour_key, c .. '|wait', wait_s) end
   redis.call('EXPIRE', hour_key, retention)
 end
+-- counts' `held|<customer>`: how many of the customer's jobs workers hold (its limit).
+local function held(counts, cust, d)
+  if not cust then return end
+  if redis.call('HINCRBY', counts, 'held|' .. cust, d) <= 0 then
+    redis.call('HDEL', counts, 'held|' .. cust)
+  end
+end
 local f = redis.call('HMGET', KEYS[1], 'status', 'worker_id', 'type', 'customer_id',
   'priority', 'attempts', 'order')
 local st = f[1]
@@ -43,6 +50,7 @@ redis.call('HDEL', KEYS[1], 'claim_token', 'retry_at')
 redis.call('ZADD', KEYS[8], now, id)
 redis.call('HINCRBY', KEYS[9], st, -1)
 redis.call('HINCRBY', KEYS[9], 'cancelled', 1)
+if st == 'assigned' or st == 'accepted' or st == 'in_progress' then held(KEYS[9], f[4], -1) end
 if KEYS[11] then add_usage(KEYS[11], nil, ARGV[6], f[4], 'cancelled', nil, 1, nil) end
 redis.call('XADD', KEYS[10], 'MAXLEN', '~', ARGV[3], '*', 'type', 'job_update', 'data',
   cjson.encode({job_id = id, status = 'cancelled', previous_status = st, message = ARGV[1],

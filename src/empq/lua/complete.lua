@@ -10,6 +10,13 @@
 --   ARGV[3 + 4n] its retention s, then per job i: its worker's GPUs
 -- Returns per job: {'OK'} | {'NOTFOUND'} | {'STALE', current status}. The completed jobs'
 -- events share one stream entry (data: an array when there are several).
+-- counts' `held|<customer>`: how many of the customer's jobs workers hold (its limit).
+local function held(counts, cust, d)
+  if not cust then return end
+  if redis.call('HINCRBY', counts, 'held|' .. cust, d) <= 0 then
+    redis.call('HDEL', counts, 'held|' .. cust)
+  end
+end
 local now = tonumber(ARGV[1])
 local n = math.floor((#KEYS - 6) / 2)
 local usage = #KEYS > 6 + 2 * n
@@ -53,6 +60,7 @@ for i = 1, n do
     redis.call('ZADD', KEYS[3], now, id)
     redis.call('HINCRBY', KEYS[4], st, -1)
     redis.call('HINCRBY', KEYS[4], 'completed', 1)
+    held(KEYS[4], f[5], -1)
     local assigned = tonumber(f[9]) or now
     local started = tonumber(f[10]) or assigned
     local ptime = given or ((now - started) / 1000)

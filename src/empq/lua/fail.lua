@@ -22,6 +22,13 @@ local function add_usage(hour_key, stats_key, retention, cust, status, run_s, gp
   if wait_s and wait_s > 0 then redis.call('HINCRBYFLOAT', hour_key, c .. '|wait', wait_s) end
   redis.call('EXPIRE', hour_key, retention)
 end
+-- counts' `held|<customer>`: how many of the customer's jobs workers hold (its limit).
+local function held(counts, cust, d)
+  if not cust then return end
+  if redis.call('HINCRBY', counts, 'held|' .. cust, d) <= 0 then
+    redis.call('HDEL', counts, 'held|' .. cust)
+  end
+end
 local usage = KEYS[10] ~= nil
 local f = redis.call('HMGET', KEYS[1], 'status', 'claim_token', 'worker_id', 'type',
   'customer_id', 'priority', 'max_retries', 'created_at', 'assigned_at', 'started_at')
@@ -60,6 +67,7 @@ else
 end
 redis.call('HINCRBY', KEYS[7], st, -1)
 redis.call('HINCRBY', KEYS[7], new, 1)
+held(KEYS[7], f[5], -1)
 if usage then
   -- Every attempt's run time is usage; the job counts by status once it is final.
   local assigned = tonumber(f[9]) or now
