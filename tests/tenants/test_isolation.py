@@ -102,6 +102,18 @@ async def test_rest_submission_takes_the_keys_customer(t: Tenants) -> None:
     assert len((await t.op.get("/api/jobs", params={"customer_id": "B"})).json()["jobs"]) == 1
 
 
+async def test_rest_an_idempotency_key_never_answers_with_another_customers_job(
+    t: Tenants,
+) -> None:
+    body = {"type": "t", "idempotency_key": "order-1"}
+    b_job = await t.b.post("/api/jobs", json=body)
+    a_job = await t.a.post("/api/jobs", json=body)
+    assert (b_job.status_code, a_job.status_code) == (201, 201)
+    assert a_job.json()["job_id"] != b_job.json()["job_id"]
+    again = await t.a.post("/api/jobs", json=body)
+    assert (again.status_code, again.json()["job_id"]) == (200, a_job.json()["job_id"])
+
+
 async def test_rest_priority_above_the_keys_ceiling_is_403(t: Tenants) -> None:
     r = await t.b.post("/api/jobs", json={"type": "t", "priority": 61})
     assert r.status_code == 403

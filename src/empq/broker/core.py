@@ -28,7 +28,7 @@ from empq.broker.claiming import ClaimMixin, _token
 from empq.broker.events import EventsMixin
 from empq.broker.recovery import RecoveryMixin
 from empq.broker.usage import UsageMixin
-from empq.codec import spec_of, submission_fields
+from empq.codec import idempotency_field, spec_of, submission_fields
 from empq.config import BrokerSettings
 from empq.errors import InvalidTransition, JobNotFound
 from empq.matching import JobSpec, WorkerState
@@ -210,7 +210,7 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin, UsageMixin):
                         "fields": submission_fields(sub) if fields is None else fields[i],
                         "sig": sig,
                         "spec": spec.to_json(),
-                        "idem": sub.idempotency_key,
+                        "idem": idempotency_field(sub.customer_id, sub.idempotency_key),
                         "wf": sub.workflow_id is not None,
                         "cust": sub.customer_id is not None,
                         "priority": sub.priority,
