@@ -74,10 +74,17 @@ class BrokerSettings(CommonSettings):
     customer_max_running: Annotated[dict[str, Annotated[int, Field(ge=0)]], NoDecode] = Field(
         default_factory=dict
     )
+    #: Submissions per second a customer key may make (`ACME=10,*=100`), in bursts of
+    #: up to ten seconds' worth; past it, 429 with Retry-After.
+    customer_submit_rate: Annotated[dict[str, Annotated[float, Field(gt=0)]], NoDecode] = Field(
+        default_factory=dict
+    )
     #: How long usage accounting keeps its hourly buckets.
     usage_retention: Annotated[float, Field(gt=0)] = 90 * 24 * 3600
 
-    @field_validator("customer_weights", "customer_max_running", mode="before")
+    @field_validator(
+        "customer_weights", "customer_max_running", "customer_submit_rate", mode="before"
+    )
     @classmethod
     def _name_numbers(cls, value: object) -> object:
         return _pairs(value)
@@ -85,6 +92,11 @@ class BrokerSettings(CommonSettings):
     def customer_weight(self, customer_id: str | None) -> float:
         """The fair-share weight of a customer (1 unless configured)."""
         return self.customer_weights.get(customer_id or "", 1.0)
+
+    def submit_rate(self, customer_id: str) -> float | None:
+        """Submissions per second the customer may make, or None for unlimited."""
+        rates = self.customer_submit_rate
+        return rates.get(customer_id, rates.get("*"))
 
     def max_running(self, customer_id: str | None) -> int | None:
         """The customer's running-jobs limit, or None for unlimited."""

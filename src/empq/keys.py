@@ -80,10 +80,9 @@ class Keys:
         """Hash: "<100 - priority>|<customer>" -> the customer's next fair-share turn there."""
         return f"{self.base}:fair"
 
-    @cached_property
-    def customer_running(self) -> str:
-        """Hash: customer id -> how many of its jobs are held by workers (for its limit)."""
-        return f"{self.base}:crun"
+    def submit_bucket(self, customer_id: str) -> str:
+        """Hash: a customer's submission token bucket (`tokens`, `at`), see rate.lua."""
+        return f"{self.base}:rate:{customer_id}"
 
     def usage(self, hour: int) -> str:
         """Hash: one hour's usage (hours since the epoch): "<customer>|<what>" -> amount.

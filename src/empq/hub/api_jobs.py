@@ -12,7 +12,7 @@ from empq.credentials import ApiKey
 from empq.hub.auth import api_key_of, require_api_key
 from empq.hub.explain import explain
 from empq.hub.runtime import Hub
-from empq.hub.scoping import list_filter, scoped_submission, visible
+from empq.hub.scoping import list_filter, scoped_submission, take_rate, visible
 from empq.matching import JobSpec
 from empq.models import BatchSubmission, Job, JobSubmission
 from empq.protocol import now_ms
@@ -40,7 +40,9 @@ def job_json(job: Job) -> dict[str, Any]:
 @router.post("", status_code=201, summary="Submit a job")
 async def submit(sub: JobSubmission, hub: HubDep, key: KeyDep) -> JSONResponse:
     """Queue one job. 201 for a new job; 200 with the first job for a repeated idempotency key."""
-    status, body = await submit_reply(hub, scoped_submission(key, sub))
+    sub = scoped_submission(key, sub)
+    await take_rate(hub.broker, key, 1)
+    status, body = await submit_reply(hub, sub)
     return JSONResponse(body, status_code=status)
 
 
@@ -67,6 +69,7 @@ async def submit_reply(hub: Hub, sub: JobSubmission) -> tuple[int, dict[str, Any
 @router.post("/batch", status_code=201, summary="Submit many jobs, all or nothing")
 async def submit_batch(batch: BatchSubmission, hub: HubDep, key: KeyDep) -> dict[str, Any]:
     batch = batch.model_copy(update={"jobs": [scoped_submission(key, j) for j in batch.jobs]})
+    await take_rate(hub.broker, key, len(batch.jobs))
     started, job_ids = now_ms(), [new_job_id() for _ in batch.jobs]
     hub.dispatcher.expect(job_ids)
     results = await hub.broker.submit_many(batch.jobs, job_ids)

@@ -11,7 +11,7 @@ from empq.hub.catchup import read_catch_up, replay
 from empq.hub.connections import Connection
 from empq.hub.events import JOB_EVENTS, wants_job_event
 from empq.hub.rights import refusal_for
-from empq.hub.scoping import notification_filters, scoped_submission, visible
+from empq.hub.scoping import notification_filters, scoped_submission, take_rate, visible
 from empq.matching import JobSpec
 from empq.models import Job
 from empq.protocol import (
@@ -65,6 +65,7 @@ async def register_client(hub: Hub, conn: Connection, msg: RegisterClient) -> No
 async def submit_job(hub: Hub, conn: Connection, msg: SubmitJob) -> None:
     require_client_auth(hub, conn)
     sub = scoped_submission(conn.api_key, msg.to_submission())
+    await take_rate(hub.broker, conn.api_key, 1)
     spec = JobSpec.of(sub.type, sub.customer_id, sub.requirements)
     # Counted before the submission, which may already have one of them claim it.
     notified = hub.dispatcher.capable_idle_count(spec)

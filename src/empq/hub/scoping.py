@@ -14,10 +14,15 @@ passes everything through unchanged. A customer key:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from empq.credentials import ApiKey
-from empq.errors import CustomerNotFound, Forbidden, JobNotFound
+from empq.errors import CustomerNotFound, Forbidden, JobNotFound, RateLimited
 from empq.models import Job, JobSubmission
 from empq.protocol import NotificationFilters
+
+if TYPE_CHECKING:
+    from empq.broker import Broker
 
 
 def scoped_submission(key: ApiKey, sub: JobSubmission) -> JobSubmission:
@@ -41,6 +46,15 @@ def scoped_submission(key: ApiKey, sub: JobSubmission) -> JobSubmission:
     if sub.customer_id == key.customer_id:
         return sub
     return sub.model_copy(update={"customer_id": key.customer_id})
+
+
+async def take_rate(broker: Broker, key: ApiKey, count: int) -> None:
+    """`RateLimited` when a customer key submits past its customer's rate."""
+    if key.is_operator or key.customer_id is None or not broker.settings.customer_submit_rate:
+        return
+    wait = await broker.take_submissions(key.customer_id, count)
+    if wait > 0:
+        raise RateLimited(key.customer_id, wait)
 
 
 def sees(key: ApiKey, customer_id: str | None) -> bool:
