@@ -136,6 +136,15 @@ async def test_rest_operator_routes_are_403_for_customer_keys(
     assert (await t.op.request(method, path)).status_code in (200, 404)
 
 
+async def test_rest_whoami_names_the_keys_role(t: Tenants) -> None:
+    assert (await t.b.get("/api/whoami")).json() == {
+        "role": "customer",
+        "customer_id": "B",
+        "max_priority": 60,
+    }
+    assert (await t.op.get("/api/whoami")).json()["role"] == "operator"
+
+
 async def test_rest_customer_key_cannot_store_artifacts(t: Tenants) -> None:
     r = await t.b.put(
         f"/api/jobs/{t.job_b}/artifacts/x.txt", content=b"x", headers={"X-EMPQ-Claim-Token": "t"}

@@ -1,4 +1,5 @@
-"""`GET /api/usage` (CONTRACT §10): per-customer jobs, GPU-seconds, wait and run time."""
+"""`GET /api/usage` (CONTRACT §10): per-customer jobs, GPU-seconds, wait and run time;
+and `GET /api/whoami`: what the presented key may see (the dashboard reads it)."""
 
 from __future__ import annotations
 
@@ -52,3 +53,11 @@ async def usage(
         "to": datetime.fromtimestamp(end / 1000, UTC).isoformat(),
         "customers": [u.as_json() for u in found],
     }
+
+
+@router.get("/whoami", summary="What the presented API key is: operator or customer")
+async def whoami(key: KeyDep) -> dict[str, Any]:
+    """`role` is `operator` (every job, every route) or `customer` (its own jobs only)."""
+    if key.is_operator:
+        return {"role": "operator", "customer_id": None, "max_priority": None}
+    return {"role": "customer", "customer_id": key.customer_id, "max_priority": key.max_priority}

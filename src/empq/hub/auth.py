@@ -18,7 +18,7 @@ from empq.hub.http_errors import ApiError
 
 #: Path prefixes a customer key may call; every other `/api/*` route is operator-only,
 #: so a route added later is closed to customers until it is scoped.
-CUSTOMER_ROUTES = ("/api/jobs", "/api/webhooks", "/api/usage")
+CUSTOMER_ROUTES = ("/api/jobs", "/api/webhooks", "/api/usage", "/api/whoami")
 
 
 def matches(candidate: str | None, allowed: Iterable[str]) -> bool:
