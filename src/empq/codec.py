@@ -25,6 +25,14 @@ _INT_FIELDS = (
 _TIME_FIELDS = ("created_at", "assigned_at", "started_at", "completed_at", "retry_at")
 
 
+def idempotency_field(customer_id: str | None, key: str | None) -> str | None:
+    """Where an idempotency key is kept: per customer, so one customer's key can never
+    answer with another customer's job."""
+    if key is None or customer_id is None:
+        return key
+    return f"{customer_id}\x1f{key}"
+
+
 def submission_fields(sub: JobSubmission) -> dict[str, str | int]:
     """The hash fields a submission writes (None values are left out)."""
     payload = dumps(sub.payload)

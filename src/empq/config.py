@@ -7,10 +7,10 @@ import uuid
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from empq.credentials import parse_worker_token
+from empq.credentials import ApiKey, parse_api_keys, parse_worker_token, read_key_file
 from empq.redis_url import check_redis_url
 
 
@@ -18,6 +18,21 @@ def _split(value: object) -> object:
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
     return value
+
+
+def _pairs(value: object) -> object:
+    """`ACME=2,BETA=1` -> {"ACME": "2", "BETA": "1"} (pydantic then checks the values)."""
+    if not isinstance(value, str):
+        return value
+    out: dict[str, str] = {}
+    for item in (v.strip() for v in value.split(",")):
+        if not item:
+            continue
+        name, sep, number = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"{item!r} is not NAME=NUMBER")
+        out[name.strip()] = number.strip()
+    return out
 
 
 class CommonSettings(BaseSettings):
@@ -49,6 +64,46 @@ class BrokerSettings(CommonSettings):
     )
     event_stream_max: Annotated[int, Field(ge=100)] = 100_000
     job_retention: Annotated[float, Field(ge=0)] = 7 * 24 * 3600
+    #: `customer`: at equal effective priority, customers take turns (docs/tenants.md).
+    fair_share: Literal["off", "customer"] = "off"
+    #: Fair-share weight per customer (`ACME=2,BETA=1`); unlisted customers weigh 1.
+    customer_weights: Annotated[dict[str, Annotated[float, Field(gt=0, le=1000)]], NoDecode] = (
+        Field(default_factory=dict)
+    )
+    #: Most jobs a customer may hold running at once (`ACME=10,*=50`; `*` for the rest).
+    customer_max_running: Annotated[dict[str, Annotated[int, Field(ge=0)]], NoDecode] = Field(
+        default_factory=dict
+    )
+    #: Submissions per second a customer key may make (`ACME=10,*=100`), in bursts of
+    #: up to ten seconds' worth; past it, 429 with Retry-After.
+    customer_submit_rate: Annotated[dict[str, Annotated[float, Field(gt=0)]], NoDecode] = Field(
+        default_factory=dict
+    )
+    #: How long usage accounting keeps its hourly buckets.
+    usage_retention: Annotated[float, Field(gt=0)] = 90 * 24 * 3600
+
+    @field_validator(
+        "customer_weights", "customer_max_running", "customer_submit_rate", mode="before"
+    )
+    @classmethod
+    def _name_numbers(cls, value: object) -> object:
+        return _pairs(value)
+
+    def customer_weight(self, customer_id: str | None) -> float:
+        """The fair-share weight of a customer (1 unless configured)."""
+        return self.customer_weights.get(customer_id or "", 1.0)
+
+    def submit_rate(self, customer_id: str) -> float | None:
+        """Submissions per second the customer may make, or None for unlimited."""
+        rates = self.customer_submit_rate
+        return rates.get(customer_id, rates.get("*"))
+
+    def max_running(self, customer_id: str | None) -> int | None:
+        """The customer's running-jobs limit, or None for unlimited."""
+        limits = self.customer_max_running
+        if customer_id is not None and customer_id in limits:
+            return limits[customer_id]
+        return limits.get("*")
 
     @field_validator("retry_delays", mode="before")
     @classmethod
@@ -89,6 +144,8 @@ class HubSettings(BrokerSettings):
     catchup_max_events: Annotated[int, Field(ge=1)] = 1000
     catchup_max_seconds: Annotated[float, Field(gt=0)] = 3600
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: A file of more `EMPQ_API_KEYS` entries, one per line (`#` comments).
+    api_keys_file: Path | None = None
     worker_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
     webhook_deny_private: bool = False
     public_url: str | None = None
@@ -96,6 +153,9 @@ class HubSettings(BrokerSettings):
         default_factory=lambda: [1.0, 5.0, 15.0]
     )
     alert_queue_depth: Annotated[int, Field(ge=1)] = 1000
+    #: Most customers with a label of their own in `empq_gpu_seconds_total` (the rest
+    #: are summed under `customer="_other"`).
+    metrics_max_customers: Annotated[int, Field(ge=0, le=10_000)] = 100
     #: Largest artifact upload accepted (bytes); past it the upload gets 413.
     artifact_max_bytes: Annotated[int, Field(ge=1)] = 1024**3
     # Job types that get their own `type` label in /metrics; later ones count as `other`.
@@ -117,6 +177,26 @@ class HubSettings(BrokerSettings):
         for entry in value:
             parse_worker_token(entry)
         return value
+
+    _keys: list[ApiKey] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="after")
+    def _key_entries(self) -> HubSettings:
+        # The file's entries join the list, so "keys are set" means the same everywhere.
+        if self.api_keys_file is not None:
+            try:
+                extra = read_key_file(self.api_keys_file)
+            except OSError as exc:
+                raise ValueError(f"api_keys_file: cannot read it ({exc.strerror})") from None
+            self.api_keys = [*self.api_keys, *extra]
+            self.api_keys_file = None  # read once, even when the model is copied
+        self._keys = parse_api_keys(self.api_keys)
+        return self
+
+    @property
+    def api_key_entries(self) -> list[ApiKey]:
+        """The configured API keys, parsed."""
+        return self._keys
 
 
 def default_worker_id() -> str:

@@ -7,6 +7,9 @@ EmpqError
 ├── InvalidTransition      the job's status does not allow it (cancel a completed job)
 ├── StaleClaim             a claim token that is not the job's current one
 ├── AuthError              missing or wrong API key or worker token
+├── Forbidden              a customer key reached past its customer or priority ceiling
+├── CustomerNotFound       a customer key named another customer (answered as not found)
+├── RateLimited            a customer submitting past its rate; `.retry_after` (s)
 ├── HubUnavailable         the hub cannot be reached
 ├── DependencyChanged      an installed library no longer offers what empq relies on
 └── ConnectorError         a connector could not run a job; `.error_type`, `.retryable`
@@ -91,6 +94,35 @@ class AuthError(EmpqError):
     """A missing or wrong API key or worker token."""
 
     code = "AUTH_FAILED"
+
+
+class Forbidden(EmpqError):
+    """A customer API key asked for something outside its customer or priority ceiling."""
+
+    code = "FORBIDDEN"
+
+
+class CustomerNotFound(EmpqError):
+    """A customer API key named another customer: answered as not found, never 403."""
+
+    code = "NOT_FOUND"
+
+    def __init__(self, customer_id: str) -> None:
+        super().__init__(f"customer '{customer_id}' not found")
+        self.customer_id = customer_id
+
+
+class RateLimited(EmpqError):
+    """A customer submitted faster than its `EMPQ_CUSTOMER_SUBMIT_RATE`."""
+
+    code = "RATE_LIMITED"
+
+    def __init__(self, customer_id: str, retry_after: float) -> None:
+        super().__init__(
+            f"customer '{customer_id}' is submitting too fast; retry in {retry_after:g} s",
+            details={"retry_after": retry_after},
+        )
+        self.retry_after = retry_after
 
 
 class HubUnavailable(EmpqError):

@@ -76,6 +76,22 @@ class Keys:
         return f"{self.base}:sigs:version"
 
     @cached_property
+    def fair_turns(self) -> str:
+        """Hash: "<100 - priority>|<customer>" -> the customer's next fair-share turn there."""
+        return f"{self.base}:fair"
+
+    def submit_bucket(self, customer_id: str) -> str:
+        """Hash: a customer's submission token bucket (`tokens`, `at`), see rate.lua."""
+        return f"{self.base}:rate:{customer_id}"
+
+    def usage(self, hour: int) -> str:
+        """Hash: one hour's usage (hours since the epoch): "<customer>|<what>" -> amount.
+
+        Expires after `usage_retention`, so the number of these keys is bounded.
+        """
+        return f"{self.base}:usage:{hour}"
+
+    @cached_property
     def delayed(self) -> str:
         """Sorted set: job id -> ms when its retry is due."""
         return f"{self.base}:delayed"
@@ -127,7 +143,8 @@ class Keys:
 
     @cached_property
     def stats(self) -> str:
-        """Hash: running totals (completed, failed, wait and run time sums)."""
+        """Hash: running totals (completed, failed, wait and run time sums, and
+        `gpu_seconds|<customer>` for the metrics)."""
         return f"{self.base}:stats"
 
     def lease(self, name: str) -> str:

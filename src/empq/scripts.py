@@ -110,6 +110,7 @@ NAMES = (
     "promote",
     "cleanup",
     "gc_signature",
+    "rate",
     *COMPOSED,
 )
 
@@ -353,6 +354,7 @@ class Scripts:
     promote: BatchedScript
     cleanup: BatchedScript
     gc_signature: BatchedScript
+    rate: BatchedScript
     #: submit.lua then reserve.lua in one call: a submission reserved for an idle worker.
     submit_reserve: BatchedScript
     channel: ScriptChannel | None

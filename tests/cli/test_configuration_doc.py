@@ -44,7 +44,7 @@ def settings_fields() -> dict[str, FieldInfo]:
 
 
 def same_default(doc: str, value: Any) -> bool:
-    if value is None or value == []:
+    if value is None or value == [] or value == {}:
         return doc == "unset"
     if isinstance(value, bool):
         return doc == str(value).lower()

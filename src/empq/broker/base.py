@@ -140,11 +140,19 @@ class BrokerBase:
         # Claim candidates per eligible signature set (see claiming.py).
         self._candidates: dict[tuple[str, ...], Any] = {}
         # Completions waiting for this turn's call of complete.lua (see reports.py).
-        self._completes: list[tuple[tuple[str, str, str, Any], asyncio.Future[Any]]] = []
+        self._completes: list[tuple[tuple[str, str, str, Any, int], asyncio.Future[Any]]] = []
         # Jobs this process queued lately: order key -> signature (see claiming.py).
         self._hints: dict[str, str] = {}
         #: Told of each change this broker applied (the hub logs and counts them).
         self.observer: JobObserver = NULL_OBSERVER
+
+    def _usage_keys(self, now_ms: int) -> list[str]:
+        """The usage hash an outcome at `now_ms` adds to (its hour's)."""
+        return [self.keys.usage(now_ms // 3_600_000)]
+
+    @property
+    def _usage_ttl(self) -> int:
+        return int(self.settings.usage_retention)
 
     async def close(self) -> None:
         """Close the Redis client and the scripts' connection."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -133,7 +134,35 @@ class ClaimMixin(QueryMixin):
         for job_id, member, sig in candidates:
             keys += [k.job(job_id), k.sig_queue(sig)]
             args.append(member)
+        if self._limits_json:
+            args.append(self._limits_json)
         return keys, args
+
+    async def _within_limits(self, eligible: list[str]) -> list[str]:
+        """`eligible` less the signatures of customers that hold their `max_running`.
+
+        One read of the customers' held counts; claim.lua checks again, atomically.
+        """
+        limited = {
+            c
+            for c in {self._specs[s].customer_id for s in eligible}
+            if c is not None and self.settings.max_running(c) is not None
+        }
+        if not limited:
+            return eligible
+        names = sorted(limited)
+        counts = await self._r.hmget(self.keys.counts, [f"held|{c}" for c in names])
+        full = {
+            c
+            for c, n in zip(names, counts, strict=True)
+            if int(n or 0) >= (self.settings.max_running(c) or 0)
+        }
+        return [s for s in eligible if self._specs[s].customer_id not in full]
+
+    @property
+    def _limits_json(self) -> str:
+        limits = self.settings.customer_max_running
+        return json.dumps(limits, separators=(",", ":"), sort_keys=True) if limits else ""
 
     def _claim_keys(self, worker_id: str) -> list[str]:
         """The first KEYS of claim.lua and reserve.lua (the same in both)."""
@@ -192,6 +221,8 @@ class ClaimMixin(QueryMixin):
         spare = 1  # extra candidates to send along, in case others took the first ones
         for _ in range(_CLAIM_ROUNDS):
             eligible = self._eligible(caps, state)
+            if self.settings.customer_max_running:
+                eligible = await self._within_limits(eligible)
             cache_key = tuple(eligible)
             cands = self._candidates.get(cache_key)
             hinted = cands is not None and cands.empty and self._take_hints(eligible)

@@ -27,7 +27,8 @@ from empq.broker.base import Assignment, Clock, SubmitResult, wall_clock_ms
 from empq.broker.claiming import ClaimMixin, _token
 from empq.broker.events import EventsMixin
 from empq.broker.recovery import RecoveryMixin
-from empq.codec import spec_of, submission_fields
+from empq.broker.usage import UsageMixin
+from empq.codec import idempotency_field, spec_of, submission_fields
 from empq.config import BrokerSettings
 from empq.errors import InvalidTransition, JobNotFound
 from empq.matching import JobSpec, WorkerState
@@ -43,7 +44,7 @@ def new_job_id() -> str:
     return os.urandom(16).hex()
 
 
-class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
+class Broker(ClaimMixin, RecoveryMixin, EventsMixin, UsageMixin):
     """Every job operation, atomic, over one Redis."""
 
     @classmethod
@@ -102,6 +103,8 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
         as usual, which answers with the better job).
         """
         eligible = self._eligible(caps, state)
+        if self.settings.customer_max_running:
+            eligible = []  # the claim checks the customer's limit; reserve.lua does not
         spec = spec_of(sub) if spec is None else spec
         fields = submission_fields(sub)
         keys, args, sigs = self._submit_call([sub], [job_id], [spec], [fields])
@@ -186,6 +189,7 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
         # The third: the registry version to set if a new signature is registered.
         args: list[Any] = [self.clock(), self._maxlen, os.urandom(8).hex()]
         sigs: list[str] = []
+        fair = self.settings.fair_share == "customer"
         for i, sub in enumerate(subs):
             job_id = new_job_id() if job_ids is None else job_ids[i]
             spec = spec_of(sub) if specs is None else specs[i]
@@ -206,17 +210,24 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
                         "fields": submission_fields(sub) if fields is None else fields[i],
                         "sig": sig,
                         "spec": spec.to_json(),
-                        "idem": sub.idempotency_key,
+                        "idem": idempotency_field(sub.customer_id, sub.idempotency_key),
                         "wf": sub.workflow_id is not None,
                         "cust": sub.customer_id is not None,
                         "priority": sub.priority,
                         "wp": sub.workflow_priority,
                         "wt": sub.workflow_datetime,
                         "step": sub.step_number or 0,
+                        **({"fair": self._turn_cost(sub.customer_id)} if fair else {}),
                     }
                 )
             )
+        if fair:
+            keys.append(k.fair_turns)
         return keys, args, sigs
+
+    def _turn_cost(self, customer_id: str | None) -> int:
+        """How far one job moves its customer's fair-share turn (1000 / weight)."""
+        return max(1, round(1000 / self.settings.customer_weight(customer_id)))
 
     async def _submitted(self, rows: Any, sigs: list[str], now: int) -> list[SubmitResult]:
         """The results of submit.lua's reply."""
@@ -255,6 +266,7 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
             if fields[0] is None:
                 raise JobNotFound(job_id)
             worker = fields[1].decode() if fields[1] else ""
+            now = self.clock()
             reply = await self.scripts.cancel(
                 keys=[
                     k.job(job_id),
@@ -267,8 +279,9 @@ class Broker(ClaimMixin, RecoveryMixin, EventsMixin):
                     k.finished,
                     k.counts,
                     k.events,
+                    *self._usage_keys(now),
                 ],
-                args=[reason or "", self.clock(), self._maxlen, job_id, worker],
+                args=[reason or "", now, self._maxlen, job_id, worker, self._usage_ttl],
             )
             if reply[0] == b"RETRY":  # the job changed hands between the read and the script
                 continue

@@ -123,6 +123,21 @@ class QueryMixin(BrokerBase):
             "avg_run_seconds": totals.get("run_seconds_sum", 0.0) / completed if completed else 0.0,
         }
 
+    async def take_submissions(self, customer_id: str, count: int) -> float:
+        """Take `count` submissions from the customer's rate; 0, or seconds to wait."""
+        rate = self.settings.submit_rate(customer_id)
+        if rate is None:
+            return 0.0
+        wait_ms = await self.scripts.rate(
+            keys=[self.keys.submit_bucket(customer_id)],
+            args=[self.clock(), rate, max(1.0, rate * 10), count],
+        )
+        return int(wait_ms) / 1000
+
+    async def held_by_customer(self, customer_id: str) -> int:
+        """How many of the customer's jobs workers hold now (what `max_running` limits)."""
+        return int(await self._r.hget(self.keys.counts, f"held|{customer_id}") or 0)
+
     async def _refresh_signatures(self) -> None:
         pipe = self._r.pipeline(transaction=True)
         pipe.get(self.keys.signatures_version)

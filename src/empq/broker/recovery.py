@@ -9,6 +9,7 @@ from empq.broker.base import (
     _worker_of_token,
 )
 from empq.broker.reports import ReportsMixin
+from empq.codec import idempotency_field
 from empq.errors import EmpqError, JobNotFound, StaleClaim
 from empq.status import JobStatus
 
@@ -251,7 +252,7 @@ class RecoveryMixin(ReportsMixin):
                     k.idempotency,
                     k.counts,
                 ],
-                args=[cutoff, job_id, idem or ""],
+                args=[cutoff, job_id, idempotency_field(cust, idem) or ""],
             )
         for sig in await self._r.hkeys(k.signatures):
             s = sig.decode()

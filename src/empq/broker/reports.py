@@ -55,6 +55,8 @@ class ReportsMixin(BrokerBase):
         token: str,
         result: dict[str, Any],
         processing_time: float | None = None,
+        *,
+        gpus: int = 1,
     ) -> None:
         """Record success: the job is completed, final.
 
@@ -67,6 +69,7 @@ class ReportsMixin(BrokerBase):
             token,
             json.dumps(result, separators=(",", ":")),
             "" if processing_time is None else processing_time,
+            gpus,
         )
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
@@ -80,10 +83,13 @@ class ReportsMixin(BrokerBase):
         batch, self._completes = self._completes, []
         k = self.keys
         keys = [k.claims, k.running, k.finished, k.counts, k.stats, k.events]
-        args: list[Any] = [self.clock(), self._maxlen]
-        for (job_id, token, result, ptime), _ in batch:
+        now = self.clock()
+        args: list[Any] = [now, self._maxlen]
+        for (job_id, token, result, ptime, _gpus), _ in batch:
             keys += [k.job(job_id), k.worker_jobs(_worker_of_token(token))]
             args += [token, result, ptime, job_id]
+        keys += self._usage_keys(now)
+        args += [self._usage_ttl, *(gpus for (*_, gpus), _ in batch)]
 
         def settle(done: asyncio.Future[Any]) -> None:
             error = None if done.cancelled() else done.exception()
@@ -108,9 +114,11 @@ class ReportsMixin(BrokerBase):
         error_details: dict[str, Any] | None = None,
         *,
         status: JobStatus = JobStatus.FAILED,
+        gpus: int = 1,
     ) -> FailResult:
         """Record a failed attempt: retried after the back-off while retries remain."""
         k = self.keys
+        now = self.clock()
         reply = await self.scripts.fail(
             keys=[
                 k.job(job_id),
@@ -122,17 +130,20 @@ class ReportsMixin(BrokerBase):
                 k.counts,
                 k.stats,
                 k.events,
+                *self._usage_keys(now),
             ],
             args=[
                 token,
                 error,
                 "" if error_details is None else json.dumps(error_details),
                 1 if retry else 0,
-                self.clock(),
+                now,
                 self._maxlen,
                 job_id,
                 status.value,
                 *self.settings.retry_delays,
+                self._usage_ttl,
+                gpus,
             ],
         )
         self._check(job_id, reply)

@@ -354,7 +354,27 @@ def explain(
         output.show_explanation(explanation)
 
 
+def usage(
+    *,
+    hub: HubOption = DEFAULT_HUB,
+    api_key: ApiKeyOption = None,
+    customer: Annotated[str | None, typer.Option(help="Only this customer")] = None,
+    since: Annotated[
+        str | None, typer.Option("--from", help="Start, ISO 8601 (default: 24 hours ago)")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--to", help="End, ISO 8601 (default: now)")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Jobs, GPU-seconds, queue wait and run time per customer."""
+    with connect(hub, api_key) as client:
+        found = client.usage(customer, since, until)
+    if as_json:
+        output.emit_json(found)
+    else:
+        output.show_usage(found)
+
+
 def register(app: typer.Typer) -> None:
     """Add the client commands to the `empq` app."""
-    for command in (submit, status, watch, cancel, retry, jobs, workers, stats, explain):
+    for command in (submit, status, watch, cancel, retry, jobs, workers, stats, explain, usage):
         app.command(rich_help_panel="Client")(command)

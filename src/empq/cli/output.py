@@ -247,3 +247,24 @@ def _scalar(value: Any) -> str:
     if isinstance(value, Mapping | list):
         return json.dumps(value, default=str)
     return str(value)
+
+
+def show_usage(usage: Mapping[str, Any]) -> None:
+    """`empq usage`: one row per customer."""
+    customers = usage.get("customers") or []
+    if not customers:
+        console.print(f"no usage from {usage.get('from')} to {usage.get('to')}")
+        return
+    table = Table(title=f"usage {usage.get('from')} .. {usage.get('to')}")
+    for name in ("customer", "jobs", "gpu s", "wait s", "run s"):
+        table.add_column(name, justify="left" if name in ("customer", "jobs") else "right")
+    for c in customers:
+        jobs = ", ".join(f"{k} {v}" for k, v in (c.get("jobs") or {}).items())
+        table.add_row(
+            escape(str(c.get("customer_id") or "-")),
+            escape(jobs),
+            f"{c.get('gpu_seconds', 0):.1f}",
+            f"{c.get('wait_seconds', 0):.1f}",
+            f"{c.get('run_seconds', 0):.1f}",
+        )
+    console.print(table)

@@ -106,6 +106,29 @@ MetricsMaxJobTypes = Annotated[
     int | None,
     setting(H, "metrics_max_job_types", "Job types labelled in /metrics; later ones: other."),
 ]
+ApiKeysFile = Annotated[
+    Path | None,
+    setting(H, "api_keys_file", "File of more API key entries, one per line.", dir_okay=False),
+]
+FairShare = Annotated[
+    str | None, setting(H, "fair_share", "customer: customers take turns at equal priority.")
+]
+CustomerWeights = Annotated[
+    str | None, setting(H, "customer_weights", "Fair-share weights, ACME=2,BETA=1.")
+]
+CustomerMaxRunning = Annotated[
+    str | None, setting(H, "customer_max_running", "Running-job limits, ACME=10,*=50.")
+]
+CustomerSubmitRate = Annotated[
+    str | None, setting(H, "customer_submit_rate", "Submissions/s per customer, ACME=10,*=100.")
+]
+UsageRetention = Annotated[
+    float | None, setting(H, "usage_retention", "Seconds usage accounting keeps its buckets.")
+]
+MetricsMaxCustomers = Annotated[
+    int | None,
+    setting(H, "metrics_max_customers", "Customers labelled in /metrics; the rest: _other."),
+]
 
 # ---------------------------------------------------------------- worker
 HubUrl = Annotated[str | None, setting(W, "hub_url", "The hub's WebSocket URL.")]

@@ -90,6 +90,13 @@ def hub(
     webhook_retry_delays: o.WebhookRetryDelays = None,
     alert_queue_depth: o.AlertQueueDepth = None,
     metrics_max_job_types: o.MetricsMaxJobTypes = None,
+    api_keys_file: o.ApiKeysFile = None,
+    fair_share: o.FairShare = None,
+    customer_weights: o.CustomerWeights = None,
+    customer_max_running: o.CustomerMaxRunning = None,
+    customer_submit_rate: o.CustomerSubmitRate = None,
+    usage_retention: o.UsageRetention = None,
+    metrics_max_customers: o.MetricsMaxCustomers = None,
     log_level: o.LogLevel = None,
     log_format: o.LogFormat = None,
 ) -> None:

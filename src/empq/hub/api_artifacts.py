@@ -31,6 +31,7 @@ from empq.hub.artifacts import (
 from empq.hub.auth import check_api_key
 from empq.hub.http_errors import ApiError
 from empq.hub.runtime import Hub
+from empq.hub.scoping import visible
 from empq.status import ACTIVE_STATUSES
 
 log = logging.getLogger("empq.hub.artifacts")
@@ -90,7 +91,8 @@ async def put_artifact(
 ) -> JSONResponse:
     # Workers hold a worker token rather than an API key; either is accepted here.
     secrets = [t.secret for t in parse_worker_tokens(hub.settings.worker_tokens)]
-    check_api_key(request, also=secrets)
+    if not check_api_key(request, also=secrets).is_operator:
+        raise ApiError(403, "FORBIDDEN", "artifacts are stored by workers, not customer keys")
     if not x_empq_claim_token:
         raise ApiError(
             401,
@@ -128,10 +130,15 @@ async def put_artifact(
 
 @router.get("/{name}", summary="Fetch a stored output file", response_class=StreamingResponse)
 async def get_artifact(job_id: str, name: str, request: Request, hub: HubDep) -> StreamingResponse:
-    check_api_key(request)
+    key = check_api_key(request)
     check_job_id(job_id)
     check_name(name)
     missing = ApiError(404, "ARTIFACT_NOT_FOUND", f"job '{job_id}' has no artifact '{name}'")
+    if not key.is_operator:
+        try:
+            visible(key, await hub.broker.get(job_id))
+        except JobNotFound:
+            raise missing from None
     try:
         found = hub.artifacts.open(job_id, name)
     except UnsafeArtifactPath as exc:

@@ -7,11 +7,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Response
 
 from empq.errors import WorkerNotFound
-from empq.hub.api_jobs import HubDep
+from empq.hub.api_jobs import HubDep, KeyDep
 from empq.hub.auth import require_api_key
 from empq.hub.http_errors import ApiError
 from empq.hub.registry import dumps
+from empq.hub.scoping import notification_filters, sees
 from empq.hub.webhooks import WebhookIn, public
+from empq.protocol import NotificationFilters
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_api_key)])
 
@@ -37,28 +39,41 @@ async def stats(hub: HubDep) -> dict[str, Any]:
     return await hub.stats.collect()
 
 
+def _not_found(webhook_id: str) -> ApiError:
+    return ApiError(404, "WEBHOOK_NOT_FOUND", f"webhook '{webhook_id}' not found")
+
+
 @router.post("/webhooks", status_code=201, tags=["webhooks"], summary="Register a webhook")
-async def create_webhook(body: WebhookIn, hub: HubDep) -> dict[str, Any]:
-    return await hub.webhooks.create(body)
+async def create_webhook(body: WebhookIn, hub: HubDep, key: KeyDep) -> dict[str, Any]:
+    if not key.is_operator:
+        # A customer's webhook hears its own jobs only, and no worker alerts.
+        filters = notification_filters(key, body.filters or NotificationFilters())
+        events = [e for e in body.events if e != "worker_alert"]
+        body = body.model_copy(update={"filters": filters, "events": events})
+    return await hub.webhooks.create(body, owner=key.customer_id)
 
 
 @router.get("/webhooks", tags=["webhooks"], summary="Registered webhooks")
-async def list_webhooks(hub: HubDep) -> dict[str, Any]:
-    return {"webhooks": [public(r) for r in await hub.webhooks.list_all()]}
+async def list_webhooks(hub: HubDep, key: KeyDep) -> dict[str, Any]:
+    records = await hub.webhooks.list_all()
+    return {"webhooks": [public(r) for r in records if sees(key, r.get("customer_id"))]}
 
 
 @router.get("/webhooks/{webhook_id}", tags=["webhooks"], summary="One webhook")
-async def get_webhook(webhook_id: str, hub: HubDep) -> dict[str, Any]:
+async def get_webhook(webhook_id: str, hub: HubDep, key: KeyDep) -> dict[str, Any]:
     record = await hub.webhooks.get(webhook_id)
-    if record is None:
-        raise ApiError(404, "WEBHOOK_NOT_FOUND", f"webhook '{webhook_id}' not found")
+    if record is None or not sees(key, record.get("customer_id")):
+        raise _not_found(webhook_id)
     return public(record)
 
 
 @router.delete(
     "/webhooks/{webhook_id}", status_code=204, tags=["webhooks"], summary="Remove a webhook"
 )
-async def delete_webhook(webhook_id: str, hub: HubDep) -> Response:
+async def delete_webhook(webhook_id: str, hub: HubDep, key: KeyDep) -> Response:
+    record = await hub.webhooks.get(webhook_id)
+    if record is None or not sees(key, record.get("customer_id")):
+        raise _not_found(webhook_id)
     if not await hub.webhooks.delete(webhook_id):
-        raise ApiError(404, "WEBHOOK_NOT_FOUND", f"webhook '{webhook_id}' not found")
+        raise _not_found(webhook_id)
     return Response(status_code=204)

@@ -12,7 +12,14 @@ from starlette.routing import WebSocketRoute
 
 from empq import telemetry
 from empq.config import HubSettings
-from empq.hub import api_artifacts, api_jobs, api_resources, api_system, http_errors
+from empq.hub import (
+    api_artifacts,
+    api_jobs,
+    api_resources,
+    api_system,
+    api_usage,
+    http_errors,
+)
 from empq.hub.fast_submit import FastSubmit
 from empq.hub.runtime import Hub
 from empq.hub.ws import serve_socket, server_version
@@ -51,6 +58,7 @@ def create_app(settings: HubSettings, broker: Broker | None = None) -> FastAPI:
     app.include_router(api_jobs.router)
     app.include_router(api_artifacts.router)
     app.include_router(api_resources.router)
+    app.include_router(api_usage.router)
     app.include_router(api_system.router)
 
     @app.websocket("/ws")

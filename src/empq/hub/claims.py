@@ -208,6 +208,20 @@ class Claims:
         self._spawn(self._serve_parked(lw, parked))
         return True
 
+    def slot_freed(self) -> bool:
+        """A customer with a `max_running` limit lost a held job: its queued jobs may be
+        claimable again, so the parked worker given a job longest ago looks again."""
+        waiting = [
+            lw for lw in self.registry.local.values() if lw.parked and not lw.claim_lock.locked()
+        ]
+        if not waiting:
+            return False
+        lw = min(waiting, key=lambda w: (w.given_at, w.worker_id))
+        parked = lw.unpark()
+        assert parked is not None
+        self._spawn(self._serve_parked(lw, parked))
+        return True
+
     async def _serve_parked(self, lw: LocalWorker, parked: ParkedClaim) -> None:
         """Claim again for a woken parked claim; a claim that fails is answered, not lost."""
         try:

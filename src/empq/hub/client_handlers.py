@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from empq.hub.auth import matches
+from empq.credentials import find_api_key
+from empq.errors import Forbidden
 from empq.hub.catchup import read_catch_up, replay
 from empq.hub.connections import Connection
 from empq.hub.events import JOB_EVENTS, wants_job_event
 from empq.hub.rights import refusal_for
+from empq.hub.scoping import notification_filters, scoped_submission, take_rate, visible
 from empq.matching import JobSpec
 from empq.models import Job
 from empq.protocol import (
@@ -42,11 +44,19 @@ def require_client_auth(hub: Hub, conn: Connection) -> None:
         raise refused
 
 
+def require_operator(conn: Connection) -> None:
+    """Fleet-wide views (stats, workers) are for operator keys only."""
+    if not conn.api_key.is_operator:
+        raise Forbidden("this message needs an operator key")
+
+
 async def register_client(hub: Hub, conn: Connection, msg: RegisterClient) -> None:
     if hub.settings.api_keys and not conn.api_key_ok:
-        if not matches(msg.api_key, hub.settings.api_keys):
+        key = find_api_key(msg.api_key, hub.settings.api_key_entries)
+        if key is None:
             raise ProtocolError("AUTH_FAILED", "API key not accepted")
         conn.api_key_ok = True
+        conn.api_key = key
     conn.client_type = msg.client_type
     conn.client_id = msg.client_id or f"client-{conn.id[:8]}"
     conn.send(out("client_registered", client_id=conn.client_id, assigned_connection_id=conn.id))
@@ -54,7 +64,8 @@ async def register_client(hub: Hub, conn: Connection, msg: RegisterClient) -> No
 
 async def submit_job(hub: Hub, conn: Connection, msg: SubmitJob) -> None:
     require_client_auth(hub, conn)
-    sub = msg.to_submission()
+    sub = scoped_submission(conn.api_key, msg.to_submission())
+    await take_rate(hub.broker, conn.api_key, 1)
     spec = JobSpec.of(sub.type, sub.customer_id, sub.requirements)
     # Counted before the submission, which may already have one of them claim it.
     notified = hub.dispatcher.capable_idle_count(spec)
@@ -77,7 +88,7 @@ async def submit_job(hub: Hub, conn: Connection, msg: SubmitJob) -> None:
 
 async def request_job_status(hub: Hub, conn: Connection, msg: RequestJobStatus) -> None:
     require_client_auth(hub, conn)
-    job = await hub.broker.get(msg.job_id)
+    job = visible(conn.api_key, await hub.broker.get(msg.job_id))
     conn.send(
         out(
             "response_job_status",
@@ -101,6 +112,8 @@ async def request_job_status(hub: Hub, conn: Connection, msg: RequestJobStatus) 
 
 async def cancel_job(hub: Hub, conn: Connection, msg: CancelJob) -> None:
     require_client_auth(hub, conn)
+    if not conn.api_key.is_operator:
+        visible(conn.api_key, await hub.broker.get(msg.job_id))
     job = await hub.broker.cancel(msg.job_id, msg.reason)
     conn.send(
         out(
@@ -115,6 +128,8 @@ async def cancel_job(hub: Hub, conn: Connection, msg: CancelJob) -> None:
 async def subscribe_job(hub: Hub, conn: Connection, msg: SubscribeJob) -> None:
     require_client_auth(hub, conn)
     subscribed = msg.type == "subscribe_job"
+    if subscribed and not conn.api_key.is_operator:
+        visible(conn.api_key, await hub.broker.get(msg.job_id))
     if subscribed:
         conn.subs.job_ids.add(msg.job_id)
     else:
@@ -139,7 +154,8 @@ async def subscribe_notifications(
             )
         )
         return
-    conn.subs.notifications = msg.filters
+    filters = notification_filters(conn.api_key, msg.filters)
+    conn.subs.notifications = filters
     conn.subs.notification_id = conn.subs.notification_id or uuid.uuid4().hex
     upto = hub.events.last_id  # what the pump read so far; later events come live
     found = None if msg.since is None else await read_catch_up(hub, msg.since, upto)
@@ -153,7 +169,7 @@ async def subscribe_notifications(
             "job_notifications_subscribed",
             subscription_id=conn.subs.notification_id,
             enabled=True,
-            filters_applied=msg.filters.model_dump(mode="json", exclude_none=True),
+            filters_applied=filters.model_dump(mode="json", exclude_none=True),
             **extra,
         )
     )
@@ -163,6 +179,7 @@ async def subscribe_notifications(
 
 async def subscribe_stats(hub: Hub, conn: Connection, msg: SubscribeStats) -> None:
     require_client_auth(hub, conn)
+    require_operator(conn)
     hub.connections.changed()
     if not msg.enabled:
         conn.subs.stats_interval = None
@@ -184,11 +201,13 @@ async def subscribe_stats(hub: Hub, conn: Connection, msg: SubscribeStats) -> No
 
 async def request_stats(hub: Hub, conn: Connection, msg: RequestStats) -> None:
     require_client_auth(hub, conn)
+    require_operator(conn)
     conn.send(out("stats_broadcast", **await hub.stats.collect()))
 
 
 async def subscribe_worker_updates(hub: Hub, conn: Connection, msg: SubscribeWorkerUpdates) -> None:
     require_client_auth(hub, conn)
+    require_operator(conn)
     conn.subs.worker_updates = (msg.worker_filters or {}) if msg.enabled else None
     hub.connections.changed()
     conn.send(

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketState
 
+from empq.credentials import OPEN_ACCESS, ApiKey
 from empq.eager import start_eagerly
 from empq.protocol import NotificationFilters, OutMessage, out
 
@@ -92,6 +93,8 @@ class Connection:
         self._close_reason = ""
         #: It presented an API key (or none are configured): client messages are allowed.
         self.api_key_ok = False
+        #: The key it presented (OPEN_ACCESS when none are configured): what it may see.
+        self.api_key: ApiKey = OPEN_ACCESS
         self.client_type: str | None = None
         self.client_id: str | None = None
         self.worker: LocalWorker | None = None

@@ -37,6 +37,8 @@ log = logging.getLogger("empq.hub.events")
 GATHER_SECONDS = 0.002
 
 JOB_EVENTS = frozenset({"job_update", "job_completed", "job_failed"})
+#: A job event whose previous status is one of these freed a slot of its customer.
+HELD_STATUSES = frozenset({"assigned", "accepted", "in_progress"})
 WORKER_EVENTS = frozenset({"worker_registered", "worker_status", "worker_disconnected"})
 
 
@@ -98,6 +100,7 @@ class EventPump:
         heartbeat_timeout: float,
         retry_due: asyncio.Event,
         events_seen: Callable[[], None],
+        slot_freed: Callable[[str | None], None] | None = None,
     ) -> None:
         self.broker = broker
         self.registry = registry
@@ -108,6 +111,8 @@ class EventPump:
         self.retry_due = retry_due
         #: Told after each read that brought events (the webhook outbox reads them later).
         self.events_seen = events_seen
+        #: Told the customer of each job that left its worker (per-customer limits).
+        self.slot_freed = slot_freed
         self.last_id = "$"
         self.ready = asyncio.Event()
         self.reader = broker.event_reader()
@@ -153,6 +158,13 @@ class EventPump:
         """Deliver one event to everything on this hub that wants it."""
         if event_type in JOB_EVENTS:
             self._track_jobs(data, event_id)
+            if (
+                self.slot_freed is not None
+                and data.get("previous_status") in HELD_STATUSES
+                and data.get("status") not in HELD_STATUSES
+            ):
+                customer = data.get("customer_id")
+                self.slot_freed(customer if isinstance(customer, str) else None)
             if event_type == "job_failed" and data.get("will_retry"):
                 self.retry_due.set()
             text: str | None = None
@@ -174,7 +186,8 @@ class EventPump:
         elif event_type == "system_alert":
             text = event_message(event_type, data, event_id)
             for conn in self.connections.subscribers():
-                conn.send(text)
+                if conn.api_key.is_operator:  # alerts are about the whole fleet
+                    conn.send(text)
 
     def _drop_if_declared_gone(self, data: dict[str, Any]) -> None:
         """Another hub's heartbeat monitor gave up on a worker connected here.

@@ -7,6 +7,7 @@ each bad field (`requirements.priority`, `query.limit`) and the message lists th
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -26,6 +27,9 @@ _STATUS_CODES: dict[type[errors.EmpqError], int] = {
     errors.InvalidTransition: 409,
     errors.StaleClaim: 409,
     errors.AuthError: 401,
+    errors.Forbidden: 403,
+    errors.CustomerNotFound: 404,
+    errors.RateLimited: 429,
     errors.HubUnavailable: 503,
 }
 
@@ -87,7 +91,10 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
 async def _empq(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.EmpqError)
     status = next((s for t, s in _STATUS_CODES.items() if isinstance(exc, t)), 400)
-    return error_response(status, exc.code, exc.message, exc.details)
+    headers = None
+    if isinstance(exc, errors.RateLimited):
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    return error_response(status, exc.code, exc.message, exc.details, headers)
 
 
 async def _api(request: Request, exc: Exception) -> JSONResponse:

@@ -22,6 +22,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from empq.hub.usage_metrics import GpuSeconds
 from empq.matching import static_reasons
 
 if TYPE_CHECKING:
@@ -41,9 +42,11 @@ OTHER_TYPE = "other"
 class HubMetrics:
     """The hub's counters, gauges and histograms."""
 
-    def __init__(self, max_job_types: int = 100) -> None:
+    def __init__(self, max_job_types: int = 100, max_customers: int = 100) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        self.gpu_seconds = GpuSeconds(max_customers)
+        r.register(self.gpu_seconds)
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
         self.max_job_types = max_job_types
@@ -204,6 +207,7 @@ class HubMetrics:
             now = broker.clock()
             overdue = await broker.redis.zcount(broker.keys.running, "-inf", now - OVERDUE_GRACE_MS)
             workers = await registry.all()
+            self.gpu_seconds.totals = await broker.gpu_seconds_totals()
         except (RedisError, OSError):
             self.ready.set(0)
             return

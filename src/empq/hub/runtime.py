@@ -44,7 +44,7 @@ class Hub:
         self.broker = broker
         self.hub_id = uuid.uuid4().hex[:12]
         self.http_url: str | None = settings.public_url
-        self.metrics = HubMetrics(settings.metrics_max_job_types)
+        self.metrics = HubMetrics(settings.metrics_max_job_types, settings.metrics_max_customers)
         broker.observer = HubLifecycle(broker, self.metrics)
         self.registry = Registry(broker.redis, broker.keys, self.hub_id)
         self.connections = Connections()
@@ -71,6 +71,7 @@ class Hub:
             heartbeat_timeout=settings.heartbeat_timeout,
             retry_due=self.wakeups["retries"],
             events_seen=self.webhooks.events_seen,
+            slot_freed=self._slot_freed if settings.customer_max_running else None,
         )
         self.stats = StatsService(broker, self.registry, self.connections)
         self.artifacts = ArtifactStore(settings.artifact_dir)
@@ -105,6 +106,12 @@ class Hub:
             spawn(asyncio.create_task(coro, name=f"empq-{name}"))
         await asyncio.wait_for(self.events.ready.wait(), timeout=10)
         log.info("hub %s started", self.hub_id)
+
+    def _slot_freed(self, customer_id: str | None) -> None:
+        """A job of a customer left its worker: if the customer is limited, a parked claim
+        looks again (its jobs may be claimable now)."""
+        if self.settings.max_running(customer_id) is not None:
+            self.claims.slot_freed()
 
     def begin_shutdown(self, reason: str = "hub shutting down", reconnect_after: float = 1) -> None:
         """First stage of shutdown: stop taking work and tell every peer to reconnect later."""

@@ -164,7 +164,8 @@ class Webhooks:
 
     # ------------------------------------------------------------ registrations
 
-    async def create(self, body: WebhookIn) -> dict[str, Any]:
+    async def create(self, body: WebhookIn, owner: str | None = None) -> dict[str, Any]:
+        """Store a registration; `owner` is the customer of the key that made it."""
         # The name is resolved too: `localhost.`, `2130706433` or a DNS name pointing at
         # 10.0.0.5 reach the same internal services as the literal address would.
         if self.settings.webhook_deny_private and await target_refused(body.url):
@@ -183,6 +184,8 @@ class Webhooks:
             "secret": body.secret,
             "created_at": now_ms(),
         }
+        if owner is not None:
+            record["customer_id"] = owner
         await self.redis.hset(self.keys.webhooks, record["id"], json.dumps(record))
         self._loaded_at = 0.0
         return public(record)
@@ -241,6 +244,8 @@ class Webhooks:
             if name not in reg["events"]:
                 continue
             filters = reg.get("filters")
+            if name == "worker_alert" and reg.get("customer_id") is not None:
+                continue  # a customer's webhook hears only its jobs
             if (
                 filters
                 and name != "worker_alert"

@@ -85,6 +85,12 @@ async def claim_job(hub: Hub, conn: Connection, msg: ClaimJob) -> None:
     await hub.claims.claim(lw, msg.max_jobs, msg.wait_seconds)
 
 
+def gpus_of(lw: LocalWorker) -> int:
+    """The GPUs a worker's jobs are billed for: its `hardware.gpu_count`, else 1."""
+    count = getattr(lw.info.capabilities.hardware, "gpu_count", 1)
+    return count if isinstance(count, int) and count >= 1 else 1
+
+
 async def _claim_next(hub: Hub, lw: LocalWorker, claim_next: ClaimNext | None) -> None:
     """The claim a `complete_job`, `fail_job` or `release_job` carried: after its ack."""
     if claim_next is not None:
@@ -132,7 +138,9 @@ async def complete_job(hub: Hub, conn: Connection, msg: CompleteJob) -> None:
     lw = registered(conn)
     cn = msg.claim_next
     done = asyncio.ensure_future(
-        hub.broker.complete(msg.job_id, msg.claim_token, msg.result, msg.processing_time)
+        hub.broker.complete(
+            msg.job_id, msg.claim_token, msg.result, msg.processing_time, gpus=gpus_of(lw)
+        )
     )
     claim: asyncio.Future[None] | None = None
     if cn is not None:
@@ -166,7 +174,12 @@ async def fail_job(hub: Hub, conn: Connection, msg: FailJob) -> None:
     lw = registered(conn)
     try:
         result = await hub.broker.fail(
-            msg.job_id, msg.claim_token, msg.error, retry=msg.retry, error_details=msg.error_details
+            msg.job_id,
+            msg.claim_token,
+            msg.error,
+            retry=msg.retry,
+            error_details=msg.error_details,
+            gpus=gpus_of(lw),
         )
     except REFUSED as exc:
         if msg.claim_next is None:

@@ -27,9 +27,10 @@ from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from empq import errors
+from empq.credentials import OPEN_ACCESS, find_api_key
 from empq.hub import client_handlers as clients
 from empq.hub import worker_handlers as workers
-from empq.hub.auth import bearer, matches
+from empq.hub.auth import bearer
 from empq.hub.connections import Connection
 from empq.hub.rights import refusal_for, validation_reply
 from empq.protocol import (
@@ -261,7 +262,12 @@ async def serve_socket(hub: Hub, ws: WebSocket) -> None:
         stall_seconds=s.ws_stall_seconds,
     )
     token = bearer(ws.headers) or ws.query_params.get("token") or ws.query_params.get("api_key")
-    conn.api_key_ok = not hub.settings.api_keys or matches(token, hub.settings.api_keys)
+    if hub.settings.api_keys:
+        key = find_api_key(token, hub.settings.api_key_entries)
+        conn.api_key_ok = key is not None
+        conn.api_key = key or OPEN_ACCESS  # without a key, client messages are refused
+    else:
+        conn.api_key_ok = True
     conn.on_overflow.append(lambda _c: hub.metrics.slow_consumers.inc())
     hub.connections.add(conn)
     hub.metrics.connections.inc()

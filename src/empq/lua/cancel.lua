@@ -3,7 +3,29 @@
 -- KEYS[6] running  KEYS[7] worker_jobs  KEYS[8] finished  KEYS[9] counts  KEYS[10] events
 -- ARGV[1] reason  ARGV[2] now ms  ARGV[3] event stream max length  ARGV[4] job id
 -- ARGV[5] the worker id the caller read ('' for none): KEYS[7] belongs to it
+-- Usage (with KEYS[11] the hour's usage hash): ARGV[6] its retention s (a cancelled job
+--   counts as cancelled; the run time of an attempt cut off by a cancel is not counted)
 -- Returns {'OK', previous status} | {'NOTFOUND'} | {'FINAL', status} | {'RETRY'}.
+-- Usage accounting (docs/tenants.md): one hash per hour, fields "<customer>|<what>".
+-- GPU-seconds also add up, for all time, in the stats hash ("gpu_seconds|<customer>").
+local function add_usage(hour_key, stats_key, retention, cust, status, run_s, gpus, wait_s)
+  local c = cust or ''
+  if status then redis.call('HINCRBY', hour_key, c .. '|jobs:' .. status, 1) end
+  if run_s and run_s > 0 then
+    redis.call('HINCRBYFLOAT', hour_key, c .. '|run', run_s)
+    redis.call('HINCRBYFLOAT', hour_key, c .. '|gpu', run_s * gpus)
+    redis.call('HINCRBYFLOAT', stats_key, 'gpu_seconds|' .. c, run_s * gpus)
+  end
+  if wait_s and wait_s > 0 then redis.call('HINCRBYFLOAT', hour_key, c .. '|wait', wait_s) end
+  redis.call('EXPIRE', hour_key, retention)
+end
+-- counts' `held|<customer>`: how many of the customer's jobs workers hold (its limit).
+local function held(counts, cust, d)
+  if not cust then return end
+  if redis.call('HINCRBY', counts, 'held|' .. cust, d) <= 0 then
+    redis.call('HDEL', counts, 'held|' .. cust)
+  end
+end
 local f = redis.call('HMGET', KEYS[1], 'status', 'worker_id', 'type', 'customer_id',
   'priority', 'attempts', 'order')
 local st = f[1]
@@ -28,6 +50,8 @@ redis.call('HDEL', KEYS[1], 'claim_token', 'retry_at')
 redis.call('ZADD', KEYS[8], now, id)
 redis.call('HINCRBY', KEYS[9], st, -1)
 redis.call('HINCRBY', KEYS[9], 'cancelled', 1)
+if st == 'assigned' or st == 'accepted' or st == 'in_progress' then held(KEYS[9], f[4], -1) end
+if KEYS[11] then add_usage(KEYS[11], nil, ARGV[6], f[4], 'cancelled', nil, 1, nil) end
 redis.call('XADD', KEYS[10], 'MAXLEN', '~', ARGV[3], '*', 'type', 'job_update', 'data',
   cjson.encode({job_id = id, status = 'cancelled', previous_status = st, message = ARGV[1],
                 worker_id = f[2] or nil, job_type = f[3], customer_id = f[4] or nil,

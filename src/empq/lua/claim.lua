@@ -12,6 +12,8 @@
 -- ARGV[9 .. 8 + want] one claim token per job
 -- then per candidate i: ARGV[8 + want + i] its member (order key), or '' to read it
 --   from the job hash
+-- ARGV[9 + want + n] (optional) per-customer limits, JSON {customer: max, "*": max}: a
+--   candidate whose customer already holds its max is skipped (it stays queued)
 -- When jobs were queued since the peek (`enqueued` moved), a newer job may be better
 -- than the candidates: then one job is claimed, and only if the caller's view of the
 -- signatures is current and the first candidate still queued is the best head of the
@@ -22,9 +24,25 @@
 -- was taken, else {event id, member, job hash (HGETALL), member, ...} in claim order; the
 -- n-th job claimed holds the n-th token, and the event id is the claim's stream entry (a
 -- hub's hold of the jobs is newer than every event before it).
+-- counts' `held|<customer>`: how many of the customer's jobs workers hold (its limit).
+local function held(counts, cust, d)
+  if not cust then return end
+  if redis.call('HINCRBY', counts, 'held|' .. cust, d) <= 0 then
+    redis.call('HDEL', counts, 'held|' .. cust)
+  end
+end
 local want = tonumber(ARGV[6])
 local e = tonumber(ARGV[7])
 local n = (#KEYS - 7 - e) / 2
+local limits = ARGV[9 + want + n]
+if limits then limits = cjson.decode(limits) end
+local function at_limit(job_key)
+  if not limits then return false end
+  local c = redis.call('HGET', job_key, 'customer_id')
+  if not c then return false end
+  local most = limits[c] or limits['*']
+  return most ~= nil and (tonumber(redis.call('HGET', KEYS[5], 'held|' .. c)) or 0) >= most
+end
 -- An empty member names the job by its key alone (a job queued in the same pipeline,
 -- whose order key the caller cannot know yet): it is read from the job's hash.
 local members = {}
@@ -58,7 +76,7 @@ for i = 1, n do
   if got == want then break end
   local job_key, q_key = KEYS[6 + e + 2 * i], KEYS[7 + e + 2 * i]
   local member = members[i]
-  if member ~= '' and redis.call('ZREM', q_key, member) == 1 then
+  if member ~= '' and not at_limit(job_key) and redis.call('ZREM', q_key, member) == 1 then
     got = got + 1
     local token = ARGV[8 + got]
     local id = string.sub(member, string.find(member, '|', 1, true) + 1)
@@ -75,6 +93,7 @@ for i = 1, n do
     local job = redis.call('HGETALL', job_key)
     local f = {}
     for j = 1, #job, 2 do f[job[j]] = job[j + 1] end
+    held(KEYS[5], f.customer_id, 1)
     events[#events + 1] = {job_id = id, status = 'assigned', previous_status = 'queued',
       progress = 0, worker_id = ARGV[1], job_type = f.type, customer_id = f.customer_id,
       priority = tonumber(f.priority), attempts = tonumber(f.attempts)}

@@ -6,10 +6,33 @@
 -- ARGV[1] now ms  ARGV[2] event stream max length
 -- then per job i (from 3 + 4(i-1)): claim token, result JSON, processing time s ('' if
 --   unknown; a negative or non-finite one counts as unknown), job id
+-- Usage (when KEYS has one more at the end): KEYS[7 + 2n] the hour's usage hash;
+--   ARGV[3 + 4n] its retention s, then per job i: its worker's GPUs
 -- Returns per job: {'OK'} | {'NOTFOUND'} | {'STALE', current status}. The completed jobs'
 -- events share one stream entry (data: an array when there are several).
+-- counts' `held|<customer>`: how many of the customer's jobs workers hold (its limit).
+local function held(counts, cust, d)
+  if not cust then return end
+  if redis.call('HINCRBY', counts, 'held|' .. cust, d) <= 0 then
+    redis.call('HDEL', counts, 'held|' .. cust)
+  end
+end
 local now = tonumber(ARGV[1])
-local n = (#KEYS - 6) / 2
+local n = math.floor((#KEYS - 6) / 2)
+local usage = #KEYS > 6 + 2 * n
+-- Usage accounting (docs/tenants.md): one hash per hour, fields "<customer>|<what>".
+-- GPU-seconds also add up, for all time, in the stats hash ("gpu_seconds|<customer>").
+local function add_usage(hour_key, stats_key, retention, cust, status, run_s, gpus, wait_s)
+  local c = cust or ''
+  if status then redis.call('HINCRBY', hour_key, c .. '|jobs:' .. status, 1) end
+  if run_s and run_s > 0 then
+    redis.call('HINCRBYFLOAT', hour_key, c .. '|run', run_s)
+    redis.call('HINCRBYFLOAT', hour_key, c .. '|gpu', run_s * gpus)
+    redis.call('HINCRBYFLOAT', stats_key, 'gpu_seconds|' .. c, run_s * gpus)
+  end
+  if wait_s and wait_s > 0 then redis.call('HINCRBYFLOAT', hour_key, c .. '|wait', wait_s) end
+  redis.call('EXPIRE', hour_key, retention)
+end
 local replies = {}
 local events = {}
 for i = 1, n do
@@ -37,6 +60,7 @@ for i = 1, n do
     redis.call('ZADD', KEYS[3], now, id)
     redis.call('HINCRBY', KEYS[4], st, -1)
     redis.call('HINCRBY', KEYS[4], 'completed', 1)
+    held(KEYS[4], f[5], -1)
     local assigned = tonumber(f[9]) or now
     local started = tonumber(f[10]) or assigned
     local ptime = given or ((now - started) / 1000)
@@ -44,6 +68,10 @@ for i = 1, n do
     redis.call('HINCRBYFLOAT', KEYS[5], 'run_seconds_sum', ptime)
     redis.call('HINCRBYFLOAT', KEYS[5], 'wait_seconds_sum',
       (assigned - (tonumber(f[8]) or assigned)) / 1000)
+    if usage then
+      add_usage(KEYS[7 + 2 * n], KEYS[5], ARGV[3 + 4 * n], f[5], 'completed', ptime,
+        tonumber(ARGV[3 + 4 * n + i]) or 1, (assigned - (tonumber(f[8]) or assigned)) / 1000)
+    end
     -- Built as text so a large result is copied, never decoded and re-encoded.
     events[#events + 1] = '{"job_id":' .. cjson.encode(id) .. ',"status":"completed"'
       .. ',"previous_status":' .. cjson.encode(st)

@@ -5,10 +5,33 @@
 -- ARGV[1] claim token  ARGV[2] error  ARGV[3] error_details JSON ('' for none)
 -- ARGV[4] retry wanted (1|0)  ARGV[5] now ms  ARGV[6] event stream max length  ARGV[7] job id
 -- ARGV[8] new status ('failed'|'timeout')  ARGV[9..] retry delays in seconds (last repeats)
+-- Usage (with KEYS[10] the hour's usage hash): the last two ARGV
+--   are the retention s and the worker's GPUs, after the retry delays
 -- Returns {'OK', retry_scheduled (1|0), retry delay s, attempts}
 --       | {'NOTFOUND'} | {'STALE', current status}.
+-- Usage accounting (docs/tenants.md): one hash per hour, fields "<customer>|<what>".
+-- GPU-seconds also add up, for all time, in the stats hash ("gpu_seconds|<customer>").
+local function add_usage(hour_key, stats_key, retention, cust, status, run_s, gpus, wait_s)
+  local c = cust or ''
+  if status then redis.call('HINCRBY', hour_key, c .. '|jobs:' .. status, 1) end
+  if run_s and run_s > 0 then
+    redis.call('HINCRBYFLOAT', hour_key, c .. '|run', run_s)
+    redis.call('HINCRBYFLOAT', hour_key, c .. '|gpu', run_s * gpus)
+    redis.call('HINCRBYFLOAT', stats_key, 'gpu_seconds|' .. c, run_s * gpus)
+  end
+  if wait_s and wait_s > 0 then redis.call('HINCRBYFLOAT', hour_key, c .. '|wait', wait_s) end
+  redis.call('EXPIRE', hour_key, retention)
+end
+-- counts' `held|<customer>`: how many of the customer's jobs workers hold (its limit).
+local function held(counts, cust, d)
+  if not cust then return end
+  if redis.call('HINCRBY', counts, 'held|' .. cust, d) <= 0 then
+    redis.call('HDEL', counts, 'held|' .. cust)
+  end
+end
+local usage = KEYS[10] ~= nil
 local f = redis.call('HMGET', KEYS[1], 'status', 'claim_token', 'worker_id', 'type',
-  'customer_id', 'priority', 'max_retries')
+  'customer_id', 'priority', 'max_retries', 'created_at', 'assigned_at', 'started_at')
 local st = f[1]
 if not st then return {'NOTFOUND'} end
 if f[2] ~= ARGV[1] then return {'STALE', st} end
@@ -32,6 +55,7 @@ redis.call('ZREM', KEYS[3], id)
 redis.call('SREM', KEYS[4], id)
 if will_retry then
   local n = #ARGV - 8
+  if usage then n = n - 2 end
   delay = tonumber(ARGV[8 + math.min(attempts, n)])
   local due = now + math.floor(delay * 1000)
   redis.call('HSET', KEYS[1], 'retry_at', due)
@@ -43,6 +67,16 @@ else
 end
 redis.call('HINCRBY', KEYS[7], st, -1)
 redis.call('HINCRBY', KEYS[7], new, 1)
+held(KEYS[7], f[5], -1)
+if usage then
+  -- Every attempt's run time is usage; the job counts by status once it is final.
+  local assigned = tonumber(f[9]) or now
+  local started = tonumber(f[10]) or assigned
+  local wait = nil
+  if not will_retry then wait = (assigned - (tonumber(f[8]) or assigned)) / 1000 end
+  add_usage(KEYS[10], KEYS[8], ARGV[#ARGV - 1], f[5], (not will_retry) and new or nil,
+    (now - started) / 1000, tonumber(ARGV[#ARGV]) or 1, wait)
+end
 local ev = {job_id = id, status = new, previous_status = st, error = ARGV[2],
             will_retry = will_retry, attempts = attempts, worker_id = f[3] or nil, job_type = f[4],
             customer_id = f[5] or nil, priority = tonumber(f[6])}

@@ -33,6 +33,7 @@ redis.call('ZADD', KEYS[3], now + (tonumber(h[3]) or 1800000), id)
 redis.call('SADD', KEYS[4], id)
 redis.call('HINCRBY', KEYS[5], 'queued', -1)
 redis.call('HINCRBY', KEYS[5], 'assigned', 1)
+if h[5] then redis.call('HINCRBY', KEYS[5], 'held|' .. h[5], 1) end
 local eid = redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[4], '*', 'type', 'job_update', 'data',
   cjson.encode({job_id = id, status = 'assigned', previous_status = 'queued',
     progress = 0, worker_id = ARGV[1], job_type = h[4], customer_id = h[5] or nil,

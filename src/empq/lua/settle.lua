@@ -12,6 +12,13 @@
 -- ARGV[7 .. 6 + k] those ids, then per job i: its id (the jobs of KEYS, in order)
 -- Returns {'RETRY'} when KEYS do not cover every member of the worker's set (read it
 -- again), else {kept ids, requeued ids}.
+-- counts' `held|<customer>`: how many of the customer's jobs workers hold (its limit).
+local function held(counts, cust, d)
+  if not cust then return end
+  if redis.call('HINCRBY', counts, 'held|' .. cust, d) <= 0 then
+    redis.call('HDEL', counts, 'held|' .. cust)
+  end
+end
 local wjobs = KEYS[1]
 local n = (#KEYS - 10) / 2
 local wid = ARGV[1]
@@ -44,6 +51,7 @@ for i = 1, n do
     redis.call('ZREM', KEYS[4], id)
     redis.call('SREM', wjobs, id)
     redis.call('HINCRBY', KEYS[6], st, -1)
+    held(KEYS[6], f[4], -1)
     if attempts > tonumber(f[6]) then
       redis.call('HSET', job_key, 'status', 'failed', 'error', ARGV[2], 'completed_at', now)
       redis.call('ZADD', KEYS[5], now, id)

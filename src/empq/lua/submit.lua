@@ -6,12 +6,43 @@
 -- ARGV[1] now_ms  ARGV[2] event stream max length
 -- ARGV[3] a fresh registry version (set when a signature is new)
 -- ARGV[4..] one JSON job descriptor each:
---   {id, fields: {...}, sig, spec, idem?, wf: bool, cust: bool, priority, wp?, wt?, step}
+--   {id, fields: {...}, sig, spec, idem?, wf: bool, cust: bool, priority, wp?, wt?, step,
+--    fair?: the cost of one turn of the job's customer (fair share on)}
+-- KEYS[9 + 5n] (only with fair share on) fair_turns
+-- Fair share (EMPQ_FAIR_SHARE=customer): the job's time field in its order key is its
+-- customer's turn instead of its submit time. A customer's next turn at a priority is
+-- max(its last turn + its cost, the turn of the best job queued at that priority, or
+-- when there is none the latest turn given there or now), and its cost is 1000 / weight: so, at one priority, queued jobs
+-- sort round-robin by customer, weighted, and a new customer takes the next turn rather
+-- than the end of another's burst. A workflow's steps share its first step's turn.
 -- Returns per job: {job_id, created (1|0), position, order key (false if not created)}.
 local now = tonumber(ARGV[1])
 local maxlen = ARGV[2]
 local results = {}
 local members = {}
+local fair_key = KEYS[9 + (#ARGV - 3) * 5]
+
+-- The customer's fair-share turn at effective priority ep (see the header).
+local function turn(d, ep, wf_key)
+  if d.wf then
+    local t = redis.call('HGET', wf_key, 'turn')
+    if t then return tonumber(t) end
+  end
+  local band = string.format('%03d', 100 - ep)
+  local head = redis.call('ZRANGEBYLEX', KEYS[2], '[' .. band, '(' .. band .. '~', 'LIMIT', 0, 1)[1]
+  -- `band` alone holds the latest turn anyone reached there: when nothing is queued
+  -- at that priority, the next turns start from it (or now), so the customers that
+  -- had turns last are not held back behind one that comes back.
+  local latest = tonumber(redis.call('HGET', fair_key, band) or '0')
+  local v = math.max(now, latest)
+  if head then v = tonumber(string.sub(head, 4, 16)) end
+  local field = band .. '|' .. (d.fields.customer_id or '')
+  local t = math.max(tonumber(redis.call('HGET', fair_key, field) or '0'), v)
+  redis.call('HSET', fair_key, field, t + d.fair)
+  if t + d.fair > latest then redis.call('HSET', fair_key, band, t + d.fair) end
+  if d.wf then redis.call('HSET', wf_key, 'turn', t) end
+  return t
+end
 
 for i = 4, #ARGV do
   local d = cjson.decode(ARGV[i])
@@ -38,6 +69,7 @@ for i = 4, #ARGV do
     end
     local ep = wp or d.priority
     local et = wt or now
+    if d.fair then et = turn(d, ep, wf_key) end
     local seq = redis.call('INCR', KEYS[1])
     local member = string.format('%03d%013d%06d%012d|%s', 100 - ep, et, d.step, seq, d.id)
     local args = {'status', 'queued', 'order', member, 'sig', d.sig, 'spec', d.spec, 'seq', seq,

@@ -212,6 +212,16 @@ class AsyncClient:
         reply: dict[str, Any] = await self._transport.request("GET", "/api/stats", safe=True)
         return reply
 
+    async def usage(
+        self, customer_id: str | None = None, since: str | None = None, until: str | None = None
+    ) -> dict[str, Any]:
+        """Per-customer usage (`GET /api/usage`); `since`/`until` are ISO 8601 times."""
+        params = {"customer_id": customer_id, "from": since, "to": until}
+        reply: dict[str, Any] = await self._transport.request(
+            "GET", "/api/usage", params={k: v for k, v in params.items() if v}, safe=True
+        )
+        return reply
+
     # ------------------------------------------------------------------ events
 
     async def watch(self, job_id: str, timeout: float | None = None) -> AsyncGenerator[Job, None]:  # noqa: ASYNC109 - a deadline across yields

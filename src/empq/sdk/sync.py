@@ -168,6 +168,12 @@ class Client:
         """See `AsyncClient.stats`."""
         return self._portal.call(self._async.stats())
 
+    def usage(
+        self, customer_id: str | None = None, since: str | None = None, until: str | None = None
+    ) -> dict[str, Any]:
+        """See `AsyncClient.usage`."""
+        return self._portal.call(self._async.usage(customer_id, since, until))
+
     def watch(self, job_id: str, timeout: float | None = None) -> Generator[Job, None, None]:
         """See `AsyncClient.watch`; breaking out of the loop (or `.close()`) ends the
         subscription."""

@@ -84,7 +84,15 @@ export async function request(method, path, body, { raw = false } = {}) {
     const res = await fetch(path, {
       method, headers, body: body === undefined ? undefined : JSON.stringify(body),
     });
-    if (res.status === 401 || res.status === 403) {
+    if (res.status === 403) {
+      // A customer key asking for an operator's view: the key is fine, the view is not.
+      const body = await readJson(res);
+      if (body && body.error && body.error.code === "FORBIDDEN") throw new ApiError(403, body);
+      const newKey = await requestKey("The hub refused this API key.");
+      if (newKey) continue;
+      throw new ApiError(403, body);
+    }
+    if (res.status === 401) {
       const reason = res.status === 401 ? "The hub needs an API key." : "The hub refused this API key.";
       const newKey = await requestKey(reason);
       if (newKey) continue;
@@ -126,6 +134,7 @@ export const api = {
   listWorkers: () => request("GET", "/api/workers"),
   getWorker: (id) => request("GET", `/api/workers/${enc(id)}`),
   stats: () => request("GET", "/api/stats"),
+  whoami: () => request("GET", "/api/whoami"),
   /** An artifact as a blob URL: <img src> cannot carry the Authorization header. */
   artifactUrl: async (url) => {
     const res = await request("GET", url, undefined, { raw: true });

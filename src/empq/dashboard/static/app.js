@@ -48,7 +48,23 @@ async function loadMoreJobs() {
   }
 }
 
+// With a customer key the page is read-only and shows that customer's jobs only.
+let customerView = false;
+
+async function applyScope() {
+  try {
+    const me = await api.whoami();
+    customerView = me.role === "customer";
+    document.body.dataset.scope = customerView ? "customer" : "operator";
+    $("#scope-label").textContent = customerView ? `customer ${me.customer_id} · read-only` : "";
+  } catch {
+    customerView = false; // an older hub, or no key yet: the operator's page
+  }
+  if (live) live.customerView = customerView;
+}
+
 async function loadWorkers() {
+  if (customerView) return;
   try {
     const reply = await api.listWorkers();
     store.setWorkers(reply.workers || []);
@@ -58,6 +74,7 @@ async function loadWorkers() {
 }
 
 async function loadStats() {
+  if (customerView) return;
   try {
     const raw = await api.stats();
     store.setStats(raw, normalizeStats(raw));
@@ -88,7 +105,7 @@ const fetchUnknownJobs = debounce(async () => {
 // A job that changes status changes the counts: ask for fresh stats at once rather
 // than waiting for the next broadcast (debounced, so a burst costs one request).
 let live = null;
-const requestStatsSoon = debounce(() => live && live.send({ type: "request_stats" }), 250);
+const requestStatsSoon = debounce(() => live && !customerView && live.send({ type: "request_stats" }), 250);
 
 // Heartbeats are not broadcast one by one; the worker list is re-read with each
 // stats tick so heartbeat ages and current jobs stay true.
@@ -188,7 +205,7 @@ function openJob(id) {
 
 // ------------------------------------------------------------ start
 
-function start() {
+async function start() {
   onKeyNeeded(askForKey);
   $("#key-cancel").addEventListener("click", () => $("#key-dialog").close("cancel"));
   live = new LiveConnection({ onMessage, onState, onConnected });
@@ -196,6 +213,7 @@ function start() {
     const key = await askForKey(currentKey() ? "Replace the API key stored in this browser." : "Enter an API key for this hub.");
     if (key) {
       setApiKey(key);
+      await applyScope();
       live.reconnectNow();
     }
   });
@@ -208,6 +226,7 @@ function start() {
   initSubmit();
   window.addEventListener("popstate", route);
   route();
+  await applyScope();
   loadStats();
   live.start();
   // Exposed for operators poking at the console, and for the browser tests.

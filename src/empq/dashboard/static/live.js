@@ -89,12 +89,15 @@ export class LiveConnection {
     this.attempt = 0;
     const key = currentKey();
     this.send({ type: "register_client", client_type: "monitor", client_id: this.clientId, ...(key ? { api_key: key } : {}) });
-    this.send({ type: "subscribe_stats", enabled: true, interval_seconds: STATS_INTERVAL_S });
+    // A customer key sees its own jobs only: no fleet stats, no workers.
+    if (!this.customerView) this.send({ type: "subscribe_stats", enabled: true, interval_seconds: STATS_INTERVAL_S });
     const sub = { type: "subscribe_job_notifications", enabled: true, filters: {} };
     if (this.lastEventId) sub.since = this.lastEventId;
     this.send(sub);
-    this.send({ type: "subscribe_worker_updates", enabled: true });
-    this.send({ type: "request_stats" });
+    if (!this.customerView) {
+      this.send({ type: "subscribe_worker_updates", enabled: true });
+      this.send({ type: "request_stats" });
+    }
     this.handlers.onState("live", "");
     this.handlers.onConnected(isReconnect);
     if (this.ws !== ws) ws.close();
@@ -166,5 +169,6 @@ function isJobEvent(type) {
 
 function isAuthError(msg) {
   const code = String(msg.error_code || "").toUpperCase();
-  return code === "AUTH_FAILED" || code === "UNAUTHORIZED" || code === "FORBIDDEN" || code === "AUTH_REQUIRED";
+  // FORBIDDEN is a customer key asking for a fleet view: the key itself was accepted.
+  return code === "AUTH_FAILED" || code === "UNAUTHORIZED" || code === "AUTH_REQUIRED";
 }
