@@ -61,6 +61,11 @@ def _int(value: Any) -> int:
         return 0
 
 
+def _logging() -> bool:
+    """Whether lifecycle lines are logged at all (their text is built only then)."""
+    return log.isEnabledFor(logging.INFO)
+
+
 class HubLifecycle(JobObserver):
     """Logs and counts each job change this hub's broker applied."""
 
@@ -141,6 +146,8 @@ class HubLifecycle(JobObserver):
             if not result.created:
                 continue
             self.metrics.job_submitted(sub.type)
+            if not _logging():
+                continue
             self._emit(
                 "job_submitted",
                 result.job_id,
@@ -164,18 +171,21 @@ class HubLifecycle(JobObserver):
             traceparent = f.get("traceparent")
             self._hold(a.job_id, _Held(jtype, worker_id, attempt, assigned, None, traceparent))
             self.metrics.job_assigned(jtype, wait)
-            telemetry.record(
-                "empq.claim",
-                parent=traceparent,
-                start_ms=since,
-                end_ms=assigned,
-                attributes={
-                    "empq.job.id": a.job_id,
-                    "empq.job.type": jtype,
-                    "empq.worker.id": worker_id,
-                    "empq.job.attempt": attempt,
-                },
-            )
+            if traceparent and telemetry.enabled():
+                telemetry.record(
+                    "empq.claim",
+                    parent=traceparent,
+                    start_ms=since,
+                    end_ms=assigned,
+                    attributes={
+                        "empq.job.id": a.job_id,
+                        "empq.job.type": jtype,
+                        "empq.worker.id": worker_id,
+                        "empq.job.attempt": attempt,
+                    },
+                )
+            if not _logging():
+                continue
             self._emit(
                 "job_assigned",
                 a.job_id,
@@ -203,11 +213,14 @@ class HubLifecycle(JobObserver):
         held = await self._lookup(job_id)
         run = processing_time if processing_time is not None else self._run_seconds(held)
         self.metrics.job_ended(held.job_type, "completed", run)
-        telemetry.record(
-            "empq.complete",
-            parent=held.traceparent,
-            attributes={"empq.job.id": job_id, "empq.job.run_seconds": run},
-        )
+        if held.traceparent and telemetry.enabled():
+            telemetry.record(
+                "empq.complete",
+                parent=held.traceparent,
+                attributes={"empq.job.id": job_id, "empq.job.run_seconds": run},
+            )
+        if not _logging():
+            return
         self._emit(
             "job_completed",
             job_id,
