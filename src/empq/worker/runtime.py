@@ -400,6 +400,11 @@ class Worker:
         free = self.slots - len(self.jobs) + (1 if ending in self.jobs else 0)
         if free <= 0:
             return None
+        if session.claims:
+            # A claim is in flight already: the slots freed meanwhile (a burst of jobs
+            # ending together) go into one claim once it is answered, not one each.
+            session.rewake = True
+            return None
         return session.claim_carried(free)
 
 
