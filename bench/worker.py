@@ -136,6 +136,21 @@ class StubHub:
         self.done = asyncio.Event()
         self.first = asyncio.Event()
 
+    async def _give(self, ws: Any, wanted: int) -> None:
+        give = min(wanted, self.n - self.given)
+        if give <= 0:
+            await ws.send('{"type":"no_job_available","timestamp":0}')
+            return
+        self.first.set()
+        for left in range(give - 1, -1, -1):
+            self.given += 1
+            n = self.given
+            await ws.send(
+                f'{{"type":"job_assigned","timestamp":0,"job_id":"j{n}","job_type":"sim",'
+                f'"priority":50,"payload":{{}},"requirements":{{"service_type":"simulation"}},'
+                f'"claim_token":"t{n}","claim_timeout":30,"claim_remaining":{left}}}'
+            )
+
     async def handler(self, ws: Any) -> None:
         with contextlib.suppress(ConnectionClosed):
             await self._serve(ws)
@@ -146,25 +161,15 @@ class StubHub:
             msg = json.loads(raw)
             kind = msg["type"]
             if kind == "claim_job":
-                give = min(int(msg.get("max_jobs", 1)), self.n - self.given)
-                if give <= 0:
-                    await ws.send('{"type":"no_job_available","timestamp":0}')
-                    continue
-                self.first.set()
-                for left in range(give - 1, -1, -1):
-                    self.given += 1
-                    n = self.given
-                    await ws.send(
-                        f'{{"type":"job_assigned","timestamp":0,"job_id":"j{n}","job_type":"sim",'
-                        f'"priority":50,"payload":{{}},"requirements":{{"service_type":"simulation"}},'
-                        f'"claim_token":"t{n}","claim_timeout":30,"claim_remaining":{left}}}'
-                    )
+                await self._give(ws, int(msg.get("max_jobs", 1)))
             elif kind == "complete_job":
                 self.completed += 1
                 job_id = msg["job_id"]
                 await ws.send(f'{{"type":"job_completed_ack","timestamp":0,"job_id":"{job_id}"}}')
                 if self.completed >= self.n:
                     self.done.set()
+                if msg.get("claim_next") is not None:  # the claim the outcome carried
+                    await self._give(ws, int(msg["claim_next"].get("max_jobs", 1)))
             elif kind == "register_worker":
                 await ws.send(
                     json.dumps(
