@@ -310,8 +310,12 @@ async def gap(http_url: str, ws_url: str, redis_url: str, jobs: int) -> dict[str
 
 
 async def throughput(
-    http_url: str, ws_url: str, jobs: int, workers: int, slots: int
+    http_url: str, ws_url: str, jobs: int, workers: int, slots: int, redis_url: str
 ) -> dict[str, float]:
+    import redis.asyncio as aredis
+
+    rc = aredis.Redis.from_url(redis_url)
+    cpu0 = _redis_cpu_s(await rc.info("cpu"))
     async with httpx.AsyncClient(base_url=http_url, timeout=60) as http:
         t0 = time.perf_counter()
         for start in range(0, jobs, 1000):
@@ -366,7 +370,10 @@ async def throughput(
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     elapsed = last - first[0]
+    cpu1 = _redis_cpu_s(await rc.info("cpu"))
+    await rc.aclose()
     return {
+        "redis_cpu_us_per_job": (cpu1 - cpu0) * 1e6 / jobs,
         "jobs": jobs,
         "enqueue_jobs_per_s": jobs / enqueue_s,
         "drain_jobs_per_s": (jobs - 1) / elapsed,
@@ -436,7 +443,7 @@ async def main() -> None:
                 results["gap"] = await gap(http_url, ws_url, redis.url, args.jobs)
             if "throughput" in phases:
                 results["throughput"] = await throughput(
-                    http_url, ws_url, args.jobs, args.workers, args.slots
+                    http_url, ws_url, args.jobs, args.workers, args.slots, redis.url
                 )
             if "memory" in phases:
                 results["memory"] = await memory(ws_url, pid, args.idle_workers)
@@ -469,6 +476,10 @@ async def main() -> None:
             "| >= 2,500 |"
         )
         print(f"| batch enqueue | {tp['enqueue_jobs_per_s']:.0f} jobs/s | |")
+        print(
+            f"| Redis CPU per no-op job, batch submit, claims of {tp['slots']}, complete "
+            f"| {tp['redis_cpu_us_per_job']:.0f} µs | < 50 µs |"
+        )
     if mem := results.get("memory"):
         print(f"| hub RSS with {mem['workers']} idle workers | {mem['rss_mb']:.0f} MB | < 300 MB |")
         print(
