@@ -5,10 +5,10 @@
 1. A trivial script through the broker's script channel: the calling thread's CPU
    (user + system: the socket's syscalls included) per round trip, right after
    evicting the caches (as between two dispatches) and again at once.
-2. Reserved submissions (`Broker.submit_reserving`, the hub's path for a job an idle
+2. Submissions that claim their job (`Broker.submit_and_claim`, the hub's path for a job a parked
    worker is offered) each followed by its completion, 5-30 ms apart: Redis's CPU
    per pair (from its process's counters) and the calling thread's CPU per
-   `submit_reserving`.
+   `submit_and_claim`.
 
 Runs on uvloop, as the hub does. Prints a Markdown table.
 """
@@ -83,13 +83,13 @@ async def run(calls: int, reservations: int) -> list[tuple[str, str]]:
                 await asyncio.sleep(random.uniform(0.005, 0.03))
                 sub, job_id = _job(), new_job_id()
                 t = time.thread_time_ns()
-                _, got = await broker.submit_reserving(sub, job_id, "w", CAPS, WorkerState())
+                _, got = await broker.submit_and_claim(sub, job_id, "w", CAPS, WorkerState())
                 spent.append(time.thread_time_ns() - t)
                 assert got is not None, "the job was not reserved"
                 await broker.complete(got.job_id, got.claim_token, {})
             redis_us = (_cpu_s(redis_proc) - redis0) * 1e6 / reservations
             rows.append(("reserved submission + completion, Redis CPU", f"{redis_us:.0f} µs"))
-            rows.append(("submit_reserving, caller CPU (p50)", _us(spent)))
+            rows.append(("submit_and_claim, caller CPU (p50)", _us(spent)))
         finally:
             await broker.close()
     return rows

@@ -67,7 +67,7 @@ async def test_batched_calls_survive_a_script_flush(broker: Broker) -> None:
         assert (await broker.get(i)).status is JobStatus.ACCEPTED
 
 
-async def test_reservation_takes_the_new_job_for_an_idle_worker(broker: Broker) -> None:
+async def test_a_submission_claims_the_new_job_for_a_parked_worker(broker: Broker) -> None:
     await known_queue(broker)
     job_id = new_job_id()
     result, reserved = await broker.submit_and_claim(job(), job_id, "w", CAPS, WorkerState())
@@ -78,12 +78,12 @@ async def test_reservation_takes_the_new_job_for_an_idle_worker(broker: Broker) 
     rec = await broker.get(job_id)
     assert rec.status is JobStatus.ASSIGNED
     assert rec.worker_id == "w"
-    # The reservation's token fences the job like any claim's.
+    # The token fences the job like any claim's.
     await broker.complete(job_id, reserved.claim_token, {})
     assert (await broker.get(job_id)).status is JobStatus.COMPLETED
 
 
-async def test_a_reservation_knows_the_job_as_a_claim_would_read_it(broker: Broker) -> None:
+async def test_a_job_claimed_in_its_submission_reads_as_a_claim_would(broker: Broker) -> None:
     # reserve.lua does not read the job's hash back: the broker rebuilds it from what
     # the submission wrote. It must be the hash itself, workflow fields the step
     # inherited included, and the `assigned` event must be an ordinary claim's.
@@ -130,7 +130,7 @@ async def test_a_reservation_knows_the_job_as_a_claim_would_read_it(broker: Brok
     assert shape(reserved_events[1:]) == shape(claimed_events)
 
 
-async def test_reservation_never_jumps_a_better_queued_job(broker: Broker) -> None:
+async def test_claiming_in_the_submission_never_jumps_a_better_queued_job(broker: Broker) -> None:
     await known_queue(broker)
     better = await broker.submit(job(priority=90))
     result, reserved = await broker.submit_and_claim(
@@ -143,7 +143,7 @@ async def test_reservation_never_jumps_a_better_queued_job(broker: Broker) -> No
     assert [a.job_id for a in got] == [better.job_id]
 
 
-async def test_a_reservation_whose_claim_fails_still_queues_the_job(broker: Broker) -> None:
+async def test_a_submission_whose_claim_fails_still_queues_the_job(broker: Broker) -> None:
     # Submission and claim run as one script call (submit_claim): an error in the
     # claim part must not lose the submission, which has already been written.
     await known_queue(broker)
@@ -168,7 +168,7 @@ async def test_a_reservation_whose_claim_fails_still_queues_the_job(broker: Brok
 
 
 @pytest.mark.parametrize("service", ["gpu", "sim"])
-async def test_reservation_respects_matching(broker: Broker, service: str) -> None:
+async def test_claiming_in_the_submission_respects_matching(broker: Broker, service: str) -> None:
     await known_queue(broker)
     # A worker that cannot run the job (another service, or draining) gets nothing.
     state = WorkerState(draining=service == "sim")
