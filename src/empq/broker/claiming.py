@@ -23,6 +23,7 @@ from empq.matching import (
     StaticVerdicts,
     WorkerState,
     dynamic_reasons,
+    vram_limited,
 )
 from empq.models import Isolation, WorkerCapabilities
 
@@ -63,7 +64,7 @@ class ClaimMixin(QueryMixin):
         eligible = self._static_eligible(caps)
         restricted = (
             state.running or state.draining or caps.customer_access.max_concurrent_customers
-        )
+        )  # (VRAM too: with nothing running, every job that passed the static rules fits)
         if not restricted:
             return eligible
         return [s for s in eligible if not dynamic_reasons(caps, state, self._specs[s])]
@@ -89,7 +90,7 @@ class ClaimMixin(QueryMixin):
             batch, more = await self._claim_some(worker_id, caps, state, max_jobs - len(out))
             out += batch
             for a in batch:
-                state = state.with_job(a.running)
+                state = state.with_job(state.place(caps, a.running))
         await self.observer.assigned(worker_id, out)
         return out
 
@@ -206,12 +207,17 @@ class ClaimMixin(QueryMixin):
         """Whether several of these candidates may be claimed at once.
 
         Taking one job can change what the worker may take next only through the
-        isolation rules (a strict job, a customer limit); without those, a batch is
+        isolation rules (a strict job, a customer limit) and the VRAM budget; without
+        those, a batch is
         exactly what one-at-a-time claims would give.
         """
         if caps.customer_access.max_concurrent_customers is not None:
             return False
-        return all(self._specs[sig].isolation is not Isolation.STRICT for _, sig in members)
+        return all(
+            self._specs[sig].isolation is not Isolation.STRICT
+            and not vram_limited(caps, self._specs[sig])
+            for _, sig in members
+        )
 
     async def _claim_some(
         self, worker_id: str, caps: WorkerCapabilities, state: WorkerState, wanted: int

@@ -147,7 +147,7 @@ class Claims:
     def give(self, lw: LocalWorker, assignments: list[Assignment]) -> None:
         """Hold the jobs for `lw` and send one `job_assigned` for each."""
         for i, a in enumerate(assignments):
-            self.registry.hold(lw, a.job_id, a.running, a.event_id)
+            self.registry.hold(lw, a.job_id, a.running, a.event_id, a.fields.get("sig"))
             lw.conn.send(
                 assigned_message(
                     a.job_id,
@@ -179,14 +179,15 @@ class Claims:
     def parked_for(self, spec: JobSpec) -> LocalWorker | None:
         """The best parked worker that can take a job of `spec` now.
 
-        Among equally good workers, the one given a job longest ago: they take turns.
+        Best by `matching.score`: one with the job's models warm first. Among equally
+        good workers, the one given a job longest ago: they take turns.
         """
         best: LocalWorker | None = None
         best_key: tuple[float, float, str] | None = None
         for lw in self.registry.local.values():
             if lw.parked is None or lw.claim_lock.locked() or not lw.can_take(spec):
                 continue
-            key = (-score(lw.caps, spec), lw.given_at, lw.worker_id)
+            key = (-score(lw.caps, spec, None, lw.models_loaded), lw.given_at, lw.worker_id)
             if best_key is None or key < best_key:
                 best, best_key = lw, key
         return best

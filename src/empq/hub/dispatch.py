@@ -142,6 +142,7 @@ class Dispatcher:
     def pick(self, spec: JobSpec) -> LocalWorker | None:
         """The best-scoring local worker that can take a job of `spec` now, unoffered.
 
+        The score puts a worker with the job's models warm first (`models_loaded`).
         Among equally good workers, the one given a job longest ago: they take turns,
         instead of the same one getting every offer while it keeps up.
         """
@@ -158,7 +159,7 @@ class Dispatcher:
                 or not lw.can_take(spec)
             ):
                 continue
-            s = score(lw.caps, spec)
+            s = score(lw.caps, spec, None, lw.models_loaded)
             if (
                 best is None
                 or s > best_score
