@@ -105,6 +105,10 @@ class BrokerSettings(CommonSettings):
             return limits[customer_id]
         return limits.get("*")
 
+    #: A worker may claim a job with its models warm ahead of older cold jobs of the same
+    #: effective priority submitted at most this much earlier (0: strict order).
+    warm_window_seconds: Annotated[float, Field(ge=0, le=86_400)] = 0
+
     @field_validator("retry_delays", mode="before")
     @classmethod
     def _delays(cls, value: object) -> object:

@@ -292,6 +292,35 @@ def dynamic_reasons(caps: WorkerCapabilities, state: WorkerState, spec: JobSpec)
     return reasons
 
 
+def warm_first(
+    members: list[tuple[str, str]],
+    specs: Mapping[str, JobSpec],
+    models_loaded: Mapping[str, Sequence[str]] | None,
+    window_ms: int,
+) -> bool:
+    """Move to the front the best job with its models warm that may go first; True if moved.
+
+    `members` are (order key, signature) best first. A warm job may go ahead of older
+    cold jobs only when they share its effective priority (the key's first 3 digits)
+    and were queued at most `window_ms` before it (the next 13 digits); priority is never
+    crossed, and with a window of 0 nothing moves (strict order).
+    """
+    if window_ms <= 0 or not models_loaded or len(members) < 2:
+        return False
+    head = members[0][0]
+    if is_warm(specs[members[0][1]], models_loaded):
+        return False
+    band, since = head[:3], int(head[3:16])
+    for i in range(1, len(members)):
+        member, sig = members[i]
+        if member[:3] != band or int(member[3:16]) - since > window_ms:
+            return False
+        if is_warm(specs[sig], models_loaded):
+            members.insert(0, members.pop(i))
+            return True
+    return False
+
+
 def vram_limited(caps: WorkerCapabilities, spec: JobSpec) -> bool:
     """Whether taking a job of `spec` reserves part of this worker's VRAM budget."""
     return bool(spec.gpu_memory_gb) and caps.hardware.gpu_memory_gb > 0

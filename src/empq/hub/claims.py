@@ -104,7 +104,11 @@ class Claims:
                 t0 = time.perf_counter()
                 try:
                     assignments = await self.broker.claim(
-                        lw.worker_id, lw.caps, lw.state, max_jobs=wanted
+                        lw.worker_id,
+                        lw.caps,
+                        lw.state,
+                        max_jobs=wanted,
+                        models_loaded=lw.models_loaded,
                     )
                 except (RedisError, OSError):
                     # The script may have run with its reply lost: settle that later.
