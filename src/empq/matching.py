@@ -376,6 +376,20 @@ def score(
     return s
 
 
+def eviction_cost(
+    spec: JobSpec, mine: Mapping[str, Sequence[str]], holders: Mapping[str, int]
+) -> int:
+    """How many warm models only this worker holds, for a job that is cold on it.
+
+    Loading the job's models may evict one of them; among cold workers, the one whose
+    warm models are also warm elsewhere loses the fleet the least (`holders`: model ->
+    how many workers hold it warm for the job's service).
+    """
+    if not spec.models:
+        return 0
+    return sum(1 for m in mine.get(spec.service_type or "", ()) if holders.get(m, 0) <= 1)
+
+
 def rank_workers(candidates: Sequence[tuple[str, WorkerCapabilities]], spec: JobSpec) -> list[str]:
     """Worker ids best score first (ties by id, for stable output)."""
     return [wid for wid, _ in sorted(candidates, key=lambda c: (-score(c[1], spec), c[0]))]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.support.hub_fixtures import HubHandle, RawPeer, raw_worker
+from tests.support.hub_fixtures import HubFactory, HubHandle, RawPeer, raw_worker
 
 SIM = {"service_type": "simulation"}
 JOB = {"type": "t", "requirements": SIM}
@@ -192,3 +192,66 @@ async def test_an_idle_worker_with_the_models_warm_is_offered_the_job(hub: HubHa
         offer = await w2.expect("job_available")
         assert offer["job_id"] == r.json()["job_id"]
         assert w1.taken("job_available") == []
+
+
+async def test_a_job_waits_briefly_for_its_busy_warm_worker(hub_factory: HubFactory) -> None:
+    caps = {"services": ["simulation"], "models": {"simulation": ["a", "b"]}}
+    job = {"type": "t", "requirements": {**SIM, "models": ["a"]}}
+    async with (
+        hub_factory(warm_wait_seconds=30) as h,
+        h.client() as http,
+        raw_worker(h.ws_url, "warm", caps, models_loaded={"simulation": ["a"]}) as warm,
+        raw_worker(h.ws_url, "cold", caps, models_loaded={"simulation": ["b"]}) as cold,
+    ):
+        await http.post("/api/jobs", json=job)
+        busy = await warm.request({"type": "claim_job"}, "job_assigned")
+        await cold.send({"type": "claim_job", "wait_seconds": 20})
+        await cold.request({"type": "ping"}, "pong")
+        # The warm worker is busy: the job is left for it, not given to the cold one.
+        second = (await http.post("/api/jobs", json=job)).json()["job_id"]
+        await _complete(warm, busy, claim_next={"wait_seconds": 20})
+        got = await warm.expect("job_assigned")
+        assert got["job_id"] == second
+        assert cold.taken("job_assigned") == []
+
+
+async def test_a_job_goes_to_a_cold_worker_once_the_warm_wait_ends(
+    hub_factory: HubFactory,
+) -> None:
+    caps = {"services": ["simulation"], "models": {"simulation": ["a", "b"]}}
+    job = {"type": "t", "requirements": {**SIM, "models": ["a"]}}
+    async with (
+        hub_factory(warm_wait_seconds=0.2) as h,
+        h.client() as http,
+        raw_worker(h.ws_url, "warm", caps, models_loaded={"simulation": ["a"]}) as warm,
+        raw_worker(h.ws_url, "cold", caps) as cold,
+    ):
+        await http.post("/api/jobs", json=job)
+        await warm.request({"type": "claim_job"}, "job_assigned")
+        await cold.send({"type": "claim_job", "wait_seconds": 20})
+        await cold.request({"type": "ping"}, "pong")
+        second = (await http.post("/api/jobs", json=job)).json()["job_id"]
+        assert (await cold.expect("job_assigned"))["job_id"] == second
+
+
+async def test_a_cold_job_goes_where_it_evicts_no_model_only_that_worker_holds(
+    hub: HubHandle,
+) -> None:
+    caps = {"services": ["simulation"], "models": {"simulation": ["x", "y", "z"]}}
+    async with (
+        hub.client() as http,
+        raw_worker(hub.ws_url, "w1", caps, models_loaded={"simulation": ["x"]}) as w1,
+        raw_worker(hub.ws_url, "w2", caps, models_loaded={"simulation": ["y"]}) as w2,
+        raw_worker(hub.ws_url, "w3", caps, models_loaded={"simulation": ["y"]}) as w3,
+    ):
+        # w3 is busy; w1 alone holds x, and y is also warm on w3: w2 loses the fleet least.
+        await http.post("/api/jobs", json={"type": "t", "requirements": SIM})
+        await w3.request({"type": "claim_job"}, "job_assigned")
+        for w in (w1, w2):
+            await w.send({"type": "claim_job", "wait_seconds": 20})
+            await w.request({"type": "ping"}, "pong")
+        r = await http.post(
+            "/api/jobs", json={"type": "t", "requirements": {**SIM, "models": ["z"]}}
+        )
+        assert (await w2.expect("job_assigned"))["job_id"] == r.json()["job_id"]
+        assert w1.taken("job_assigned") == []

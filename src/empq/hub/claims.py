@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 
 from empq.codec import assigned_message
 from empq.hub.registry import LocalWorker, ParkedClaim, Registry
-from empq.matching import JobSpec, score
+from empq.matching import JobSpec, eviction_cost, score
 from empq.protocol import wire
 from empq.status import WorkerStatus
 
@@ -183,15 +183,22 @@ class Claims:
     def parked_for(self, spec: JobSpec) -> LocalWorker | None:
         """The best parked worker that can take a job of `spec` now.
 
-        Best by `matching.score`: one with the job's models warm first. Among equally
-        good workers, the one given a job longest ago: they take turns.
+        Best by `matching.score`: one with the job's models warm first; among cold ones,
+        the one whose warm models are also warm elsewhere (`matching.eviction_cost`).
+        Among equally good workers, the one given a job longest ago: they take turns.
         """
         best: LocalWorker | None = None
-        best_key: tuple[float, float, str] | None = None
+        best_key: tuple[float, int, float, str] | None = None
+        holders = self.registry.warm_holders(spec)
         for lw in self.registry.local.values():
             if lw.parked is None or lw.claim_lock.locked() or not lw.can_take(spec):
                 continue
-            key = (-score(lw.caps, spec, None, lw.models_loaded), lw.given_at, lw.worker_id)
+            key = (
+                -score(lw.caps, spec, None, lw.models_loaded),
+                eviction_cost(spec, lw.models_loaded, holders),
+                lw.given_at,
+                lw.worker_id,
+            )
             if best_key is None or key < best_key:
                 best, best_key = lw, key
         return best

@@ -226,6 +226,18 @@ class Registry:
             if self.holders.get(job_id) is lw:
                 del self.holders[job_id]
 
+    def warm_holders(self, spec: JobSpec) -> dict[str, int]:
+        """Model -> how many local workers hold it warm for the job's service (only for
+        a job that names models: the choice between cold workers reads it)."""
+        counts: dict[str, int] = {}
+        if not spec.models:
+            return counts
+        service = spec.service_type or ""
+        for lw in self.local.values():
+            for m in lw.models_loaded.get(service, ()):
+                counts[m] = counts.get(m, 0) + 1
+        return counts
+
     # ------------------------------------------------------------------ writes
 
     async def register(

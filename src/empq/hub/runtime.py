@@ -61,7 +61,12 @@ class Hub:
         self.leases = Leases(broker.redis, broker.keys, self.hub_id)
         self.webhooks = Webhooks(settings, broker, self.metrics, self.leases)
         self.dispatcher = Dispatcher(
-            broker, self.registry, self.claims, self.metrics, accepting=lambda: self.accepting
+            broker,
+            self.registry,
+            self.claims,
+            self.metrics,
+            accepting=lambda: self.accepting,
+            warm_wait=settings.warm_wait_seconds,
         )
         self.events = EventPump(
             broker,
@@ -125,6 +130,7 @@ class Hub:
         """Cancel and await every background task, then give up leases and close I/O."""
         await asyncio.gather(*(cancel_and_wait(t) for t in self._tasks))
         self._tasks.clear()
+        self.dispatcher.close()
         await self.claims.close()
         with contextlib.suppress(Exception):
             await self.leases.release_all()
