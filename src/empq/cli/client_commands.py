@@ -224,6 +224,8 @@ def _follow_live(client: Client, job_id: str, timeout: float | None) -> Job:
             last = job
             worker = f"on {escape(job.worker_id)}" if job.worker_id else ""
             message = f" {escape(job.message)}" if job.message and not job.is_final else ""
+            if job.status == JobStatus.QUEUED and job.position is not None:
+                message = f" position {job.position}, {output.eta_text(job)}"
             progress.update(
                 task,
                 completed=100 if job.status == JobStatus.COMPLETED else job.progress,
