@@ -218,3 +218,40 @@ async def test_a_warm_job_goes_first_only_within_the_window(
         (await windowed[30].claim("w", worker, models_loaded=warm))[0].job_id for _ in range(3)
     ]
     assert order == [warm_soon, cold, warm_late]
+
+
+async def test_stale_candidates_never_let_warmth_cross_a_new_better_job(
+    windowed: dict[int, Broker], clock: FakeClock
+) -> None:
+    """Jobs queued after the claimer's last look are checked in claim.lua: a warm job
+    from stale candidates is taken only if it is still within the window of the best."""
+    worker = WorkerCapabilities.model_validate({"services": ["sd"], "models": {"sd": ["a", "b"]}})
+    claimer, other = windowed[30], windowed[0]
+
+    def sub(model: str, priority: int = 50, **kw: object) -> JobSubmission:
+        return JobSubmission.model_validate(
+            {
+                "type": "t",
+                "priority": priority,
+                "requirements": {"service_type": "sd", "models": [model]},
+                **kw,
+            }
+        )
+
+    for new_job, expect_new in (
+        (sub("a", 90), True),  # higher priority: warmth never passes it
+        (sub("a", workflow_datetime=clock.now - 100_000), True),  # far older: out of window
+        (sub("a", workflow_datetime=clock.now + 5_000), False),  # newer: warm job still first
+    ):
+        await claimer.redis.flushdb()
+        ids = []
+        for model, gap in (("a", 0), ("a", 1), ("b", 4)):
+            clock.advance(gap)
+            ids += [r.job_id for r in await other.submit_many([sub(model)])]
+        first, _, warm = ids
+        # A claim with nothing warm takes the head and keeps the rest as candidates.
+        assert [a.job_id for a in await claimer.claim("w", worker)] == [first]
+        # Another process queues a job; then a claim with "b" warm, from those candidates.
+        [queued] = await other.submit_many([new_job])
+        got = await claimer.claim("w", worker, models_loaded={"sd": ["b"]})
+        assert [a.job_id for a in got] == [queued.job_id if expect_new else warm]

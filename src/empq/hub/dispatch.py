@@ -185,13 +185,14 @@ class Dispatcher:
         if wait <= 0 or not spec.models:
             return False
         busy_warm = False
+        offered_before = time.monotonic() - OFFER_HOLD_SECONDS
         for lw in self.registry.local.values():
             if not is_warm(spec, lw.models_loaded) or lw.verdicts.reasons(spec):
                 continue
             if lw.info.status in (WorkerStatus.DRAINING, WorkerStatus.OFFLINE):
                 continue
             ready = lw.free_slots and not lw.claim_lock.locked() and lw.can_take(spec)
-            if ready and (lw.parked is not None or lw.offered_at == 0.0):
+            if ready and (lw.parked is not None or lw.offered_at <= offered_before):
                 return False  # a warm worker can take it now: no need to wait
             busy_warm = True
         return busy_warm
