@@ -255,3 +255,19 @@ async def test_a_cold_job_goes_where_it_evicts_no_model_only_that_worker_holds(
         )
         assert (await w2.expect("job_assigned"))["job_id"] == r.json()["job_id"]
         assert w1.taken("job_assigned") == []
+
+
+async def test_eta_counts_workers_connected_to_another_hub(hub_factory: HubFactory) -> None:
+    async with (
+        hub_factory() as one,
+        hub_factory() as two,
+        two.client() as http,
+        raw_worker(one.ws_url, "far") as far,
+    ):
+        # Hub two learns of the worker from the shared record (as GET /api/workers reads it).
+        assert [w["worker_id"] for w in (await http.get("/api/workers")).json()["workers"]] == [
+            "far"
+        ]
+        r = (await http.post("/api/jobs", json=JOB)).json()
+        assert r["eta_seconds"] == 0
+        await far.request({"type": "claim_job"}, "job_assigned")

@@ -24,6 +24,7 @@ from empq.hub.explain import warnings
 from empq.hub.leases import Leases, run_leased
 from empq.hub.lifecycle import HubLifecycle
 from empq.hub.metrics import HubMetrics
+from empq.hub.placement import Placement
 from empq.hub.registry import Registry
 from empq.hub.stats import StatsService
 from empq.hub.webhooks import Webhooks
@@ -60,6 +61,7 @@ class Hub:
         self.wakeups = {"retries": asyncio.Event()}
         self.leases = Leases(broker.redis, broker.keys, self.hub_id)
         self.webhooks = Webhooks(settings, broker, self.metrics, self.leases)
+        self.placement = Placement(self.registry)
         self.dispatcher = Dispatcher(
             broker,
             self.registry,
