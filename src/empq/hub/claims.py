@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import RedisError
 
 from empq.codec import assigned_message
+from empq.hub.fleet import warm_holders
 from empq.hub.registry import LocalWorker, ParkedClaim, Registry
 from empq.matching import JobSpec, eviction_cost, score
 from empq.protocol import wire
@@ -189,7 +190,7 @@ class Claims:
         """
         best: LocalWorker | None = None
         best_key: tuple[float, int, float, str] | None = None
-        holders = self.registry.warm_holders(spec)
+        holders = warm_holders(self.registry.local.values(), spec)
         for lw in self.registry.local.values():
             if lw.parked is None or lw.claim_lock.locked() or not lw.can_take(spec):
                 continue

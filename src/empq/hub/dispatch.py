@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from empq.broker.base import SubmitResult
 from empq.broker.core import new_job_id
+from empq.hub.fleet import warm_holders
 from empq.hub.registry import OFFER_HOLD_SECONDS
 from empq.matching import JobSpec, eviction_cost, is_warm, score
 from empq.models import JobSubmission
@@ -159,7 +160,7 @@ class Dispatcher:
         best: LocalWorker | None = None
         best_key: tuple[float, int, float, str] | None = None
         offered_before = time.monotonic() - OFFER_HOLD_SECONDS
-        holders = self.registry.warm_holders(spec)
+        holders = warm_holders(self.registry.local.values(), spec)
         for lw in self.registry.local.values():
             if (
                 lw.parked is not None

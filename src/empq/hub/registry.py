@@ -32,11 +32,6 @@ log = logging.getLogger("empq.hub.registry")
 #: How long an unanswered `job_available` keeps a worker from being offered another.
 OFFER_HOLD_SECONDS = 2.0
 
-#: Weight of the newest run in a worker's `run_seconds` averages.
-_RUN_EWMA = 0.3
-#: Signatures a worker record keeps `run_seconds` for (the most recently run).
-_RUN_SIGNATURES = 32
-
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -118,17 +113,6 @@ class LocalWorker:
         """The signature of a held job and how long it has held it (None: not held)."""
         at = self.held_at.get(job_id)
         return None if at is None else (at[1], time.monotonic() - at[0])
-
-    def record_run(self, signature: str | None, seconds: float) -> None:
-        """A job of `signature` completed after holding a slot `seconds`: the EWMAs."""
-        runs = self.info.run_seconds
-        for key in ("*", signature):
-            if key is None:
-                continue
-            old = runs.pop(key, None)  # re-inserted last: the oldest signatures go first
-            runs[key] = seconds if old is None else old + _RUN_EWMA * (seconds - old)
-        while len(runs) > _RUN_SIGNATURES:
-            del runs[next(k for k in runs if k != "*")]
 
     def unpark(self) -> ParkedClaim | None:
         """Take its parked claim away (its timer stopped); the caller answers it."""
@@ -225,18 +209,6 @@ class Registry:
         for job_id in list(lw.held):
             if self.holders.get(job_id) is lw:
                 del self.holders[job_id]
-
-    def warm_holders(self, spec: JobSpec) -> dict[str, int]:
-        """Model -> how many local workers hold it warm for the job's service (only for
-        a job that names models: the choice between cold workers reads it)."""
-        counts: dict[str, int] = {}
-        if not spec.models:
-            return counts
-        service = spec.service_type or ""
-        for lw in self.local.values():
-            for m in lw.models_loaded.get(service, ()):
-                counts[m] = counts.get(m, 0) + 1
-        return counts
 
     # ------------------------------------------------------------------ writes
 

@@ -12,6 +12,7 @@ from empq import errors
 from empq.hub import identity
 from empq.hub.connections import Connection
 from empq.hub.departures import worker_gone
+from empq.hub.fleet import record_run
 from empq.hub.registry import LocalWorker, dumps
 from empq.models import WorkerCapabilities
 from empq.protocol import (
@@ -169,7 +170,7 @@ async def complete_job(hub: Hub, conn: Connection, msg: CompleteJob) -> None:
         _settled(hub, lw, msg.job_id)
         lw.info.jobs_completed += 1
         if run is not None:
-            lw.record_run(*run)
+            record_run(lw.info, *run)
         conn.send(wire("job_completed_ack", job_id=msg.job_id, worker_id=lw.worker_id))
     if claim is not None:
         await claim
