@@ -255,3 +255,23 @@ async def test_stale_candidates_never_let_warmth_cross_a_new_better_job(
         [queued] = await other.submit_many([new_job])
         got = await claimer.claim("w", worker, models_loaded={"sd": ["b"]})
         assert [a.job_id for a in got] == [queued.job_id if expect_new else warm]
+
+
+async def test_a_dry_run_position_inherits_the_workflows_priority_and_time(
+    broker: Broker, clock: FakeClock
+) -> None:
+    await broker.submit_many([JobSubmission(type="t", priority=60) for _ in range(2)])
+    await broker.submit_many(
+        [JobSubmission(type="t", priority=10, workflow_id="wf", workflow_priority=90)]
+    )
+    clock.advance(5)
+    # A later step of "wf" that names no priority of its own is claimed as the workflow's
+    # 90, after step 0 and before the priority-60 jobs.
+    step = JobSubmission(type="t", priority=10, workflow_id="wf", step_number=1)
+    assert await broker.position_below(await broker.order_bound(step)) == 2
+    # Outside the workflow, priority 10 comes last.
+    alone = JobSubmission(type="t", priority=10)
+    assert await broker.position_below(await broker.order_bound(alone)) == 4
+    # Nothing was queued by asking.
+    assert (await broker.stats())["queue_depth"] == 3
+    assert await broker.ahead_for([], "999") == 0
