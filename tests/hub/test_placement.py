@@ -271,3 +271,13 @@ async def test_eta_counts_workers_connected_to_another_hub(hub_factory: HubFacto
         r = (await http.post("/api/jobs", json=JOB)).json()
         assert r["eta_seconds"] == 0
         await far.request({"type": "claim_job"}, "job_assigned")
+
+
+async def test_the_dry_run_needs_an_operator_key(hub_factory: HubFactory) -> None:
+    async with hub_factory(api_keys="op-key,a-key:customer=A") as h:
+        async with h.client(headers={"Authorization": "Bearer a-key"}) as customer:
+            r = await customer.post("/api/match", json=JOB)
+            assert r.status_code == 403
+            assert r.json()["error"]["code"] == "FORBIDDEN"
+        async with h.client(headers={"Authorization": "Bearer op-key"}) as operator:
+            assert (await operator.post("/api/match", json=JOB)).status_code == 200
