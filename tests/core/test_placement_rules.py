@@ -108,12 +108,21 @@ job_st = st.tuples(
 )
 
 
-@pytest.fixture
-async def windowed(redis_url: str, clock: FakeClock) -> AsyncIterator[dict[int, Broker]]:
+@pytest.fixture(params=[{}, {"*": 100}], ids=["no-limits", "customer-limits"])
+async def windowed(
+    redis_url: str, clock: FakeClock, request: pytest.FixtureRequest
+) -> AsyncIterator[dict[int, Broker]]:
+    """Brokers with warm windows of 0, 5 and 30 s (with and without per-customer limits,
+    whose ARGV comes before the window's in claim.lua)."""
     brokers = {}
     for window in (0, 5, 30):
         brokers[window] = await Broker.connect(
-            BrokerSettings(redis_url=redis_url, warm_window_seconds=window), clock=clock
+            BrokerSettings(
+                redis_url=redis_url,
+                warm_window_seconds=window,
+                customer_max_running=request.param,
+            ),
+            clock=clock,
         )
     try:
         yield brokers
