@@ -154,6 +154,15 @@ def isolation_of(h: dict[str, str]) -> Isolation:
     return Isolation(json.loads(raw).get("customer_isolation", "none"))
 
 
+def gpu_memory_of(h: dict[str, str]) -> float | None:
+    """The job's `requirements.hardware.gpu_memory_gb` from its hash fields."""
+    raw = h.get("requirements")
+    if not raw or "gpu_memory_gb" not in raw:
+        return None
+    value = json.loads(raw).get("hardware", {}).get("gpu_memory_gb")
+    return float(value) if value is not None else None
+
+
 def _int_or_none(value: str | None) -> int | None:
     return None if value is None else int(value)
 

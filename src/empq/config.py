@@ -105,6 +105,10 @@ class BrokerSettings(CommonSettings):
             return limits[customer_id]
         return limits.get("*")
 
+    #: A worker may claim a job with its models warm ahead of older cold jobs of the same
+    #: effective priority submitted at most this much earlier (0: strict order).
+    warm_window_seconds: Annotated[float, Field(ge=0, le=86_400)] = 0
+
     @field_validator("retry_delays", mode="before")
     @classmethod
     def _delays(cls, value: object) -> object:
@@ -143,6 +147,9 @@ class HubSettings(BrokerSettings):
     # A reconnecting monitor's catch-up (`since`): at most this many events, this old.
     catchup_max_events: Annotated[int, Field(ge=1)] = 1000
     catchup_max_seconds: Annotated[float, Field(gt=0)] = 3600
+    #: A job whose models are warm only on busy workers waits this long for one of them
+    #: before an idle cold worker is woken for it (0: wake at once).
+    warm_wait_seconds: Annotated[float, Field(ge=0, le=600)] = 0.5
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: A file of more `EMPQ_API_KEYS` entries, one per line (`#` comments).
     api_keys_file: Path | None = None

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from empq.models import Isolation, Requirements, WorkerCapabilities
 
@@ -130,10 +130,14 @@ _SPECS_MAX = 10_000
 
 @dataclass(frozen=True, slots=True)
 class RunningJob:
-    """A job a worker holds, as far as the isolation rules care."""
+    """A job a worker holds, as far as the isolation and VRAM rules care."""
 
     customer_id: str | None
     isolation: Isolation = Isolation.NONE
+    #: The VRAM it reserves (`requirements.hardware.gpu_memory_gb`) from claim to end.
+    gpu_memory_gb: float | None = None
+    #: Which of the worker's GPUs holds that reservation.
+    gpu: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +150,32 @@ class WorkerState:
     def with_job(self, job: RunningJob) -> WorkerState:
         """The state after taking one more job."""
         return WorkerState(running=(*self.running, job), draining=self.draining)
+
+    def reserved_gb(self, gpus: int) -> list[float]:
+        """VRAM reserved on each of `gpus` GPUs by the jobs it runs."""
+        reserved = [0.0] * max(gpus, 1)
+        for r in self.running:
+            if r.gpu_memory_gb:
+                reserved[min(r.gpu, len(reserved) - 1)] += r.gpu_memory_gb
+        return reserved
+
+    def fit_gpu(self, caps: WorkerCapabilities, need: float | None) -> int | None:
+        """The GPU a job needing `need` GB would reserve on (None: none has room).
+
+        Best fit: the GPU with the least room that still fits, so a large job finds a
+        GPU with room later. Without a VRAM budget or a need, GPU 0 and no check.
+        """
+        budget = caps.hardware.gpu_memory_gb
+        if not need or budget <= 0:
+            return 0
+        reserved = self.reserved_gb(caps.hardware.gpu_count)
+        room = [(budget - used, i) for i, used in enumerate(reserved) if budget - used >= need]
+        return min(room)[1] if room else None
+
+    def place(self, caps: WorkerCapabilities, job: RunningJob) -> RunningJob:
+        """`job` with the GPU its reservation goes on."""
+        gpu = self.fit_gpu(caps, job.gpu_memory_gb)
+        return job if gpu in (None, job.gpu) else replace(job, gpu=gpu)
 
 
 @dataclass(slots=True)
@@ -253,7 +283,55 @@ def dynamic_reasons(caps: WorkerCapabilities, state: WorkerState, spec: JobSpec)
         current = {r.customer_id for r in state.running}
         if spec.customer_id not in current and len(current) >= limit:
             reasons.append(f"max_concurrent_customers {limit} reached")
+    if state.fit_gpu(caps, spec.gpu_memory_gb) is None:
+        free = caps.hardware.gpu_memory_gb - min(state.reserved_gb(caps.hardware.gpu_count))
+        reasons.append(
+            f"gpu memory: needs {spec.gpu_memory_gb:g} GB, {free:g} GB unreserved "
+            f"of {caps.hardware.gpu_memory_gb:g} GB"
+        )
     return reasons
+
+
+def warm_first(
+    members: list[tuple[str, str]],
+    specs: Mapping[str, JobSpec],
+    models_loaded: Mapping[str, Sequence[str]] | None,
+    window_ms: int,
+) -> bool:
+    """Move to the front the best job with its models warm that may go first; True if moved.
+
+    `members` are (order key, signature) best first. A warm job may go ahead of older
+    cold jobs only when they share its effective priority (the key's first 3 digits)
+    and were queued at most `window_ms` before it (the next 13 digits); priority is never
+    crossed, and with a window of 0 nothing moves (strict order).
+    """
+    if window_ms <= 0 or not models_loaded or len(members) < 2:
+        return False
+    head = members[0][0]
+    if is_warm(specs[members[0][1]], models_loaded):
+        return False
+    band, since = head[:3], int(head[3:16])
+    for i in range(1, len(members)):
+        member, sig = members[i]
+        if member[:3] != band or int(member[3:16]) - since > window_ms:
+            return False
+        if is_warm(specs[sig], models_loaded):
+            members.insert(0, members.pop(i))
+            return True
+    return False
+
+
+def vram_limited(caps: WorkerCapabilities, spec: JobSpec) -> bool:
+    """Whether taking a job of `spec` reserves part of this worker's VRAM budget."""
+    return bool(spec.gpu_memory_gb) and caps.hardware.gpu_memory_gb > 0
+
+
+def is_warm(spec: JobSpec, models_loaded: Mapping[str, Sequence[str]] | None) -> bool:
+    """Whether every model the job names is warm (loaded) on the worker."""
+    if not spec.models or not models_loaded:
+        return False
+    loaded = models_loaded.get(spec.service_type or "", ())
+    return all(m in loaded for m in spec.models)
 
 
 def reasons(caps: WorkerCapabilities, spec: JobSpec, state: WorkerState | None = None) -> list[str]:
@@ -266,14 +344,25 @@ def can_run(caps: WorkerCapabilities, spec: JobSpec, state: WorkerState | None =
     return not reasons(caps, spec, state)
 
 
-def score(caps: WorkerCapabilities, spec: JobSpec, cost_tier: str | None = None) -> float:
+#: What having every model of the job warm adds to a worker's score: more than every
+#: other preference together, since a model load costs more than any of them saves.
+WARM_SCORE = 100.0
+
+
+def score(
+    caps: WorkerCapabilities,
+    spec: JobSpec,
+    cost_tier: str | None = None,
+    models_loaded: Mapping[str, Sequence[str]] | None = None,
+) -> float:
     """A soft preference of this worker for this job (higher is better).
 
     Used only to pick which idle worker is offered a job first; never to reorder
-    jobs. Prefers affinity, then the least over-provisioned worker (so a 24 GB job
-    does not tie up an 80 GB card when a 24 GB card is idle), then matching cost tier.
+    jobs. Prefers a worker with the job's models warm (`models_loaded`), then
+    affinity, then the least over-provisioned worker (so a 24 GB job does not tie
+    up an 80 GB card when a 24 GB card is idle), then matching cost tier.
     """
-    s = 0.0
+    s = WARM_SCORE if is_warm(spec, models_loaded) else 0.0
     if spec.type in caps.job_affinity.preferred_types:
         s += 10
     if spec.customer_id is not None and spec.customer_id in caps.job_affinity.preferred_customers:
@@ -285,6 +374,20 @@ def score(caps: WorkerCapabilities, spec: JobSpec, cost_tier: str | None = None)
     if cost_tier is not None and caps.cost.tier == cost_tier:
         s += 1
     return s
+
+
+def eviction_cost(
+    spec: JobSpec, mine: Mapping[str, Sequence[str]], holders: Mapping[str, int]
+) -> int:
+    """How many warm models only this worker holds, for a job that is cold on it.
+
+    Loading the job's models may evict one of them; among cold workers, the one whose
+    warm models are also warm elsewhere loses the fleet the least (`holders`: model ->
+    how many workers hold it warm for the job's service).
+    """
+    if not spec.models:
+        return 0
+    return sum(1 for m in mine.get(spec.service_type or "", ()) if holders.get(m, 0) <= 1)
 
 
 def rank_workers(candidates: Sequence[tuple[str, WorkerCapabilities]], spec: JobSpec) -> list[str]:

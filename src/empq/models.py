@@ -148,6 +148,9 @@ class Job(BaseModel):
     error: str | None = None
     error_details: dict[str, Any] | None = None
     position: int | None = None
+    #: While queued: seconds until it should start, or None with `eta_reason` saying why.
+    eta_seconds: float | None = None
+    eta_reason: str | None = None
     retry_at: datetime | None = None
 
     @property
@@ -159,7 +162,10 @@ class Job(BaseModel):
 class Hardware(Strict):
     """What a worker's machine has."""
 
+    #: Per GPU: a budget the jobs it runs reserve from (their `gpu_memory_gb`).
     gpu_memory_gb: NonNegative = 0
+    #: GPUs of `gpu_memory_gb` each; a job's reservation goes on one of them.
+    gpu_count: Annotated[int, Field(ge=1, le=64)] = 1
     gpu_model: str | None = None
     cpu_cores: NonNegative = 0
     ram_gb: NonNegative = 0
@@ -224,6 +230,16 @@ class WorkerCapabilities(Strict):
     job_anti_affinity: JobAntiAffinity = Field(default_factory=JobAntiAffinity)
 
 
+#: Most warm models a worker reports per service; a longer list is refused.
+MODELS_LOADED_MAX = 64
+
+#: `models_loaded`: service -> the model names it holds warm, most recent first.
+ModelsLoaded = dict[
+    Annotated[str, Field(min_length=1, max_length=200)],
+    Annotated[list[Annotated[str, Field(min_length=1, max_length=500)]], Field(max_length=64)],
+]
+
+
 class WorkerInfo(BaseModel):
     """A worker as the registry stores and `GET /api/workers` returns it."""
 
@@ -239,6 +255,11 @@ class WorkerInfo(BaseModel):
     jobs_failed: int = 0
     system_info: dict[str, Any] | None = None
     connector_status: dict[str, Any] | None = None
+    #: Models it holds warm per service, most recent first (CONTRACT §10).
+    models_loaded: dict[str, list[str]] = Field(default_factory=dict)
+    #: Recent seconds a job of each requirement signature held one of its slots (EWMA);
+    #: "*" over all its jobs. The ETA of queued jobs is built from these.
+    run_seconds: dict[str, float] = Field(default_factory=dict)
 
 
 def utc_from_ms(ms: int | float | None) -> datetime | None:

@@ -17,6 +17,7 @@ from empq import strict_json
 from empq.models import (
     EpochMs,
     JobSubmission,
+    ModelsLoaded,
     Priority,
     Requirements,
     ShortText,
@@ -64,6 +65,7 @@ class RegisterWorker(Message):
     status: WorkerStatus = WorkerStatus.IDLE
     auth_token: str | None = None
     current_jobs: list[str] = Field(default_factory=list)
+    models_loaded: ModelsLoaded | None = None
 
 
 #: Longest `wait_seconds` a claim may ask for; the hub may advertise less (`claim_wait_max`).
@@ -147,6 +149,7 @@ class WorkerHeartbeat(Message):
     current_jobs: list[str] = Field(default_factory=list)
     system_info: dict[str, Any] | None = None
     connector_status: dict[str, Any] | None = None
+    models_loaded: ModelsLoaded | None = None
 
 
 class WorkerStatusMessage(Message):
@@ -155,6 +158,7 @@ class WorkerStatusMessage(Message):
     status: WorkerStatus
     available_slots: Annotated[int, Field(ge=0)] | None = None
     capabilities: WorkerCapabilities | None = None
+    models_loaded: ModelsLoaded | None = None
 
 
 class UpdateCapabilities(Message):

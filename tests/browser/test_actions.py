@@ -116,6 +116,10 @@ async def test_job_detail_shows_explain_history_fields_and_an_image_preview(
         await expect(page.locator("#detail-title")).to_have_text(job_id)
         explain = page.locator("#detail-explain")
         await expect(explain.locator(".explain-no")).to_contain_text("comfy-only")
+        # Queued, and no connected worker can run it: its place in line, and why no ETA.
+        await expect(page.locator(".detail-queue")).to_have_text(
+            "Position 1 · no ETA (no connected worker can run this job)"
+        )
         await expect(page.locator('#detail-fields [data-field="customer_id"]')).to_contain_text(
             "acme"
         )

@@ -206,6 +206,33 @@ async def test_workers_stats_and_explain(
     assert as_json["rejected_workers"][0]["worker_id"] == "gpu-7"
 
 
+async def test_explain_dry_run_and_status_show_position_and_eta(
+    hub: HubHandle, client: AsyncClient, inproc: InProc
+) -> None:
+    caps = {"services": ["simulation"], "models": {"simulation": ["m"]}}
+    async with raw_worker(hub.ws_url, "warm-1", caps, models_loaded={"simulation": ["m"]}):
+        await client.submit(type="render", requirements=SIM)
+        reqs = json.dumps({"models": ["m"]})
+        args = ["explain", "--dry-run", "--type", "t", "--service", "simulation"]
+        dry = await inproc(*args, "--requirements", reqs, "--hub", hub.http_url)
+        as_json = one_json(
+            await inproc(*args, "--requirements", reqs, "--hub", hub.http_url, "--json")
+        )
+        queued = await client.submit(type="render", requirements={"service_type": "nothing"})
+        status = await inproc("status", queued.id, "--hub", hub.http_url)
+    assert dry.code == 0, dry.err
+    assert "would queue at position 2" in dry.out
+    assert "warm-1 (warm)" in dry.out
+    assert as_json["position"] == 2
+    assert as_json["matching_workers"][0]["warm"] is True
+    # Nothing was stored by the dry runs: only the two submitted jobs exist.
+    assert len((await client.jobs()).jobs) == 2
+    assert "no ETA (no connected worker can run this job)" in status.out
+    missing = await inproc("explain", "--dry-run", "--hub", hub.http_url)
+    assert missing.code != 0
+    assert "--type" in missing.err
+
+
 async def test_api_key_from_flag_or_environment(hub_factory: HubFactory, inproc: InProc) -> None:
     async with hub_factory(api_keys=["k-1"]) as h:
         refused = await inproc("jobs", "--hub", h.http_url)

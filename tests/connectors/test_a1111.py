@@ -173,3 +173,15 @@ async def test_health_and_models_are_advertised(connector: A1111Connector) -> No
     caps = await connector.capabilities()
     assert caps.services == ["a1111"]
     assert caps.models == {"a1111": ["sd15", "sdxl"]}
+
+
+async def test_the_loaded_checkpoint_is_reported_warm_by_model_name(
+    connector: A1111Connector,
+) -> None:
+    await connector.capabilities()  # learns each title's model_name
+    await run(connector, {"prompt": "a cat", "steps": 2})
+    # /sdapi/v1/options says "sd15.safetensors [abc123]": listed as its model_name.
+    assert connector.models_loaded() == {"a1111": ["sd15"]}
+    override = {"sd_model_checkpoint": "sdxl.safetensors [def456]"}
+    await run(connector, {"prompt": "a cat", "steps": 2, "override_settings": override})
+    assert connector.models_loaded() == {"a1111": ["sdxl", "sd15"]}

@@ -75,6 +75,32 @@ async def test_saved_images_become_artifacts_and_progress_only_rises(
     assert max(progress.values) < 100
 
 
+async def test_the_models_a_workflow_loaded_are_reported_warm_most_recent_first(
+    connector: ComfyUIConnector,
+) -> None:
+    assert connector.models_loaded() == {}
+    loaders = {
+        "10": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}},
+        "11": {"class_type": "LoraLoader", "inputs": {"lora_name": "ink.safetensors"}},
+        "12": {"class_type": "VAELoader", "inputs": {"vae_name": "vae.pt"}},
+    }
+    await run(connector, {"workflow": graph(extra=loaders)})
+    assert connector.models_loaded() == {
+        "comfyui": ["sd15.safetensors", "ink.safetensors", "vae.pt"]
+    }
+    other = {"10": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "xl"}}}
+    await run(connector, {"workflow": graph(extra=other)})
+    assert connector.models_loaded()["comfyui"][:2] == ["xl", "sd15.safetensors"]
+    # A failed workflow leaves the list as it was.
+    failing = graph(
+        extra={"20": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "never"}}}
+    )
+    failing["2"] = {"class_type": "FailNode", "inputs": {"image": ["1", 0]}}
+    with pytest.raises(ConnectorError):
+        await run(connector, {"workflow": failing})
+    assert "never" not in connector.models_loaded()["comfyui"]
+
+
 async def test_preview_only_images_are_not_uploaded(connector: ComfyUIConnector) -> None:
     g = graph()
     g["3"] = {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}

@@ -15,6 +15,9 @@ NODES: dict[str, tuple[dict[str, tuple[str, float | None, float | None]], bool]]
         True,
     ),
     "PreviewImage": ({"images": ("IMAGE", None, None)}, True),
+    "CheckpointLoaderSimple": ({"ckpt_name": ("STRING", None, None)}, False),
+    "LoraLoader": ({"lora_name": ("STRING", None, None)}, False),
+    "VAELoader": ({"vae_name": ("STRING", None, None)}, False),
 }
 
 
@@ -107,7 +110,7 @@ def object_info() -> dict[str, Any]:
             "category": "loaders",
         }
     }
-    return loader | {
+    return {
         name: {
             "input": {"required": {k: [v[0], {}] for k, v in spec.items()}},
             "output_node": is_out,
@@ -116,7 +119,7 @@ def object_info() -> dict[str, Any]:
             "category": "fake",
         }
         for name, (spec, is_out) in NODES.items()
-    }
+    } | loader
 
 
 def system_stats() -> dict[str, Any]:

@@ -81,7 +81,19 @@ async def test_a_new_job_gets_the_same_201_whoever_answers(hub: HubHandle) -> No
     assert fast.headers["content-type"] == slow.headers["content-type"] == "application/json"
     assert int(fast.headers["content-length"]) == len(fast.content)
     a, b = fast.json(), slow.json()
-    assert a.keys() == b.keys() == {"job_id", "status", "position", "created_at", "warnings"}
+    assert (
+        a.keys()
+        == b.keys()
+        == {
+            "job_id",
+            "status",
+            "position",
+            "created_at",
+            "eta_seconds",
+            "eta_reason",
+            "warnings",
+        }
+    )
     assert (a["status"], a["position"], b["position"]) == ("queued", 1, 2)
     assert a["warnings"] == b["warnings"]  # no worker is connected: both say so
 

@@ -82,10 +82,12 @@ class Assignment:
 
     @property
     def running(self) -> RunningJob:
-        """What holding this job means for the worker's isolation rules."""
-        from empq.codec import isolation_of
+        """What holding this job means for the worker's isolation and VRAM rules."""
+        from empq.codec import gpu_memory_of, isolation_of
 
-        return RunningJob(self.fields.get("customer_id"), isolation_of(self.fields))
+        return RunningJob(
+            self.fields.get("customer_id"), isolation_of(self.fields), gpu_memory_of(self.fields)
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,8 @@ from empq.matching import (
     StaticVerdicts,
     WorkerState,
     dynamic_reasons,
+    vram_limited,
+    warm_first,
 )
 from empq.models import Isolation, WorkerCapabilities
 
@@ -63,7 +65,7 @@ class ClaimMixin(QueryMixin):
         eligible = self._static_eligible(caps)
         restricted = (
             state.running or state.draining or caps.customer_access.max_concurrent_customers
-        )
+        )  # (VRAM too: with nothing running, every job that passed the static rules fits)
         if not restricted:
             return eligible
         return [s for s in eligible if not dynamic_reasons(caps, state, self._specs[s])]
@@ -75,21 +77,26 @@ class ClaimMixin(QueryMixin):
         state: WorkerState | None = None,
         max_jobs: int = 1,
         preferred_types: Sequence[str] | None = None,
+        *,
+        models_loaded: Mapping[str, Sequence[str]] | None = None,
     ) -> list[Assignment]:
         """Up to `max_jobs` of the best jobs this worker may run, each fenced by a token.
 
         `preferred_types` is accepted for the protocol's sake but never reorders: a
-        preference must not let a lower-priority job jump a higher one.
+        preference must not let a lower-priority job jump a higher one. The worker's
+        warm models (`models_loaded`) reorder only within `warm_window_seconds` of the
+        same effective priority (`matching.warm_first`), and only when that is set.
         """
         del preferred_types
         state = state or WorkerState()
         out: list[Assignment] = []
         more = True
+        warm = models_loaded if self.settings.warm_window_seconds > 0 else None
         while more and len(out) < max_jobs:
-            batch, more = await self._claim_some(worker_id, caps, state, max_jobs - len(out))
+            batch, more = await self._claim_some(worker_id, caps, state, max_jobs - len(out), warm)
             out += batch
             for a in batch:
-                state = state.with_job(a.running)
+                state = state.with_job(state.place(caps, a.running))
         await self.observer.assigned(worker_id, out)
         return out
 
@@ -206,15 +213,25 @@ class ClaimMixin(QueryMixin):
         """Whether several of these candidates may be claimed at once.
 
         Taking one job can change what the worker may take next only through the
-        isolation rules (a strict job, a customer limit); without those, a batch is
+        isolation rules (a strict job, a customer limit) and the VRAM budget; without
+        those, a batch is
         exactly what one-at-a-time claims would give.
         """
         if caps.customer_access.max_concurrent_customers is not None:
             return False
-        return all(self._specs[sig].isolation is not Isolation.STRICT for _, sig in members)
+        return all(
+            self._specs[sig].isolation is not Isolation.STRICT
+            and not vram_limited(caps, self._specs[sig])
+            for _, sig in members
+        )
 
     async def _claim_some(
-        self, worker_id: str, caps: WorkerCapabilities, state: WorkerState, wanted: int
+        self,
+        worker_id: str,
+        caps: WorkerCapabilities,
+        state: WorkerState,
+        wanted: int,
+        warm: Mapping[str, Sequence[str]] | None = None,
     ) -> tuple[list[Assignment], bool]:
         """Some of the best jobs for the worker, and whether looking again may find more."""
         depth = max(_PEEK_DEPTH, wanted)
@@ -245,6 +262,11 @@ class ClaimMixin(QueryMixin):
             # Reserve candidates for this claim, so that claimers in this process never
             # race each other for the same job; other processes are settled by claim.lua.
             take = wanted if self._batchable(caps, cands.members[:wanted]) else 1
+            window = 0
+            if warm and not hinted:
+                window = int(self.settings.warm_window_seconds * 1000)
+                if warm_first(cands.members, self._specs, warm, window):
+                    take = 1  # the warm job alone; the next claim looks again
             tried = cands.members[: max(take, spare)]
             del cands.members[: len(tried)]
             want = min(take, len(tried))
@@ -256,6 +278,8 @@ class ClaimMixin(QueryMixin):
                 tokens,
                 [(m.partition("|")[2], m, sig) for m, sig in tried],
             )
+            if window:  # claim.lua's optional ARGV after the limits ('' when none)
+                args += ([] if self._limits_json else [""]) + [window]
             won = await self.scripts.claim(keys=keys, args=args)
             if won == 0:  # jobs joined a queue since the peek: they may be better
                 self._candidates.pop(cache_key, None)

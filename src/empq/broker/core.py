@@ -24,8 +24,9 @@ from datetime import datetime
 from typing import Any, cast
 
 from empq.broker.base import Assignment, Clock, SubmitResult, wall_clock_ms
-from empq.broker.claiming import ClaimMixin, _token
+from empq.broker.claiming import _token
 from empq.broker.events import EventsMixin
+from empq.broker.placement import PlacementMixin
 from empq.broker.recovery import RecoveryMixin
 from empq.broker.usage import UsageMixin
 from empq.codec import idempotency_field, spec_of, submission_fields
@@ -44,7 +45,7 @@ def new_job_id() -> str:
     return os.urandom(16).hex()
 
 
-class Broker(ClaimMixin, RecoveryMixin, EventsMixin, UsageMixin):
+class Broker(PlacementMixin, RecoveryMixin, EventsMixin, UsageMixin):
     """Every job operation, atomic, over one Redis."""
 
     @classmethod

@@ -224,6 +224,8 @@ def _follow_live(client: Client, job_id: str, timeout: float | None) -> Job:
             last = job
             worker = f"on {escape(job.worker_id)}" if job.worker_id else ""
             message = f" {escape(job.message)}" if job.message and not job.is_final else ""
+            if job.status == JobStatus.QUEUED and job.position is not None:
+                message = f" position {job.position}, {output.eta_text(job)}"
             progress.update(
                 task,
                 completed=100 if job.status == JobStatus.COMPLETED else job.progress,
@@ -340,18 +342,63 @@ def stats(
 
 
 def explain(
-    job_id: JobArgument,
+    job_id: Annotated[
+        str | None, typer.Argument(help="The job (omit with --dry-run).", show_default=False)
+    ] = None,
+    *,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Explain a submission instead (--type, --service, ...): nothing is stored.",
+        ),
+    ] = False,
+    job_type: Annotated[
+        str | None, typer.Option("--type", "-t", help="With --dry-run: the job type.")
+    ] = None,
+    service: Annotated[
+        str | None, typer.Option("--service", "-s", help="With --dry-run: service_type.")
+    ] = None,
+    priority: Annotated[int | None, typer.Option("--priority", "-p", help="0..100.")] = None,
+    customer: Annotated[str | None, typer.Option(help="With --dry-run: customer_id.")] = None,
+    requirements: Annotated[
+        str | None, typer.Option(help="With --dry-run: JSON requirements, or @file.json.")
+    ] = None,
     hub: HubOption = DEFAULT_HUB,
     api_key: ApiKeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Why a job is (not) running: which workers can take it, which cannot and why."""
+    """Why a job is (not) running: which workers can take it, which cannot and why.
+
+    With --dry-run, the same for a job not submitted: where it would queue, its ETA,
+    which workers could run it (and where its models are warm).
+    """
+    if not dry_run:
+        if job_id is None:
+            raise typer.BadParameter("give a JOB_ID, or --dry-run with --type")
+        with connect(hub, api_key) as client:
+            explanation = client.explain(job_id)
+        if as_json:
+            output.emit_json(explanation.model_dump(mode="json"))
+        else:
+            output.show_explanation(explanation)
+        return
+    if job_type is None or job_id is not None:
+        raise typer.BadParameter("--dry-run takes --type (and no JOB_ID)")
+    reqs = parse_json_object("--requirements", requirements) or {}
+    if service is not None:
+        reqs["service_type"] = service
+    fields: dict[str, Any] = {"requirements": reqs}
+    if priority is not None:
+        fields["priority"] = priority
+    if customer is not None:
+        fields["customer_id"] = customer
     with connect(hub, api_key) as client:
-        explanation = client.explain(job_id)
+        found = client.match(job_type, **fields)
     if as_json:
-        output.emit_json(explanation.model_dump(mode="json"))
+        output.emit_json(found.model_dump(mode="json"))
     else:
-        output.show_explanation(explanation)
+        output.show_match(found)
 
 
 def usage(

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from empq.models import Job, WorkerInfo
-from empq.sdk import Explanation
+from empq.sdk import Explanation, Match
 
 # A pipe has no width; 80 columns would cut job ids in tables, so use a roomy default
 # there unless COLUMNS says otherwise.
@@ -105,6 +105,7 @@ def show_job(job: Job) -> None:
     ]
     optional = {
         "position": job.position,
+        "eta": eta_text(job) if job.status == "queued" else None,
         "worker": job.worker_id,
         "customer": job.customer_id,
         "workflow": job.workflow_id,
@@ -218,6 +219,33 @@ def show_explanation(explanation: Explanation) -> None:
         for rejected in explanation.rejected_workers:
             table.add_row(escape(rejected.worker_id), escape("; ".join(rejected.reasons)))
         console.print(table)
+
+
+def show_match(found: Match) -> None:
+    """`empq explain --dry-run`."""
+    console.print(f"would queue at position {found.position}, {eta_text(found)}")
+    for warning in found.warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {escape(str(warning))}")
+    if found.matching_workers:
+        names = [
+            _worker_name(w) + (" (warm)" if isinstance(w, Mapping) and w.get("warm") else "")
+            for w in found.matching_workers
+        ]
+        console.print("[green]can run it:[/green] " + escape(", ".join(names)))
+    if found.rejected_workers:
+        table = Table(box=None, header_style="bold")
+        table.add_column("REJECTED WORKER", no_wrap=True)
+        table.add_column("WHY")
+        for rejected in found.rejected_workers:
+            table.add_row(escape(rejected.worker_id), escape("; ".join(rejected.reasons)))
+        console.print(table)
+
+
+def eta_text(item: Job | Match) -> str:
+    """`ETA 12s`, or why there is none."""
+    if item.eta_seconds is not None:
+        return f"ETA {item.eta_seconds:.0f}s" if item.eta_seconds >= 1 else "ETA now"
+    return f"no ETA ({item.eta_reason or 'unknown'})"
 
 
 def _worker_name(worker: Any) -> str:

@@ -87,6 +87,14 @@ ClaimWaitMax = Annotated[
     float | None,
     setting(H, "claim_wait_max", "Longest a worker's claim may wait for a job (0: never)."),
 ]
+WarmWaitSeconds = Annotated[
+    float | None,
+    setting(H, "warm_wait_seconds", "Seconds a job waits for a busy worker with its models warm."),
+]
+WarmWindowSeconds = Annotated[
+    float | None,
+    setting(H, "warm_window_seconds", "Warm jobs may pass older cold ones of their priority (s)."),
+]
 ApiKeys = Annotated[str | None, setting(H, "api_keys", "Comma-separated API keys.")]
 WorkerTokens = Annotated[str | None, setting(H, "worker_tokens", "Comma-separated worker tokens.")]
 WebhookDenyPrivate = Annotated[

@@ -84,6 +84,8 @@ def hub(
     catchup_max_events: o.CatchupMaxEvents = None,
     catchup_max_seconds: o.CatchupMaxSeconds = None,
     claim_wait_max: o.ClaimWaitMax = None,
+    warm_wait_seconds: o.WarmWaitSeconds = None,
+    warm_window_seconds: o.WarmWindowSeconds = None,
     api_keys: o.ApiKeys = None,
     worker_tokens: o.WorkerTokens = None,
     webhook_deny_private: o.WebhookDenyPrivate = None,

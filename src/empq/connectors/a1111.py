@@ -78,6 +78,8 @@ class A1111Connector(Connector):
         self._client: httpx.AsyncClient | None = None
         self._one_at_a_time = asyncio.Lock()
         self._running: str | None = None
+        #: Checkpoint title -> model_name, from `/sdapi/v1/sd-models`.
+        self._titles: dict[str, str] = {}
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -106,7 +108,29 @@ class A1111Connector(Connector):
         except ConnectorError as exc:
             return ConnectorHealth(healthy=False, detail=exc.message)
         model = options.get("sd_model_checkpoint") if isinstance(options, dict) else None
+        if isinstance(model, str):
+            self.note_models("a1111", [self._model_name(model)])
         return ConnectorHealth(healthy=True, info={"url": self.url, "checkpoint": model})
+
+    def _model_name(self, title: str) -> str:
+        """A checkpoint's `model_name` (how capabilities list it) from its title."""
+        if title in self._titles:
+            return self._titles[title]
+        base = title.split(" [", 1)[0].rsplit("/", 1)[-1]
+        return base.rsplit(".", 1)[0] if "." in base else base
+
+    async def _note_checkpoint(self, payload: A1111Payload) -> None:
+        """After a generation, the checkpoint it used is warm (`models_loaded`)."""
+        override = payload.parameters().get("override_settings") or {}
+        model = override.get("sd_model_checkpoint") if isinstance(override, dict) else None
+        if not isinstance(model, str):
+            try:
+                options = await _http.json_request(self.client, SERVICE, "GET", "/sdapi/v1/options")
+            except ConnectorError:
+                return
+            model = options.get("sd_model_checkpoint") if isinstance(options, dict) else None
+        if isinstance(model, str) and model:
+            self.note_models("a1111", [self._model_name(model)])
 
     async def capabilities(self) -> CapabilityAdditions:
         """`a1111` and its checkpoints (by `model_name`) as models."""
@@ -122,6 +146,11 @@ class A1111Connector(Connector):
                 for m in models
                 if isinstance(m, dict) and (m.get("model_name") or m.get("title"))
             ]
+            self._titles = {
+                str(m["title"]): str(m["model_name"])
+                for m in models
+                if isinstance(m, dict) and m.get("title") and m.get("model_name")
+            }
         return add
 
     async def cancel(self, job: JobContext) -> None:
@@ -160,7 +189,9 @@ class A1111Connector(Connector):
             raise invalid_payload(job, problem, body)
         if not response.is_success:
             raise _http.status_error(SERVICE, response)
-        return await self._result(job, response)
+        result = await self._result(job, response)
+        await self._note_checkpoint(payload)
+        return result
 
     async def _generate(
         self, job: JobContext, payload: A1111Payload, progress: ProgressReporter, limit: float

@@ -7,12 +7,15 @@ only does the work and says how it went:
 - `process(job, progress)` returns the result dict, or raises `ConnectorError`
   with an `error_type` and whether a retry can help;
 - `cancel(job)` stops the service's work for a job (the worker then cancels the task);
-- `health()` and `capabilities()` feed heartbeats and registration.
+- `health()` and `capabilities()` feed heartbeats and registration;
+- `note_models(service, names)` records models the service now holds warm, and
+  `models_loaded()` reports them (the hub routes jobs to workers with their models warm).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -122,9 +125,32 @@ class Connector(ABC):
 
     name: ClassVar[str] = ""
     services: ClassVar[tuple[str, ...]] = ()
+    #: Most warm models remembered per service (the least recently used go first).
+    warm_models_max: ClassVar[int] = 16
 
     def __init__(self, settings: WorkerSettings | None = None) -> None:
         self.settings = settings if settings is not None else WorkerSettings()
+        self._warm: dict[str, list[str]] = {}
+
+    def note_models(self, service: str, names: Iterable[str]) -> None:
+        """`names` are now warm in `service`, the first most recently used."""
+        fresh = [n for n in dict.fromkeys(names) if n]
+        if not fresh:
+            return
+        kept = [n for n in self._warm.get(service, []) if n not in fresh]
+        self._warm[service] = (fresh + kept)[: self.warm_models_max]
+
+    def forget_models(self, service: str, names: Iterable[str] | None = None) -> None:
+        """`names` (all of the service's, when None) are no longer warm."""
+        if names is None:
+            self._warm.pop(service, None)
+            return
+        gone = set(names)
+        self._warm[service] = [n for n in self._warm.get(service, []) if n not in gone]
+
+    def models_loaded(self) -> dict[str, list[str]]:
+        """The models it holds warm, per service, most recent first."""
+        return {s: list(names) for s, names in self._warm.items() if names}
 
     async def start(self) -> None:
         """Open clients and sockets; called once before the first job."""

@@ -34,6 +34,7 @@ from empq.connectors.base import (
     invalid_payload,
     payload_errors,
 )
+from empq.connectors.comfyui_models import workflow_models
 from empq.connectors.comfyui_progress import PromptTracker
 from empq.connectors.service_errors import comfyui_node_errors
 from empq.errors import ConnectorError
@@ -165,7 +166,12 @@ class ComfyUIConnector(Connector):
                     await ws.close()
                 entry = await self._history(prompt_id, wait=True)
                 assert entry is not None  # wait=True raises instead of returning None
-                return await self._collect(job, prompt_id, entry)
+                result = await self._collect(job, prompt_id, entry)
+                # The models it loaded stay warm in ComfyUI: jobs needing them come here.
+                self.note_models(
+                    "comfyui", workflow_models((n.class_type, n.inputs) for n in workflow.values())
+                )
+                return result
         except TimeoutError as exc:
             await self._abort(prompt_id)
             raise ConnectorError(

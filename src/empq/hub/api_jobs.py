@@ -11,6 +11,7 @@ from empq.broker.core import new_job_id
 from empq.credentials import ApiKey
 from empq.hub.auth import api_key_of, require_api_key
 from empq.hub.explain import explain
+from empq.hub.placement import eta, eta_fields
 from empq.hub.runtime import Hub
 from empq.hub.scoping import list_filter, scoped_submission, take_rate, visible
 from empq.matching import JobSpec
@@ -60,6 +61,8 @@ async def submit_reply(hub: Hub, sub: JobSubmission) -> tuple[int, dict[str, Any
         "position": result.position,
         "created_at": result.created_at.isoformat(),
     }
+    if result.status is JobStatus.QUEUED and result.member is not None:
+        body.update(eta_fields(await eta(hub, spec, result.member, result.position)))
     warnings = await hub.warnings_for(spec)
     if warnings:
         body["warnings"] = warnings
@@ -115,7 +118,14 @@ async def list_jobs(
 
 @router.get("/{job_id}", summary="One job")
 async def get_job(job_id: str, hub: HubDep, key: KeyDep) -> dict[str, Any]:
-    return job_json(visible(key, await hub.broker.get(job_id)))
+    job = visible(key, await hub.broker.get(job_id))
+    body = job_json(job)
+    if job.status is JobStatus.QUEUED:
+        member = await hub.broker.member_of(job.id)
+        if member is not None:
+            spec = JobSpec.of(job.type, job.customer_id, job.requirements)
+            body.update(eta_fields(await eta(hub, spec, member, job.position)))
+    return body
 
 
 async def own_job(hub: Hub, key: ApiKey, job_id: str) -> Job:

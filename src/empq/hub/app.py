@@ -15,6 +15,7 @@ from empq.config import HubSettings
 from empq.hub import (
     api_artifacts,
     api_jobs,
+    api_match,
     api_resources,
     api_system,
     api_usage,
@@ -56,6 +57,7 @@ def create_app(settings: HubSettings, broker: Broker | None = None) -> FastAPI:
     app.state.settings = settings
     http_errors.install(app)
     app.include_router(api_jobs.router)
+    app.include_router(api_match.router)
     app.include_router(api_artifacts.router)
     app.include_router(api_resources.router)
     app.include_router(api_usage.router)

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import RedisError
 
 from empq.codec import assigned_message
+from empq.hub.fleet import warm_holders
 from empq.hub.registry import LocalWorker, ParkedClaim, Registry
-from empq.matching import JobSpec, score
+from empq.matching import JobSpec, eviction_cost, score
 from empq.protocol import wire
 from empq.status import WorkerStatus
 
@@ -104,7 +105,11 @@ class Claims:
                 t0 = time.perf_counter()
                 try:
                     assignments = await self.broker.claim(
-                        lw.worker_id, lw.caps, lw.state, max_jobs=wanted
+                        lw.worker_id,
+                        lw.caps,
+                        lw.state,
+                        max_jobs=wanted,
+                        models_loaded=lw.models_loaded,
                     )
                 except (RedisError, OSError):
                     # The script may have run with its reply lost: settle that later.
@@ -147,7 +152,7 @@ class Claims:
     def give(self, lw: LocalWorker, assignments: list[Assignment]) -> None:
         """Hold the jobs for `lw` and send one `job_assigned` for each."""
         for i, a in enumerate(assignments):
-            self.registry.hold(lw, a.job_id, a.running, a.event_id)
+            self.registry.hold(lw, a.job_id, a.running, a.event_id, a.fields.get("sig"))
             lw.conn.send(
                 assigned_message(
                     a.job_id,
@@ -179,14 +184,22 @@ class Claims:
     def parked_for(self, spec: JobSpec) -> LocalWorker | None:
         """The best parked worker that can take a job of `spec` now.
 
+        Best by `matching.score`: one with the job's models warm first; among cold ones,
+        the one whose warm models are also warm elsewhere (`matching.eviction_cost`).
         Among equally good workers, the one given a job longest ago: they take turns.
         """
         best: LocalWorker | None = None
-        best_key: tuple[float, float, str] | None = None
+        best_key: tuple[float, int, float, str] | None = None
+        holders = warm_holders(self.registry.local.values(), spec)
         for lw in self.registry.local.values():
             if lw.parked is None or lw.claim_lock.locked() or not lw.can_take(spec):
                 continue
-            key = (-score(lw.caps, spec), lw.given_at, lw.worker_id)
+            key = (
+                -score(lw.caps, spec, None, lw.models_loaded),
+                eviction_cost(spec, lw.models_loaded, holders),
+                lw.given_at,
+                lw.worker_id,
+            )
             if best_key is None or key < best_key:
                 best, best_key = lw, key
         return best

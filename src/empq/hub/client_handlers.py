@@ -10,6 +10,7 @@ from empq.errors import Forbidden
 from empq.hub.catchup import read_catch_up, replay
 from empq.hub.connections import Connection
 from empq.hub.events import JOB_EVENTS, wants_job_event
+from empq.hub.placement import eta, eta_fields
 from empq.hub.rights import refusal_for
 from empq.hub.scoping import notification_filters, scoped_submission, take_rate, visible
 from empq.matching import JobSpec
@@ -27,6 +28,7 @@ from empq.protocol import (
     SubscribeWorkerUpdates,
     out,
 )
+from empq.status import JobStatus
 
 if TYPE_CHECKING:
     from empq.hub.runtime import Hub
@@ -80,6 +82,8 @@ async def submit_job(hub: Hub, conn: Connection, msg: SubmitJob) -> None:
         "notified_workers": notified,
         "created": result.created,
     }
+    if result.status is JobStatus.QUEUED and result.member is not None:
+        reply.update(eta_fields(await eta(hub, spec, result.member, result.position)))
     warnings = await hub.warnings_for(spec)
     if warnings:
         reply["warnings"] = warnings

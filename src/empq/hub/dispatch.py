@@ -14,6 +14,7 @@ event is then skipped here.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -22,10 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 from empq.broker.base import SubmitResult
 from empq.broker.core import new_job_id
+from empq.hub.fleet import warm_holders
 from empq.hub.registry import OFFER_HOLD_SECONDS
-from empq.matching import JobSpec, score
+from empq.matching import JobSpec, eviction_cost, is_warm, score
 from empq.models import JobSubmission
 from empq.protocol import now_ms, wire
+from empq.status import WorkerStatus
 
 if TYPE_CHECKING:
     from empq.broker import Broker
@@ -68,8 +71,11 @@ class Dispatcher:
         metrics: HubMetrics,
         *,
         accepting: Callable[[], bool],
+        warm_wait: float = 0.0,
     ) -> None:
         self.broker = broker
+        #: `EMPQ_WARM_WAIT_SECONDS`: how long a job waits for a busy warm worker.
+        self.warm_wait = warm_wait
         self.registry = registry
         self.claims = claims
         self.metrics = metrics
@@ -78,6 +84,8 @@ class Dispatcher:
         self._specs: dict[str, JobSpec] = {}
         # Jobs offered at submission whose `queued` event has not been read yet.
         self._offered: OrderedDict[str, None] = OrderedDict()
+        # Offers waiting for a busy warm worker (`_defer`).
+        self._timers: set[asyncio.TimerHandle] = set()
 
     def expect(self, job_ids: list[str]) -> None:
         """Jobs about to be submitted through this hub: their `queued` events offer nothing.
@@ -142,14 +150,17 @@ class Dispatcher:
     def pick(self, spec: JobSpec) -> LocalWorker | None:
         """The best-scoring local worker that can take a job of `spec` now, unoffered.
 
+        The score puts a worker with the job's models warm first (`models_loaded`), then
+        one whose loading them evicts no model only it holds (`matching.eviction_cost`).
         Among equally good workers, the one given a job longest ago: they take turns,
         instead of the same one getting every offer while it keeps up.
         """
         if not self._accepting():
             return None
         best: LocalWorker | None = None
-        best_score = 0.0
+        best_key: tuple[float, int, float, str] | None = None
         offered_before = time.monotonic() - OFFER_HOLD_SECONDS
+        holders = warm_holders(self.registry.local.values(), spec)
         for lw in self.registry.local.values():
             if (
                 lw.parked is not None
@@ -158,21 +169,73 @@ class Dispatcher:
                 or not lw.can_take(spec)
             ):
                 continue
-            s = score(lw.caps, spec)
-            if (
-                best is None
-                or s > best_score
-                or (
-                    s == best_score
-                    and (lw.given_at, lw.worker_id) < (best.given_at, best.worker_id)
-                )
-            ):
-                best, best_score = lw, s
+            key = (
+                -score(lw.caps, spec, None, lw.models_loaded),
+                eviction_cost(spec, lw.models_loaded, holders),
+                lw.given_at,
+                lw.worker_id,
+            )
+            if best_key is None or key < best_key:
+                best, best_key = lw, key
         return best
 
-    def _offer(self, job_id: str, spec: JobSpec, priority: Any, event_ms: int | None) -> int:
+    def _cold_now(self, spec: JobSpec) -> bool:
+        """Whether the job's models are warm only on workers busy now (none parked or idle
+        with them): then it waits `warm_wait_seconds` for one of those (`_defer`)."""
+        wait = self.warm_wait
+        if wait <= 0 or not spec.models:
+            return False
+        busy_warm = False
+        offered_before = time.monotonic() - OFFER_HOLD_SECONDS
+        for lw in self.registry.local.values():
+            if not is_warm(spec, lw.models_loaded) or lw.verdicts.reasons(spec):
+                continue
+            if lw.info.status in (WorkerStatus.DRAINING, WorkerStatus.OFFLINE):
+                continue
+            ready = lw.free_slots and not lw.claim_lock.locked() and lw.can_take(spec)
+            if ready and (lw.parked is not None or lw.offered_at <= offered_before):
+                return False  # a warm worker can take it now: no need to wait
+            busy_warm = True
+        return busy_warm
+
+    def _defer(self, job_id: str, spec: JobSpec, priority: Any, event_ms: int | None) -> None:
+        """Offer the job after `warm_wait_seconds`, leaving it to a busy warm worker's
+        next claim meanwhile (a claim in flight looks again, so it sees the job)."""
+        for lw in self.registry.local.values():
+            if lw.claiming and not lw.missed and lw.can_take(spec):
+                lw.missed = True
+        handles: list[asyncio.TimerHandle] = []
+
+        def fire() -> None:
+            self._timers.discard(handles[0])
+            # Claimed meanwhile or not, waking a worker is safe: it claims the best job
+            # it may run (or parks again).
+            self._offer(job_id, spec, priority, event_ms, defer=False)
+
+        loop = asyncio.get_running_loop()
+        handles.append(loop.call_later(self.warm_wait, fire))
+        self._timers.add(handles[0])
+
+    def close(self) -> None:
+        """Drop the deferred offers (the hub is stopping)."""
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+
+    def _offer(
+        self,
+        job_id: str,
+        spec: JobSpec,
+        priority: Any,
+        event_ms: int | None,
+        *,
+        defer: bool = True,
+    ) -> int:
         """Wake a parked claim that may take the job, else offer it to an idle worker."""
         if not self._accepting():
+            return 0
+        if defer and self._cold_now(spec):
+            self._defer(job_id, spec, priority, event_ms)
             return 0
         if self.claims.queued(spec):
             if event_ms is not None:
@@ -215,6 +278,8 @@ class Dispatcher:
         started, job_id = now_ms(), new_job_id()
         self.expect([job_id])
         parked = self.claims.parked_for(spec) if self._accepting() else None
+        if parked is not None and self._cold_now(spec):
+            parked = None  # its models are warm on a busy worker: `_offer` waits for it
         if parked is not None:
             result, given = await self.claims.submit(sub, spec, job_id, parked)
             if given or not result.created:

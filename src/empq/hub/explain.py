@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from empq.matching import JobSpec, score, static_reasons
+from empq.matching import JobSpec, is_warm, score, static_reasons
 from empq.models import Job, WorkerInfo
 from empq.status import JobStatus, WorkerStatus
 
@@ -29,9 +29,14 @@ def service_down_reasons(worker: WorkerInfo, service: str | None) -> list[str]:
     return reasons
 
 
-def explain(job: Job, workers: list[WorkerInfo]) -> dict[str, Any]:
-    """The explain reply of CONTRACT §3 for one job against the known workers."""
-    spec = JobSpec.of(job.type, job.customer_id, job.requirements)
+def match_workers(
+    spec: JobSpec, cost_tier: str | None, workers: list[WorkerInfo]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The workers that can run a job of `spec` (best first) and why the others cannot.
+
+    Each match says whether the job's models are `warm` there (it is then preferred)
+    and how much of its VRAM budget is not reserved by the jobs it runs.
+    """
     matching: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     for w in workers:
@@ -42,16 +47,28 @@ def explain(job: Job, workers: list[WorkerInfo]) -> dict[str, Any]:
             why = [*why, "worker is draining"]
         if why:
             rejected.append({"worker_id": w.worker_id, "reasons": why})
-        else:
-            matching.append(
-                {
-                    "worker_id": w.worker_id,
-                    "status": w.status.value,
-                    "score": score(w.capabilities, spec, job.requirements.cost_tier),
-                    "current_jobs": len(w.current_jobs),
-                }
-            )
+            continue
+        caps = w.capabilities
+        entry: dict[str, Any] = {
+            "worker_id": w.worker_id,
+            "status": w.status.value,
+            "score": score(caps, spec, cost_tier, w.models_loaded),
+            "current_jobs": len(w.current_jobs),
+            "free_slots": max(caps.performance.concurrent_jobs - len(w.current_jobs), 0),
+            "warm": is_warm(spec, w.models_loaded),
+        }
+        if spec.models:
+            loaded = w.models_loaded.get(spec.service_type or "", [])
+            entry["warm_models"] = [m for m in spec.models if m in loaded]
+        matching.append(entry)
     matching.sort(key=lambda m: (-m["score"], m["worker_id"]))
+    return matching, rejected
+
+
+def explain(job: Job, workers: list[WorkerInfo]) -> dict[str, Any]:
+    """The explain reply of CONTRACT §3 for one job against the known workers."""
+    spec = JobSpec.of(job.type, job.customer_id, job.requirements)
+    matching, rejected = match_workers(spec, job.requirements.cost_tier, workers)
     return {
         "job_id": job.id,
         "status": job.status.value,

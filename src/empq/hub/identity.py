@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from empq import errors
 from empq.credentials import matching as matching_tokens
 from empq.credentials import parse_worker_tokens
-from empq.matching import RunningJob
+from empq.matching import JobSpec, RunningJob
 from empq.protocol import ProtocolError, RegisterWorker
 
 if TYPE_CHECKING:
@@ -92,8 +92,13 @@ async def settle_jobs(hub: Hub, lw: LocalWorker, current: list[str]) -> list[str
             job = await hub.broker.get(job_id)
         except errors.JobNotFound:
             continue
-        running = RunningJob(job.customer_id, job.requirements.customer_isolation)
-        hub.registry.hold(lw, job_id, running, seen)
+        running = RunningJob(
+            job.customer_id,
+            job.requirements.customer_isolation,
+            job.requirements.hardware.gpu_memory_gb,
+        )
+        spec = JobSpec.of(job.type, job.customer_id, job.requirements)
+        hub.registry.hold(lw, job_id, running, seen, spec.signature)
     if requeued:
         log.info(
             "worker %s registered again; requeued %s it no longer holds",

@@ -81,6 +81,8 @@ class LocalWorker:
     #: claim may have looked too early, so it looks again before parking.
     claiming: bool = False
     missed: bool = False
+    #: Per held job: when it was given (monotonic) and its signature, for `run_seconds`.
+    held_at: dict[str, tuple[float, str | None]] = field(default_factory=dict)
 
     @property
     def worker_id(self) -> str:
@@ -101,6 +103,16 @@ class LocalWorker:
     @property
     def free_slots(self) -> int:
         return max(self.caps.performance.concurrent_jobs - len(self.held), 0)
+
+    @property
+    def models_loaded(self) -> dict[str, list[str]]:
+        """The models it reported warm, per service, most recent first."""
+        return self.info.models_loaded
+
+    def run_time(self, job_id: str) -> tuple[str | None, float] | None:
+        """The signature of a held job and how long it has held it (None: not held)."""
+        at = self.held_at.get(job_id)
+        return None if at is None else (at[1], time.monotonic() - at[0])
 
     def unpark(self) -> ParkedClaim | None:
         """Take its parked claim away (its timer stopped); the caller answers it."""
@@ -152,15 +164,28 @@ class Registry:
 
     # ------------------------------------------------------------------ held jobs
 
-    def hold(self, lw: LocalWorker, job_id: str, job: RunningJob, since: str | None = None) -> None:
-        """A local worker now holds a job; `since` is the claim's event id, if known."""
+    def hold(
+        self,
+        lw: LocalWorker,
+        job_id: str,
+        job: RunningJob,
+        since: str | None = None,
+        signature: str | None = None,
+    ) -> None:
+        """A local worker now holds a job; `since` is the claim's event id, if known.
+
+        Its VRAM reservation goes on the worker's GPU with the least room that fits it.
+        """
         previous = self.holders.get(job_id)
         if previous is not None and previous is not lw:
             previous.held.pop(job_id, None)
             previous.held_since.pop(job_id, None)
-        lw.held[job_id] = job
+            previous.held_at.pop(job_id, None)
+        lw.held.pop(job_id, None)
+        lw.held[job_id] = lw.state.place(lw.caps, job)
         lw.held_since[job_id] = stream_position(since)
         lw.given_at = time.monotonic()
+        lw.held_at[job_id] = (lw.given_at, signature)
         self.holders[job_id] = lw
 
     def release(self, job_id: str) -> LocalWorker | None:
@@ -169,6 +194,7 @@ class Registry:
         if lw is not None:
             lw.held.pop(job_id, None)
             lw.held_since.pop(job_id, None)
+            lw.held_at.pop(job_id, None)
         return lw
 
     def ended_by(self, job_id: str, event_id: str) -> LocalWorker | None:
@@ -187,7 +213,12 @@ class Registry:
     # ------------------------------------------------------------------ writes
 
     async def register(
-        self, conn: Connection, worker_id: str, caps: WorkerCapabilities, status: WorkerStatus
+        self,
+        conn: Connection,
+        worker_id: str,
+        caps: WorkerCapabilities,
+        status: WorkerStatus,
+        models_loaded: dict[str, list[str]] | None = None,
     ) -> LocalWorker:
         """Record a (re)connected worker and make it local to this hub."""
         now = _now()
@@ -203,12 +234,15 @@ class Registry:
             last_heartbeat=now,
             jobs_completed=stored.jobs_completed if stored else 0,
             jobs_failed=stored.jobs_failed if stored else 0,
+            models_loaded=models_loaded or {},
+            run_seconds=stored.run_seconds if stored else {},
         )
         lw = LocalWorker(info=info, conn=conn, verdicts=StaticVerdicts(caps))
         if previous is not None:
             previous.unpark()
             lw.held = previous.held
             lw.held_since = previous.held_since
+            lw.held_at = previous.held_at
             for job_id in lw.held:
                 self.holders[job_id] = lw
             if previous.conn is not conn:
@@ -273,9 +307,12 @@ class Registry:
         status: WorkerStatus,
         system_info: dict[str, Any] | None,
         connector_status: dict[str, Any] | None,
+        models_loaded: dict[str, list[str]] | None = None,
     ) -> None:
         """A worker said it is alive."""
         lw.info.status = status
+        if models_loaded is not None:
+            lw.info.models_loaded = models_loaded
         lw.info.last_heartbeat = _now()
         if system_info is not None:
             lw.info.system_info = system_info

@@ -24,6 +24,7 @@ from empq.hub.explain import warnings
 from empq.hub.leases import Leases, run_leased
 from empq.hub.lifecycle import HubLifecycle
 from empq.hub.metrics import HubMetrics
+from empq.hub.placement import Placement
 from empq.hub.registry import Registry
 from empq.hub.stats import StatsService
 from empq.hub.webhooks import Webhooks
@@ -60,8 +61,14 @@ class Hub:
         self.wakeups = {"retries": asyncio.Event()}
         self.leases = Leases(broker.redis, broker.keys, self.hub_id)
         self.webhooks = Webhooks(settings, broker, self.metrics, self.leases)
+        self.placement = Placement(self.registry)
         self.dispatcher = Dispatcher(
-            broker, self.registry, self.claims, self.metrics, accepting=lambda: self.accepting
+            broker,
+            self.registry,
+            self.claims,
+            self.metrics,
+            accepting=lambda: self.accepting,
+            warm_wait=settings.warm_wait_seconds,
         )
         self.events = EventPump(
             broker,
@@ -125,6 +132,7 @@ class Hub:
         """Cancel and await every background task, then give up leases and close I/O."""
         await asyncio.gather(*(cancel_and_wait(t) for t in self._tasks))
         self._tasks.clear()
+        self.dispatcher.close()
         await self.claims.close()
         with contextlib.suppress(Exception):
             await self.leases.release_all()

@@ -12,6 +12,7 @@ from empq import errors
 from empq.hub import identity
 from empq.hub.connections import Connection
 from empq.hub.departures import worker_gone
+from empq.hub.fleet import record_run
 from empq.hub.registry import LocalWorker, dumps
 from empq.models import WorkerCapabilities
 from empq.protocol import (
@@ -61,7 +62,9 @@ async def register_worker(hub: Hub, conn: Connection, msg: RegisterWorker) -> No
         if refused.close:
             conn.close()
         return
-    lw = await hub.registry.register(conn, msg.worker_id, msg.capabilities, msg.status)
+    lw = await hub.registry.register(
+        conn, msg.worker_id, msg.capabilities, msg.status, msg.models_loaded
+    )
     conn.worker = lw
     await identity.settle_jobs(hub, lw, msg.current_jobs)
     conn.send(
@@ -137,6 +140,7 @@ async def _refused(
 async def complete_job(hub: Hub, conn: Connection, msg: CompleteJob) -> None:
     lw = registered(conn)
     cn = msg.claim_next
+    run = lw.run_time(msg.job_id)  # read before the slot is freed below
     done = asyncio.ensure_future(
         hub.broker.complete(
             msg.job_id, msg.claim_token, msg.result, msg.processing_time, gpus=gpus_of(lw)
@@ -165,6 +169,8 @@ async def complete_job(hub: Hub, conn: Connection, msg: CompleteJob) -> None:
     else:
         _settled(hub, lw, msg.job_id)
         lw.info.jobs_completed += 1
+        if run is not None:
+            record_run(lw.info, *run)
         conn.send(wire("job_completed_ack", job_id=msg.job_id, worker_id=lw.worker_id))
     if claim is not None:
         await claim
@@ -225,7 +231,9 @@ async def release_job(hub: Hub, conn: Connection, msg: ReleaseJob) -> None:
 
 async def heartbeat(hub: Hub, conn: Connection, msg: WorkerHeartbeat) -> None:
     lw = registered(conn)
-    await hub.registry.heartbeat(lw, msg.status, msg.system_info, msg.connector_status)
+    await hub.registry.heartbeat(
+        lw, msg.status, msg.system_info, msg.connector_status, msg.models_loaded
+    )
     conn.send(
         out(
             "worker_heartbeat_ack",
@@ -238,6 +246,8 @@ async def heartbeat(hub: Hub, conn: Connection, msg: WorkerHeartbeat) -> None:
 async def worker_status(hub: Hub, conn: Connection, msg: WorkerStatusMessage) -> None:
     lw = registered(conn)
     lw.info.status = msg.status
+    if msg.models_loaded is not None:
+        lw.info.models_loaded = msg.models_loaded
     if msg.capabilities is not None:
         lw.set_capabilities(msg.capabilities)
         hub.claims.end_parked(lw, "capabilities changed")

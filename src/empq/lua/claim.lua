@@ -12,8 +12,11 @@
 -- ARGV[9 .. 8 + want] one claim token per job
 -- then per candidate i: ARGV[8 + want + i] its member (order key), or '' to read it
 --   from the job hash
--- ARGV[9 + want + n] (optional) per-customer limits, JSON {customer: max, "*": max}: a
+-- ARGV[9 + want + n] (optional; '' for none) per-customer limits, JSON {customer: max, "*": max}: a
 --   candidate whose customer already holds its max is skipped (it stays queued)
+-- ARGV[10 + want + n] (optional) the warm window in ms (EMPQ_WARM_WINDOW_SECONDS): the
+--   first candidate may be a warm job other than the best head, of the head's priority
+--   and queued at most this long after it
 -- When jobs were queued since the peek (`enqueued` moved), a newer job may be better
 -- than the candidates: then one job is claimed, and only if the caller's view of the
 -- signatures is current and the first candidate still queued is the best head of the
@@ -35,7 +38,7 @@ local want = tonumber(ARGV[6])
 local e = tonumber(ARGV[7])
 local n = (#KEYS - 7 - e) / 2
 local limits = ARGV[9 + want + n]
-if limits then limits = cjson.decode(limits) end
+if limits and limits ~= '' then limits = cjson.decode(limits) else limits = nil end
 local function at_limit(job_key)
   if not limits then return false end
   local c = redis.call('HGET', job_key, 'customer_id')
@@ -65,7 +68,12 @@ if (redis.call('HGET', KEYS[5], 'enqueued') or '0') ~= ARGV[5] then
       break
     end
   end
-  if first == nil or first ~= best then return 0 end
+  local window = tonumber(ARGV[10 + want + n]) or 0
+  if first == nil or best == nil then return 0 end
+  if first ~= best and not (window > 0 and string.sub(first, 1, 3) == string.sub(best, 1, 3)
+      and tonumber(string.sub(first, 4, 16)) - tonumber(string.sub(best, 4, 16)) <= window) then
+    return 0
+  end
   want = 1
 end
 local now = tonumber(ARGV[2])

@@ -3,7 +3,14 @@
 import logging
 
 from empq.sdk.client import AsyncClient
-from empq.sdk.results import Explanation, JobPage, RejectedWorker, SubmittedJob, WaitTimeout
+from empq.sdk.results import (
+    Explanation,
+    JobPage,
+    Match,
+    RejectedWorker,
+    SubmittedJob,
+    WaitTimeout,
+)
 from empq.sdk.sync import Client
 from empq.sdk.watching import job_is_final
 
@@ -16,6 +23,7 @@ __all__ = [
     "Client",
     "Explanation",
     "JobPage",
+    "Match",
     "RejectedWorker",
     "SubmittedJob",
     "WaitTimeout",

@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from empq.errors import HubUnavailable, ValidationError
 from empq.models import Job, JobSubmission, Requirements, WorkerInfo
 from empq.protocol import SubscribeStats
-from empq.sdk.results import Explanation, JobPage, SubmittedJob, WaitTimeout
+from empq.sdk.results import Explanation, JobPage, Match, SubmittedJob, WaitTimeout
 from empq.sdk.socket import Backoff, decode, open_socket, recv_until
 from empq.sdk.transport import Transport, ws_url_for
 from empq.sdk.watching import JobStream, job_is_final
@@ -57,6 +57,8 @@ def _submitted(submission: JobSubmission, reply: Mapping[str, Any]) -> Submitted
         id=reply["job_id"],
         status=reply.get("status", JobStatus.QUEUED),
         position=reply.get("position"),
+        eta_seconds=reply.get("eta_seconds"),
+        eta_reason=reply.get("eta_reason"),
         created_at=reply.get("created_at"),
         warnings=list(reply.get("warnings") or []),
     )
@@ -161,6 +163,18 @@ class AsyncClient:
             "GET", f"{_path(job_id)}/explain", safe=True, job_id=job_id
         )
         return Explanation.model_validate(reply)
+
+    async def match(self, type: str, **fields: Any) -> Match:
+        """A dry run of `submit(type, **fields)`: the workers that could run it and why the
+        others cannot, the position and ETA it would get, its warnings; nothing is stored."""
+        submission = validate_submission({"type": type, **fields})
+        reply = await self._transport.request(
+            "POST",
+            "/api/match",
+            json=submission.model_dump(mode="json", exclude_unset=True),
+            safe=True,
+        )
+        return Match.model_validate(reply)
 
     async def jobs(
         self,

@@ -49,6 +49,19 @@ class Explanation(BaseModel):
     summary: str = ""
 
 
+class Match(BaseModel):
+    """`POST /api/match`: what submitting a job now would give (nothing is stored)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    position: int
+    eta_seconds: float | None = None
+    eta_reason: str | None = None
+    matching_workers: list[Any] = Field(default_factory=list)
+    rejected_workers: list[RejectedWorker] = Field(default_factory=list)
+    warnings: list[Any] = Field(default_factory=list)
+
+
 class WaitTimeout(EmpqError, TimeoutError):
     """`wait(job_id, timeout=...)` ran out of time; `.job` is the last snapshot seen."""
 

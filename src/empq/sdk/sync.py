@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from empq.errors import EmpqError
 from empq.models import Job, Requirements, WorkerInfo
 from empq.sdk.client import DEFAULT_POLL_INTERVAL, AsyncClient
-from empq.sdk.results import Explanation, JobPage, SubmittedJob
+from empq.sdk.results import Explanation, JobPage, Match, SubmittedJob
 from empq.status import JobStatus
 
 T = TypeVar("T")
@@ -135,6 +135,10 @@ class Client:
     def explain(self, job_id: str) -> Explanation:
         """See `AsyncClient.explain`."""
         return self._portal.call(self._async.explain(job_id))
+
+    def match(self, type: str, **fields: Any) -> Match:
+        """See `AsyncClient.match`."""
+        return self._portal.call(self._async.match(type, **fields))
 
     def jobs(
         self,

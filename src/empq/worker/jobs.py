@@ -91,6 +91,8 @@ class JobExecutor:
         self.next_claim = next_claim
         #: Told when a job found its service down (health-gated claiming).
         self.on_service_down = on_service_down
+        #: Reports the connectors' warm models, if changed, before an outcome goes out.
+        self.warmth: Callable[[], Awaitable[None]] | None = None
 
     async def ensure_accepted(self, job: ActiveJob) -> None:
         """Send `job_accepted_by_worker` once (it must precede progress).
@@ -188,11 +190,17 @@ class JobExecutor:
                 label = "failed"
             if label == "failed":
                 _log_failure(a.job_id, a.job_type, text)
-            await asyncio.shield(self.link.send_outcome(a.job_id, text))
+            await asyncio.shield(self._deliver(a.job_id, text))
         self.metrics.finished(FinishedJob(a.job_id, a.job_type, label, seconds, time.time(), error))
 
     def _release(self, job: ActiveJob, reason: str) -> ReleaseJob:
         return release_message(job.assignment, self.worker_id, reason)
+
+    async def _deliver(self, job_id: str, text: str) -> None:
+        """The warm models first, if they changed (the hub routes by them), then the outcome."""
+        if self.warmth is not None:
+            await self.warmth()
+        await self.link.send_outcome(job_id, text)
 
     def _complete(self, job: ActiveJob, result: Any) -> CompleteJob | FailJob:
         if not isinstance(result, dict):

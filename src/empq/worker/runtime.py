@@ -91,6 +91,9 @@ class Worker:
             self.next_claim,
             on_service_down=self.service_down,
         )
+        self.executor.warmth = self.report_warmth
+        #: The `models_loaded` the hub was last sent.
+        self._warm_sent: dict[str, list[str]] | None = None
         self.jobs: dict[str, ActiveJob] = {}
         self.draining = False
         self.hub_http_url = settings.hub_http_url
@@ -133,6 +136,31 @@ class Worker:
         if self.draining:
             return WorkerStatus.DRAINING
         return WorkerStatus.BUSY if self.jobs else WorkerStatus.IDLE
+
+    def models_loaded(self) -> dict[str, list[str]]:
+        """Every connector's warm models, per service, most recent first."""
+        merged: dict[str, list[str]] = {}
+        for connector in self.connectors:
+            for service, names in connector.models_loaded().items():
+                merged[service] = list(dict.fromkeys([*merged.get(service, []), *names]))
+        return merged
+
+    async def report_warmth(self) -> None:
+        """Tell the hub the warm models if they changed (before a job's outcome, so the
+        hub routes the next jobs by them)."""
+        loaded = self.models_loaded()
+        if loaded == self._warm_sent:
+            return
+        sent = await self.link.send(
+            WorkerStatusMessage(
+                type="worker_status",
+                worker_id=self.worker_id,
+                status=self.status,
+                models_loaded=loaded,
+            )
+        )
+        if sent:
+            self._warm_sent = loaded
 
     def held_jobs(self) -> list[str]:
         """Jobs this worker still holds: running, or finished with the outcome unacknowledged."""
@@ -278,7 +306,12 @@ class Worker:
             status=self.status,
             auth_token=self.settings.worker_token,
             current_jobs=self.held_jobs(),
+            models_loaded=self._sent_warmth(),
         )
+
+    def _sent_warmth(self) -> dict[str, list[str]]:
+        self._warm_sent = self.models_loaded()
+        return self._warm_sent
 
     def welcomed(self, welcome: Welcome) -> None:
         """Take what the hub says about itself (its REST base for artifacts)."""

@@ -280,6 +280,7 @@ class Session:
                     current_jobs=w.held_jobs(),
                     system_info=system_info(),
                     connector_status=status,
+                    models_loaded=w.models_loaded(),
                 )
             )
             await asyncio.sleep(w.settings.heartbeat_interval)

@@ -71,6 +71,20 @@ function eventsSection(id) {
     e.will_retry ? h("span.muted", { text: " · will retry" }) : null)));
 }
 
+/** "Position 3 · starts in ~12 s" for a queued job (the hub's position and ETA). */
+function queueLine(job) {
+  if (job.status !== "queued" || job.position === null || job.position === undefined) return null;
+  let eta;
+  if (typeof job.eta_seconds === "number") eta = job.eta_seconds < 1 ? "starts now" : `starts in ~${Math.round(job.eta_seconds)} s`;
+  else eta = `no ETA${job.eta_reason ? ` (${job.eta_reason})` : ""}`;
+  return h("p.detail-queue", { text: `Position ${job.position} · ${eta}` });
+}
+
+function workerLabel(w) {
+  if (typeof w === "string") return w;
+  return (w.worker_id || pretty(w)) + (w.warm ? " (models warm)" : "");
+}
+
 function explainSection() {
   if (explainError) return h("p.error-box", { text: `explain failed: ${explainError}` });
   if (!explainData) return h("p.muted", { text: "loading…" });
@@ -80,7 +94,7 @@ function explainSection() {
   return [
     ex.summary ? h("p.explain-summary", { text: ex.summary }) : null,
     h("h4", { text: `Can run it (${matching.length})` }),
-    matching.length ? h("ul.explain-ok", {}, matching.map((w) => h("li", { text: typeof w === "string" ? w : w.worker_id || pretty(w) })))
+    matching.length ? h("ul.explain-ok", {}, matching.map((w) => h("li", { text: workerLabel(w) })))
       : h("p.muted", { text: "No connected worker can run this job." }),
     h("h4", { text: `Cannot run it (${rejected.length})` }),
     rejected.length ? h("ul.explain-no", {}, rejected.map((r) => h("li", {},
@@ -107,6 +121,7 @@ function render() {
     h("div.detail-status", {}, statusBadge(job.status), progressBar(job.status === "completed" ? 100 : job.progress, job.status),
       h("span.detail-actions", {}, canCancel ? actionButton("cancel", job.id) : null, canRetry ? actionButton("retry", job.id) : null)),
     job.message && ACTIVE_STATUSES.has(job.status) ? h("p.detail-msg", { text: job.message }) : null,
+    queueLine(job),
     h("section.detail-sec#detail-result", {}, h("h3", { text: "Result" }), resultSection(job)),
     h("section.detail-sec#detail-events", {}, h("h3", { text: "Event history" }), eventsSection(job.id)),
     h("section.detail-sec#detail-explain", {}, h("h3", {}, "Explain ",
