@@ -8,7 +8,7 @@ import time
 import pytest
 import redis.asyncio as aredis
 
-from empq.hub import tasks
+from empq.hub.services import tasks
 from tests.support.hub_fixtures import HubFactory, RawPeer, raw_worker
 
 

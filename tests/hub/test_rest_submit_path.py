@@ -1,4 +1,4 @@
-"""`POST /api/jobs` answered by the hub's fast path (hub/fast_submit.py) and by FastAPI.
+"""`POST /api/jobs` answered by the hub's fast path (hub/routes/fast_submit.py) and by FastAPI.
 
 The fast path takes well-formed submissions; everything else goes on to the FastAPI
 route. A user must not be able to tell which one answered.

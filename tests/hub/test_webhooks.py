@@ -11,7 +11,7 @@ import pytest
 
 from empq.broker import Broker
 from empq.config import BrokerSettings
-from empq.hub import webhooks
+from empq.hub.services import webhooks
 from empq.models import JobSubmission
 from tests.hub.conftest import Receiver, json_of
 from tests.support.hub_fixtures import HubFactory, HubHandle, raw_worker

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from empq.hub import rights
+from empq.hub.sockets import rights
 from empq.protocol import INBOUND_TYPES
 from tests.security.support import outcome
 from tests.support.hub_fixtures import HubFactory, HubHandle, RawPeer

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from empq.hub import ws as hub_ws
+from empq.hub.sockets import ws as hub_ws
 from empq.worker import session
 from empq.worker.connection import RECONNECT_MAX, RECONNECT_MIN, reconnect_delay
 from tests.support.hub_fixtures import HubHandle

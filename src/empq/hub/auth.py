@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from fastapi import Request
 
 from empq.credentials import OPEN_ACCESS, ApiKey, find_api_key
-from empq.hub.http_errors import ApiError
+from empq.hub.routes.http_errors import ApiError
 
 #: Path prefixes a customer key may call; every other `/api/*` route is operator-only,
 #: so a route added later is closed to customers until it is scoped.

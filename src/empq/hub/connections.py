@@ -36,7 +36,7 @@ from empq.protocol import NotificationFilters, OutMessage, out
 if TYPE_CHECKING:
     from empq.hub.registry import LocalWorker
 
-log = logging.getLogger("empq.hub.ws")
+log = logging.getLogger("empq.hub.sockets.ws")
 
 #: How far behind a socket may fall before it is closed: messages, text, and seconds
 #: one send may stay stuck while others wait behind it.

@@ -14,20 +14,20 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from empq.config import HubSettings
-from empq.hub import tasks
 from empq.hub.artifacts import ArtifactStore
 from empq.hub.claims import Claims
 from empq.hub.connections import Connections
 from empq.hub.dispatch import Dispatcher
-from empq.hub.events import EventPump
 from empq.hub.explain import warnings
 from empq.hub.leases import Leases, run_leased
 from empq.hub.lifecycle import HubLifecycle
 from empq.hub.metrics import HubMetrics
 from empq.hub.placement import Placement
 from empq.hub.registry import Registry
-from empq.hub.stats import StatsService
-from empq.hub.webhooks import Webhooks
+from empq.hub.services import tasks
+from empq.hub.services.events import EventPump
+from empq.hub.services.stats import StatsService
+from empq.hub.services.webhooks import Webhooks
 from empq.matching import JobSpec
 from empq.protocol import out
 

@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from empq.config import HubSettings
 from empq.errors import EmpqError
-from empq.hub.app import create_app, create_ws_app, serving_app
+from empq.hub.routes.app import create_app, create_ws_app, serving_app
 from empq.hub.runtime import Hub
 from empq.redact import redact
 from empq.redis_client import make_client

@@ -29,9 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from redis.exceptions import RedisError, ResponseError
 
 from empq.errors import ValidationError
-from empq.hub.events import passes
 from empq.hub.leases import wait_set
-from empq.hub.webhook_targets import resolves_private, target_refused
+from empq.hub.services.events import passes
+from empq.hub.services.webhook_targets import resolves_private, target_refused
 from empq.protocol import NotificationFilters, now_ms
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from empq.hub.leases import Leases
     from empq.hub.metrics import HubMetrics
 
-log = logging.getLogger("empq.hub.webhooks")
+log = logging.getLogger("empq.hub.services.webhooks")
 
 WebhookEvent = Literal[
     "job_status_change", "job_progress", "job_completed", "job_failed", "worker_alert"

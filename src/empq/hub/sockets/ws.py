@@ -28,11 +28,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from empq import errors
 from empq.credentials import OPEN_ACCESS, find_api_key
-from empq.hub import client_handlers as clients
-from empq.hub import worker_handlers as workers
 from empq.hub.auth import bearer
 from empq.hub.connections import Connection
-from empq.hub.rights import refusal_for, validation_reply
+from empq.hub.sockets import client_handlers as clients
+from empq.hub.sockets import worker_handlers as workers
+from empq.hub.sockets.rights import refusal_for, validation_reply
 from empq.protocol import (
     InboundMessage,
     ProtocolError,
@@ -45,7 +45,7 @@ from empq.protocol import (
 if TYPE_CHECKING:
     from empq.hub.runtime import Hub
 
-log = logging.getLogger("empq.hub.ws")
+log = logging.getLogger("empq.hub.sockets.ws")
 
 Handler = Callable[["Hub", Connection, Any], Awaitable[None]]
 

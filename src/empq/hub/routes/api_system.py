@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from empq import __version__
-from empq.hub.api_jobs import HubDep
+from empq.hub.routes.api_jobs import HubDep
 
 router = APIRouter(tags=["system"])
 

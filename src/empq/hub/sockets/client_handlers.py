@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from empq.credentials import find_api_key
 from empq.errors import Forbidden
-from empq.hub.catchup import read_catch_up, replay
 from empq.hub.connections import Connection
-from empq.hub.events import JOB_EVENTS, wants_job_event
 from empq.hub.placement import eta, eta_fields
-from empq.hub.rights import refusal_for
 from empq.hub.scoping import notification_filters, scoped_submission, take_rate, visible
+from empq.hub.services.events import JOB_EVENTS, wants_job_event
+from empq.hub.sockets.catchup import read_catch_up, replay
+from empq.hub.sockets.rights import refusal_for
 from empq.matching import JobSpec
 from empq.models import Job
 from empq.protocol import (

@@ -20,7 +20,6 @@ from starlette.requests import ClientDisconnect
 
 from empq.credentials import parse_worker_tokens
 from empq.errors import JobNotFound
-from empq.hub.api_jobs import HubDep
 from empq.hub.artifacts import (
     ArtifactTooLarge,
     UnsafeArtifactPath,
@@ -29,7 +28,8 @@ from empq.hub.artifacts import (
     served_type,
 )
 from empq.hub.auth import check_api_key
-from empq.hub.http_errors import ApiError
+from empq.hub.routes.api_jobs import HubDep
+from empq.hub.routes.http_errors import ApiError
 from empq.hub.runtime import Hub
 from empq.hub.scoping import visible
 from empq.status import ACTIVE_STATUSES

@@ -7,12 +7,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Response
 
 from empq.errors import WorkerNotFound
-from empq.hub.api_jobs import HubDep, KeyDep
 from empq.hub.auth import require_api_key
-from empq.hub.http_errors import ApiError
 from empq.hub.registry import dumps
+from empq.hub.routes.api_jobs import HubDep, KeyDep
+from empq.hub.routes.http_errors import ApiError
 from empq.hub.scoping import notification_filters, sees
-from empq.hub.webhooks import WebhookIn, public
+from empq.hub.services.webhooks import WebhookIn, public
 from empq.protocol import NotificationFilters
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_api_key)])

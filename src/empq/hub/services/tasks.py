@@ -35,7 +35,7 @@ class Hub(Protocol):
     registry: Registry
 
 
-log = logging.getLogger("empq.hub.tasks")
+log = logging.getLogger("empq.hub.services.tasks")
 
 #: The retries task looks at the delayed set at least this often (seconds); it also
 #: sleeps until the next retry is due and wakes on every retry scheduled.

@@ -12,7 +12,7 @@ from starlette.routing import WebSocketRoute
 
 from empq import telemetry
 from empq.config import HubSettings
-from empq.hub import (
+from empq.hub.routes import (
     api_artifacts,
     api_jobs,
     api_match,
@@ -21,9 +21,9 @@ from empq.hub import (
     api_usage,
     http_errors,
 )
-from empq.hub.fast_submit import FastSubmit
+from empq.hub.routes.fast_submit import FastSubmit
 from empq.hub.runtime import Hub
-from empq.hub.ws import serve_socket, server_version
+from empq.hub.sockets.ws import serve_socket, server_version
 
 if TYPE_CHECKING:
     from empq.broker import Broker

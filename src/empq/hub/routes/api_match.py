@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from empq.hub.api_jobs import HubDep
 from empq.hub.auth import require_api_key
 from empq.hub.placement import dry_run
+from empq.hub.routes.api_jobs import HubDep
 from empq.models import JobSubmission
 
 router = APIRouter(prefix="/api", tags=["jobs"], dependencies=[Depends(require_api_key)])

@@ -22,9 +22,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from empq.credentials import find_api_key
-from empq.hub import http_errors
-from empq.hub.api_jobs import submit_reply
 from empq.hub.auth import bearer
+from empq.hub.routes import http_errors
+from empq.hub.routes.api_jobs import submit_reply
 from empq.models import JobSubmission
 
 if TYPE_CHECKING:

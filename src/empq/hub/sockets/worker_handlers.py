@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError as PydanticValidationError
 
 from empq import errors
-from empq.hub import identity
 from empq.hub.connections import Connection
 from empq.hub.departures import worker_gone
 from empq.hub.fleet import record_run
 from empq.hub.registry import LocalWorker, dumps
+from empq.hub.sockets import identity
 from empq.models import WorkerCapabilities
 from empq.protocol import (
     ClaimJob,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from empq.broker import Event
-from empq.hub.events import JOB_EVENTS, event_message, wants_job_event
+from empq.hub.services.events import JOB_EVENTS, event_message, wants_job_event
 
 if TYPE_CHECKING:
     from empq.hub.connections import Connection

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from empq.hub.api_jobs import HubDep, KeyDep
 from empq.hub.auth import require_api_key
-from empq.hub.http_errors import ApiError
+from empq.hub.routes.api_jobs import HubDep, KeyDep
+from empq.hub.routes.http_errors import ApiError
 from empq.hub.scoping import list_filter
 from empq.protocol import now_ms
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from empq.hub.dispatch import Dispatcher
     from empq.hub.registry import Registry
 
-log = logging.getLogger("empq.hub.events")
+log = logging.getLogger("empq.hub.services.events")
 
 #: After reading events, the pump waits this long before reading again.
 GATHER_SECONDS = 0.002

@@ -1,0 +1,1 @@
+"""The hub's HTTP side: the FastAPI app, its REST routes and their error shape."""

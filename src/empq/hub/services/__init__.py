@@ -1,0 +1,1 @@
+"""The hub's background services: the event pump, tasks, stats and webhooks."""

@@ -1,0 +1,1 @@
+"""The hub's WebSocket side: the endpoint, the protocol's handlers, who may send what."""
