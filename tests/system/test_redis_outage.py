@@ -22,7 +22,7 @@ import httpx
 from empq.redis_server import RedisServer
 from tests.support.hub_fixtures import HubProcess, RawPeer
 from tests.worker.conftest import WorkerProcess, start_worker_process
-from tests.worker.test_resilience import wait_ready
+from tests.system.test_resilience import wait_ready
 
 JOBS = 500
 WORKERS = 3
