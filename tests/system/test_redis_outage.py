@@ -21,8 +21,8 @@ import httpx
 
 from empq.redis_server import RedisServer
 from tests.support.hub_fixtures import HubProcess, RawPeer
-from tests.worker.conftest import WorkerProcess, start_worker_process
 from tests.system.test_resilience import wait_ready
+from tests.worker.conftest import WorkerProcess, start_worker_process
 
 JOBS = 500
 WORKERS = 3
