@@ -32,6 +32,11 @@ class ControlMixin(QueryMixin):
         await self.refresh_paused()
         return self._paused
 
+    @property
+    def paused_now(self) -> frozenset[str]:
+        """The copy of the paused set, as last read (no round trip)."""
+        return self._paused
+
     async def refresh_paused(self) -> None:
         """Read the paused set again."""
         members = await self._r.smembers(self.keys.paused_services)
