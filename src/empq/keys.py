@@ -62,6 +62,11 @@ class Keys:
         return f"{self.base}:queued"
 
     @cached_property
+    def paused_services(self) -> str:
+        """Set: the service types whose queued jobs claims skip (queue control)."""
+        return f"{self.base}:paused"
+
+    @cached_property
     def signatures(self) -> str:
         """Hash: signature -> JobSpec JSON, for every signature with a queue."""
         return f"{self.base}:sigs"

@@ -145,6 +145,9 @@ class BrokerBase:
         self._completes: list[tuple[tuple[str, str, str, Any, int], asyncio.Future[Any]]] = []
         # Jobs this process queued lately: order key -> signature (see claiming.py).
         self._hints: dict[str, str] = {}
+        # Paused service types as last read, and when (monotonic; see control.py).
+        self._paused: frozenset[str] = frozenset()
+        self._paused_read = float("-inf")
         #: Told of each change this broker applied (the hub logs and counts them).
         self.observer: JobObserver = NULL_OBSERVER
 

@@ -17,7 +17,7 @@ from empq.broker.base import (
     _VERDICT_CACHE,
     Assignment,
 )
-from empq.broker.queries import QueryMixin
+from empq.broker.control import ControlMixin
 from empq.codec import decode_hash
 from empq.matching import (
     StaticVerdicts,
@@ -44,7 +44,7 @@ def _token(worker_id: str) -> str:
     return f"{secrets.token_hex(12)}.{worker_id}"
 
 
-class ClaimMixin(QueryMixin):
+class ClaimMixin(ControlMixin):
     """Claim jobs for workers."""
 
     def _static_eligible(self, caps: WorkerCapabilities) -> list[str]:
@@ -63,6 +63,8 @@ class ClaimMixin(QueryMixin):
 
     def _eligible(self, caps: WorkerCapabilities, state: WorkerState) -> list[str]:
         eligible = self._static_eligible(caps)
+        if self._paused:
+            eligible = [s for s in eligible if self._specs[s].service_type not in self._paused]
         restricted = (
             state.running or state.draining or caps.customer_access.max_concurrent_customers
         )  # (VRAM too: with nothing running, every job that passed the static rules fits)
@@ -89,6 +91,7 @@ class ClaimMixin(QueryMixin):
         """
         del preferred_types
         state = state or WorkerState()
+        await self._paused_fresh()
         out: list[Assignment] = []
         more = True
         warm = models_loaded if self.settings.warm_window_seconds > 0 else None

@@ -103,6 +103,7 @@ class Broker(PlacementMixin, RecoveryMixin, EventsMixin, UsageMixin):
         worker may take from; otherwise the job just stays queued (and the caller claims
         as usual, which answers with the better job).
         """
+        await self._paused_fresh()
         eligible = self._eligible(caps, state)
         if self.settings.customer_max_running:
             eligible = []  # the claim checks the customer's limit; reserve.lua does not

@@ -15,7 +15,7 @@ import typer
 from typer import TyperException as UsageProblem  # typer vendors click's usage errors
 
 from empq import __version__
-from empq.cli import client_commands, output, server_commands
+from empq.cli import client_commands, control_commands, output, server_commands
 from empq.errors import EmpqError
 
 app = typer.Typer(
@@ -56,6 +56,7 @@ def _root(
 
 server_commands.register(app)
 client_commands.register(app)
+control_commands.register(app)
 
 
 def _fail(message: str, code: int) -> int:

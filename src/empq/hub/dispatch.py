@@ -232,8 +232,8 @@ class Dispatcher:
         defer: bool = True,
     ) -> int:
         """Wake a parked claim that may take the job, else offer it to an idle worker."""
-        if not self._accepting():
-            return 0
+        if not self._accepting() or spec.service_type in self.broker.paused_now:
+            return 0  # (a paused service's job is claimable only after its resume)
         if defer and self._cold_now(spec):
             self._defer(job_id, spec, priority, event_ms)
             return 0

@@ -83,6 +83,9 @@ class LocalWorker:
     missed: bool = False
     #: Per held job: when it was given (monotonic) and its signature, for `run_seconds`.
     held_at: dict[str, tuple[float, str | None]] = field(default_factory=dict)
+    #: An operator drained it (`POST /api/workers/{id}/drain`): it stays `draining`
+    #: whatever status it reports, until it registers again.
+    drained: bool = False
 
     @property
     def worker_id(self) -> str:
@@ -134,6 +137,12 @@ class LocalWorker:
             return False
         # With nothing running, no dynamic rule applies (draining is checked above).
         return not self.held or not dynamic_reasons(self.caps, self.state, spec)
+
+    def reported(self, status: WorkerStatus) -> WorkerStatus:
+        """The status to record when the worker reports `status`."""
+        if self.drained and status != WorkerStatus.OFFLINE:
+            return WorkerStatus.DRAINING
+        return status
 
     def sync_info(self) -> WorkerInfo:
         """The shared record, with the jobs this hub knows it holds."""
@@ -310,7 +319,7 @@ class Registry:
         models_loaded: dict[str, list[str]] | None = None,
     ) -> None:
         """A worker said it is alive."""
-        lw.info.status = status
+        lw.info.status = lw.reported(status)
         if models_loaded is not None:
             lw.info.models_loaded = models_loaded
         lw.info.last_heartbeat = _now()

@@ -221,6 +221,33 @@ class AsyncClient:
         )
         return WorkerInfo.model_validate(reply)
 
+    async def drain(self, worker_id: str) -> WorkerInfo:
+        """Drain a worker: it finishes its jobs and takes no more (operator key)."""
+        reply = await self._transport.request(
+            "POST",
+            f"/api/workers/{quote(worker_id, safe='')}/drain",
+            safe=True,
+            worker_id=worker_id,
+        )
+        return WorkerInfo.model_validate(reply)
+
+    async def services(self) -> list[dict[str, Any]]:
+        """Service types paused or with queued jobs: `{service_type, paused, queued}`."""
+        reply = await self._transport.request("GET", "/api/services", safe=True)
+        return list(reply.get("services", []))
+
+    async def pause(self, service_type: str, paused: bool = True) -> dict[str, Any]:
+        """Pause a service type (claims skip its jobs, which stay queued); operator key."""
+        verb = "pause" if paused else "resume"
+        reply: dict[str, Any] = await self._transport.request(
+            "POST", f"/api/services/{quote(service_type, safe='')}/{verb}", safe=True
+        )
+        return reply
+
+    async def resume(self, service_type: str) -> dict[str, Any]:
+        """Resume a paused service type."""
+        return await self.pause(service_type, paused=False)
+
     async def stats(self) -> dict[str, Any]:
         """Queue depth, workers by status, throughput and timings (`GET /api/stats`)."""
         reply: dict[str, Any] = await self._transport.request("GET", "/api/stats", safe=True)

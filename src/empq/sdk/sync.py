@@ -168,6 +168,22 @@ class Client:
         """See `AsyncClient.worker`."""
         return self._portal.call(self._async.worker(worker_id))
 
+    def drain(self, worker_id: str) -> WorkerInfo:
+        """See `AsyncClient.drain`."""
+        return self._portal.call(self._async.drain(worker_id))
+
+    def services(self) -> list[dict[str, Any]]:
+        """See `AsyncClient.services`."""
+        return self._portal.call(self._async.services())
+
+    def pause(self, service_type: str) -> dict[str, Any]:
+        """See `AsyncClient.pause`."""
+        return self._portal.call(self._async.pause(service_type))
+
+    def resume(self, service_type: str) -> dict[str, Any]:
+        """See `AsyncClient.resume`."""
+        return self._portal.call(self._async.resume(service_type))
+
     def stats(self) -> dict[str, Any]:
         """See `AsyncClient.stats`."""
         return self._portal.call(self._async.stats())

@@ -161,6 +161,8 @@ class Session:
             order = CancelJobOrder.model_validate(msg)
             log.info("hub cancelled job %s: %s", order.job_id, order.reason)
             w.order_cancel(order.job_id)
+        elif kind == "drain":
+            self._drained(str(msg.get("reason") or "drained by the hub"))
         elif kind == "server_disconnect":
             bye = ServerDisconnect.model_validate(msg)
             log.info("hub going away (%s); back in %s s", bye.reason, bye.reconnect_after)
@@ -284,6 +286,19 @@ class Session:
                 )
             )
             await asyncio.sleep(w.settings.heartbeat_interval)
+
+    def _drained(self, reason: str) -> None:
+        """The hub drained this worker: take no more jobs, finish the running ones."""
+        w = self.worker
+        log.info("hub drained this worker (%s): finishing %d job(s)", reason, len(w.jobs))
+        w.draining = True
+        sending = start_eagerly(self._send_status())
+        if sending is not None:
+            self._sends.add(sending)
+            sending.add_done_callback(self._sent)
+
+    async def _send_status(self) -> None:
+        await self.worker.link.send(self._status_message())
 
     def _status_message(self) -> WorkerStatusMessage:
         w = self.worker

@@ -165,6 +165,13 @@ async def explain_job(job_id: str, hub: HubDep, key: KeyDep) -> dict[str, Any]:
                 + reply["summary"]
             )
             reply["customer_limit"] = {"max_running": limit, "running": held}
+    service = job.requirements.service_type
+    if job.status == JobStatus.QUEUED and service in await hub.broker.paused_services():
+        reply["summary"] = (
+            f"service {service} is paused: claims skip its jobs until it is resumed "
+            f"(empq resume {service}). " + reply["summary"]
+        )
+        reply["paused"] = True
     return reply
 
 

@@ -14,6 +14,7 @@ from empq import telemetry
 from empq.config import HubSettings
 from empq.hub.routes import (
     api_artifacts,
+    api_control,
     api_jobs,
     api_match,
     api_resources,
@@ -60,6 +61,7 @@ def create_app(settings: HubSettings, broker: Broker | None = None) -> FastAPI:
     app.include_router(api_match.router)
     app.include_router(api_artifacts.router)
     app.include_router(api_resources.router)
+    app.include_router(api_control.router)
     app.include_router(api_usage.router)
     app.include_router(api_system.router)
 

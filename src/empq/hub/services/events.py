@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
+from empq.hub import control
 from empq.hub.connections import Connection, Connections
 from empq.protocol import NotificationFilters, out
 from empq.status import ACTIVE_STATUSES, JobStatus
@@ -183,6 +184,10 @@ class EventPump:
                 self._drop_if_declared_gone(data)
             self.registry.apply_event(event_type, data)
             self._to_worker_subscribers(event_type, data, event_id)
+        elif event_type == control.SERVICE_PAUSED:
+            await control.on_service_paused(self.broker, self.dispatcher.claims, data)
+        elif event_type == control.WORKER_DRAIN:
+            await control.on_worker_drain(self.broker, self.registry, self.dispatcher.claims, data)
         elif event_type == "system_alert":
             text = event_message(event_type, data, event_id)
             for conn in self.connections.subscribers():

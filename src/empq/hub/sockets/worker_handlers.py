@@ -245,7 +245,7 @@ async def heartbeat(hub: Hub, conn: Connection, msg: WorkerHeartbeat) -> None:
 
 async def worker_status(hub: Hub, conn: Connection, msg: WorkerStatusMessage) -> None:
     lw = registered(conn)
-    lw.info.status = msg.status
+    lw.info.status = lw.reported(msg.status)
     if msg.models_loaded is not None:
         lw.info.models_loaded = msg.models_loaded
     if msg.capabilities is not None:
