@@ -103,15 +103,21 @@ class ClaimMixin(ControlMixin):
         await self.observer.assigned(worker_id, out)
         return out
 
-    async def _peek(self, eligible: list[str], depth: int) -> _Candidates | None:
-        """The best `depth` queued members across these queues; None if signatures changed."""
+    async def _peek(self, eligible: list[str], depth: int, version: bytes) -> _Candidates | None:
+        """The best `depth` queued members across these queues; None if signatures changed.
+
+        `version` is the signatures version `eligible` was computed at: the reply is
+        checked against it, not against the version now, which a concurrent refresh
+        (a submission's ETA, another claim) may have moved on while this peek was out.
+        """
         k = self.keys
         reply = await self.scripts.peek(
             keys=[k.signatures_version, k.counts, *(k.sig_queue(s) for s in eligible)],
             args=[depth],
         )
-        if reply[0] != self._sig_version:
-            await self._refresh_signatures()
+        if reply[0] != version:
+            if reply[0] != self._sig_version:
+                await self._refresh_signatures()
             return None
         members = [
             (reply[i].decode(), eligible[int(reply[i + 1]) - 1]) for i in range(2, len(reply), 2)
@@ -125,8 +131,11 @@ class ClaimMixin(ControlMixin):
         enqueued: bytes,
         tokens: list[str],
         candidates: list[tuple[str, str, str]],
+        *,
+        version: bytes,
     ) -> tuple[list[str], list[Any]]:
-        """KEYS and ARGV of claim.lua; candidates are (job id, member or "", signature)."""
+        """KEYS and ARGV of claim.lua; candidates are (job id, member or "", signature);
+        `version`: the signatures version `eligible` was computed at."""
         k = self.keys
         keys = [*self._claim_keys(worker_id), *(k.sig_queue(sig) for sig in eligible)]
         now = self.clock()
@@ -138,7 +147,7 @@ class ClaimMixin(ControlMixin):
             enqueued,
             len(tokens),
             len(eligible),
-            self._sig_version,
+            version,
             *tokens,
         ]
         for job_id, member, sig in candidates:
@@ -241,6 +250,7 @@ class ClaimMixin(ControlMixin):
         spare = 1  # extra candidates to send along, in case others took the first ones
         for _ in range(_CLAIM_ROUNDS):
             eligible = self._eligible(caps, state)
+            version = self._sig_version  # what `eligible` was computed at
             if self.settings.customer_max_running:
                 eligible = await self._within_limits(eligible)
             cache_key = tuple(eligible)
@@ -253,7 +263,7 @@ class ClaimMixin(ControlMixin):
                 # `enqueued` makes it check), else answers 0 and we peek.
                 cands = _Candidates(b"", hinted)
             elif cands is None or not cands.members:
-                cands = await self._peek(eligible, depth)
+                cands = await self._peek(eligible, depth, version)
                 if cands is None:
                     continue
                 if len(self._candidates) >= _CANDIDATE_CACHE:
@@ -280,6 +290,7 @@ class ClaimMixin(ControlMixin):
                 cands.enqueued,
                 tokens,
                 [(m.partition("|")[2], m, sig) for m, sig in tried],
+                version=version,
             )
             if window:  # claim.lua's optional ARGV after the limits ('' when none)
                 args += ([] if self._limits_json else [""]) + [window]

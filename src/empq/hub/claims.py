@@ -111,20 +111,21 @@ class Claims:
                         max_jobs=wanted,
                         models_loaded=lw.models_loaded,
                     )
+                    self.metrics.claim_latency.observe(time.perf_counter() - t0)
+                    # Still `claiming` while the outcome it came with settles: a job
+                    # queued meanwhile marks it `missed`, so it looks again, not parks.
+                    await _settled(after)
                 except (RedisError, OSError):
                     # The script may have run with its reply lost: settle that later.
                     self._spawn(self._reconcile(lw))
                     raise
                 finally:
                     lw.claiming = False
-                self.metrics.claim_latency.observe(time.perf_counter() - t0)
                 if assignments:
-                    await _settled(after)
                     self.give(lw, assignments)
                     return
                 if not lw.missed:
                     break
-            await _settled(after)
             if deadline > asyncio.get_running_loop().time() and self._may_park(lw):
                 self._park(lw, ParkedClaim(max_jobs, deadline))
             else:
