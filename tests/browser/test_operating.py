@@ -110,3 +110,33 @@ async def test_chart_axes_count_whole_jobs_and_throughput_counts_the_last_minute
     assert all(t.isdigit() for t in numbers), labels
     await page.screenshot(path=str(artifacts_dir / "dashboard-operating.png"))
     assert tab.problems == []
+
+
+async def test_pause_and_resume_a_service_and_drain_a_worker_from_the_page(
+    hub: HubHandle, tab: Tab
+) -> None:
+    page = await open_dashboard(tab, hub)
+    async with raw_worker(hub.ws_url, "gpu-9") as worker:
+        job_id = await submit(hub)
+        item = page.locator('#services-list li[data-service="simulation"]')
+        await expect(item).to_be_visible(timeout=10_000)  # listed within its refresh
+        await item.locator('button[data-action="pause"]').click()
+        await expect(item).to_have_attribute("data-paused", "true")
+        async with hub.client() as http:
+            listed = (await http.get("/api/services")).json()["services"]
+            assert {"simulation"} <= {s["service_type"] for s in listed if s["paused"]}
+            # Paused: a claim gets nothing, and the job stays queued.
+            await worker.send("claim_job")
+            await worker.expect("no_job_available")
+            assert (await get_job(hub, job_id))["status"] == "queued"
+        await item.locator('button[data-action="resume"]').click()
+        await expect(item).to_have_attribute("data-paused", "false")
+        await worker.send("claim_job")
+        got = await worker.expect("job_assigned")
+        assert got["job_id"] == job_id
+        # Drain from the worker's card: the worker is told and shows draining.
+        card = page.locator('#workers-live [data-worker-id="gpu-9"]')
+        await card.locator('button[data-action="drain"]').click()
+        await worker.expect("drain")
+        await expect(card).to_have_attribute("data-status", "draining")
+    assert tab.problems == []

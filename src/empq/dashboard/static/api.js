@@ -134,6 +134,10 @@ export const api = {
   listWorkers: () => request("GET", "/api/workers"),
   getWorker: (id) => request("GET", `/api/workers/${enc(id)}`),
   stats: () => request("GET", "/api/stats"),
+  listServices: () => request("GET", "/api/services"),
+  pauseService: (svc) => request("POST", `/api/services/${enc(svc)}/pause`),
+  resumeService: (svc) => request("POST", `/api/services/${enc(svc)}/resume`),
+  drainWorker: (id) => request("POST", `/api/workers/${enc(id)}/drain`),
   whoami: () => request("GET", "/api/whoami"),
   /** An artifact as a blob URL: <img src> cannot carry the Authorization header. */
   artifactUrl: async (url) => {

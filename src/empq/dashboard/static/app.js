@@ -10,6 +10,7 @@ import { initBulk } from "./views/bulk.js";
 import { closeDetail, initDetail, openDetail } from "./views/detail.js";
 import { currentFilters, initJobs } from "./views/jobs.js";
 import { initOverview } from "./views/overview.js";
+import { initServices, refresh as refreshServices } from "./views/services.js";
 import { initSubmit } from "./views/submit.js";
 import { toast } from "./views/toast.js";
 import { initWorkers } from "./views/workers.js";
@@ -61,6 +62,7 @@ async function applyScope() {
     customerView = false; // an older hub, or no key yet: the operator's page
   }
   if (live) live.customerView = customerView;
+  if (!customerView && document.body.dataset.scope === "operator") refreshServices();
 }
 
 async function loadWorkers() {
@@ -219,6 +221,7 @@ async function start() {
   });
   initOverview();
   initWorkers(openJob);
+  initServices();
   initJobs({ onOpenJob: openJob, onReload: loadJobs });
   initBulk();
   $("#jobs-more").addEventListener("click", loadMoreJobs);

@@ -1,8 +1,10 @@
 // Workers: status, capabilities, current jobs, heartbeat age and connector health.
 // Connected workers are listed live; ones that left move to "recently seen".
 
+import { api } from "../api.js";
 import { store } from "../store.js";
 import { $, fmtAge, h, mount, shortId, toMs } from "../util.js";
+import { toast } from "./toast.js";
 
 let openJob = () => {};
 
@@ -55,12 +57,31 @@ function heartbeatOf(w) {
   return w.last_heartbeat ?? w.last_seen ?? w.registered_at ?? null;
 }
 
+/** Drain: the worker finishes what it runs and takes no more (POST .../drain). */
+function drainButton(w) {
+  const button = h("button.btn.small.secondary", { type: "button", dataset: { action: "drain", drain: w.worker_id }, text: "Drain" });
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      const record = await api.drainWorker(w.worker_id);
+      toast(`Draining ${w.worker_id}: it finishes its jobs and takes no more`, "ok");
+      if (record && record.worker_id) store.mergeWorker(record);
+    } catch (err) {
+      toast(`Could not drain ${w.worker_id}: ${err.message}`, "error");
+      button.disabled = false;
+    }
+  });
+  return button;
+}
+
 function workerCard(w, live) {
   const jobs = w.current_jobs || [];
+  const canDrain = live && !["draining", "offline"].includes(w.status);
   return h(`article.worker${live ? "" : ".gone"}`, { dataset: { workerId: w.worker_id, status: w.status || "" } },
     h("header.worker-head", {},
       h("strong.worker-id", { text: w.worker_id }),
-      h(`span.badge.ws-${w.status || "unknown"}`, { text: w.status || "unknown" })),
+      h(`span.badge.ws-${w.status || "unknown"}`, { text: w.status || "unknown" }),
+      canDrain ? drainButton(w) : null),
     h("div.worker-meta", {},
       h("span", {}, "heartbeat ", h("span.hb-age", { dataset: { since: toMs(heartbeatOf(w)) ?? "" }, text: fmtAge(heartbeatOf(w)) })),
       h("span", { text: `${w.jobs_completed ?? 0} done · ${w.jobs_failed ?? 0} failed` }),
