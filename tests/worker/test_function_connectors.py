@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -67,13 +68,24 @@ async def test_a_blocked_event_loop_is_reported_naming_the_job(
     watchdog = LoopWatchdog(
         asyncio.get_running_loop(), lambda: f"job {job.id} on connector blocker", threshold=0.2
     )
+    recovered = threading.Event()
+
+    class _Recovered(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "answered again" in record.getMessage():
+                recovered.set()
+
+    handler = _Recovered()
+    logging.getLogger("empq.worker.watchdog").addHandler(handler)
     watchdog.start()
     try:
         with caplog.at_level(logging.WARNING, logger="empq.worker.watchdog"):
             await BlockingAsync().process(job, _no_progress)
-            await asyncio.sleep(0.3)  # let the thread log the recovery line
+            # The watchdog's thread logs the recovery line once the loop answers again.
+            assert await asyncio.to_thread(recovered.wait, 5)
     finally:
         watchdog.stop()
+        logging.getLogger("empq.worker.watchdog").removeHandler(handler)
     assert watchdog.stalls == 1
     assert "job job-42 on connector blocker" in caplog.text
     assert "@empq.connector" in caplog.text
