@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect
 
 from empq.worker.runtime import Worker
 from tests.support.hub_fixtures import HubFactory, HubHandle, RawPeer, raw_worker
-from tests.worker.conftest import worker_settings
+from tests.worker.conftest import wait_for_job, worker_settings
 
 CAPS = {"services": ["simulation"], "performance": {"concurrent_jobs": 3}}
 JOB = {"type": "t", "requirements": {"service_type": "simulation"}}
@@ -221,10 +221,7 @@ async def test_empq_worker_refused_for_a_live_id_registers_once_it_is_free(
         await asyncio.wait_for(worker.registered.wait(), 15)
         async with hub.client() as http:
             job_id = (await http.post("/api/jobs", json=JOB)).json()["job_id"]
-            deadline = time.monotonic() + 10
-            while (await http.get(f"/api/jobs/{job_id}")).json()["status"] != "completed":
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.05)
+            assert (await wait_for_job(http, job_id, within=10))["status"] == "completed"
     finally:
         worker.request_stop()
         await asyncio.wait_for(task, 15)
