@@ -171,8 +171,14 @@ async def test_compose_stack_completes_200_jobs_once_while_a_hub_is_killed(
                 ready, 120, f"the balancer, both hubs and {WORKERS} workers", _async(project.logs)
             )
             for hub in ("hub1", "hub2"):
-                health = podman.run("healthcheck", "run", project.container(hub))
-                assert health.returncode == 0, f"{hub}: HEALTHCHECK failed {health.stdout}"
+                # Workers may all be on one hub while the other is still starting (the
+                # HEALTHCHECK's start period): the kill below must find both serving.
+                await until(
+                    _healthy(podman, project.container(hub)),
+                    60,
+                    f"{hub}'s HEALTHCHECK passing",
+                    _async(project.logs),
+                )
 
             jobs = sim_jobs(JOBS, project.name, duration=0.5)
             ids, retried = await submit_all(http, jobs[: JOBS // 2])
@@ -211,6 +217,14 @@ async def test_compose_stack_completes_200_jobs_once_while_a_hub_is_killed(
         assert int(runs) == JOBS, f"{runs} runs for {JOBS} jobs"
     finally:
         project.down()
+
+
+def _healthy(podman: Podman, container: str) -> Any:
+    async def check() -> bool:
+        run = await asyncio.to_thread(podman.run, "healthcheck", "run", container)
+        return run.returncode == 0
+
+    return check
 
 
 def _async(fn: Any) -> Any:
