@@ -224,6 +224,10 @@ class WorkerSettings(CommonSettings):
     #: How long a claim waits on the hub for a job (`claim_job.wait_seconds`, cut to the
     #: hub's `claim_wait_max`); 0 claims without waiting and relies on `job_available`.
     claim_wait: Annotated[float, Field(ge=0, le=3600)] = 20
+    #: Where connectors not marked `shares_worker_loop` run: `own` gives each an event
+    #: loop in a thread of its own (blocking code cannot stall heartbeats), `shared`
+    #: runs every connector on the worker's loop (see `empq.worker.hosting`).
+    connector_loop: Literal["own", "shared"] = "own"
     comfyui_url: str = "http://127.0.0.1:8188"
     a1111_url: str = "http://127.0.0.1:7860"
     simulation_duration: Annotated[float, Field(ge=0)] = 2.0

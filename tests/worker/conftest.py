@@ -152,6 +152,8 @@ class GateConnector(Connector):
 
     name = "gate"
     services = ("simulation",)
+    # Its gate and condition are shared with the test's own loop: it must run there.
+    shares_worker_loop = True
 
     def __init__(self, settings: WorkerSettings | None = None, *, upload: bool = True) -> None:
         super().__init__(settings)

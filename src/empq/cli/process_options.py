@@ -164,6 +164,10 @@ ClaimWait = Annotated[
     setting(W, "claim_wait", "Seconds each claim waits on the hub for a job (0: none)."),
 ]
 ConcurrentJobs = Annotated[int | None, setting(W, "concurrent_jobs", "Jobs at once.")]
+ConnectorLoop = Annotated[
+    str | None,
+    setting(W, "connector_loop", "own (a loop per connector not sharing the worker's) or shared."),
+]
 HeartbeatInterval = Annotated[
     float | None, setting(W, "heartbeat_interval", "Seconds between heartbeats.")
 ]

@@ -125,6 +125,7 @@ def worker(
     ] = None,
     concurrent_jobs: o.ConcurrentJobs = None,
     claim_wait: o.ClaimWait = None,
+    connector_loop: o.ConnectorLoop = None,
     heartbeat_interval: o.HeartbeatInterval = None,
     comfyui_url: o.ComfyuiUrl = None,
     a1111_url: o.A1111Url = None,

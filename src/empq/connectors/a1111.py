@@ -60,6 +60,7 @@ class A1111Payload(BaseModel):
 class A1111Connector(Connector):
     """Generates images on the A1111 at `EMPQ_A1111_URL`; outputs go to the artifact store."""
 
+    shares_worker_loop = True  # async throughout, never blocks
     name = "a1111"
     services = ("a1111",)
 

@@ -14,6 +14,7 @@ only does the work and says how it went:
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -127,30 +128,39 @@ class Connector(ABC):
     services: ClassVar[tuple[str, ...]] = ()
     #: Most warm models remembered per service (the least recently used go first).
     warm_models_max: ClassVar[int] = 16
+    #: True when its async code never blocks (the built-ins): it then runs on the
+    #: worker's own event loop. Otherwise it gets a loop and a thread of its own, so
+    #: blocking code in `process` cannot stall heartbeats (see `empq.worker.hosting`).
+    shares_worker_loop: ClassVar[bool] = False
 
     def __init__(self, settings: WorkerSettings | None = None) -> None:
         self.settings = settings if settings is not None else WorkerSettings()
         self._warm: dict[str, list[str]] = {}
+        # Noted from the connector's loop, read from the worker's (another thread).
+        self._warm_lock = threading.Lock()
 
     def note_models(self, service: str, names: Iterable[str]) -> None:
         """`names` are now warm in `service`, the first most recently used."""
         fresh = [n for n in dict.fromkeys(names) if n]
         if not fresh:
             return
-        kept = [n for n in self._warm.get(service, []) if n not in fresh]
-        self._warm[service] = (fresh + kept)[: self.warm_models_max]
+        with self._warm_lock:
+            kept = [n for n in self._warm.get(service, []) if n not in fresh]
+            self._warm[service] = (fresh + kept)[: self.warm_models_max]
 
     def forget_models(self, service: str, names: Iterable[str] | None = None) -> None:
         """`names` (all of the service's, when None) are no longer warm."""
-        if names is None:
-            self._warm.pop(service, None)
-            return
-        gone = set(names)
-        self._warm[service] = [n for n in self._warm.get(service, []) if n not in gone]
+        gone = None if names is None else set(names)
+        with self._warm_lock:
+            if gone is None:
+                self._warm.pop(service, None)
+                return
+            self._warm[service] = [n for n in self._warm.get(service, []) if n not in gone]
 
     def models_loaded(self) -> dict[str, list[str]]:
         """The models it holds warm, per service, most recent first."""
-        return {s: list(names) for s, names in self._warm.items() if names}
+        with self._warm_lock:
+            return {s: list(names) for s, names in self._warm.items() if names}
 
     async def start(self) -> None:
         """Open clients and sockets; called once before the first job."""

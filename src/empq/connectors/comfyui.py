@@ -64,6 +64,7 @@ class ComfyUIPayload(BaseModel):
 class ComfyUIConnector(Connector):
     """Runs `payload.workflow` on the ComfyUI at `EMPQ_COMFYUI_URL`."""
 
+    shares_worker_loop = True  # async throughout, never blocks
     name = "comfyui"
     services = ("comfyui",)
 

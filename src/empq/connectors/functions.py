@@ -13,7 +13,8 @@ def hello(job, progress):
 `Connector` subclass (the function itself is its `function` attribute), so the
 registry loads it like any other `module:Class`.
 
-- An `async def` runs on the worker's event loop and gets the usual async `progress`.
+- An `async def` runs on an event loop of its own (a thread; see `empq.worker.hosting`)
+  and gets the usual async `progress`.
 - A plain `def` runs in a thread (`run_in="thread"`, the default) or a child process
   (`run_in="process"`), so blocking GPU code never stalls heartbeats or cancellation.
   Its `progress(...)` is a plain call, safe from that thread; once the job is
@@ -224,6 +225,9 @@ def connector(
             "function": staticmethod(fn),
             "payload_model": model,
             "run_in": run_in,
+            # A plain def runs in a thread or a child already; an async def gets a loop
+            # of its own (empq.worker.hosting), where blocking code stalls only itself.
+            "shares_worker_loop": not inspect.iscoroutinefunction(fn),
             "__module__": fn.__module__,
             "__qualname__": fn.__qualname__,
             "__doc__": fn.__doc__ or f"The function connector `{fn.__name__}` ({service}).",

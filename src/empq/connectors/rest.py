@@ -76,6 +76,8 @@ class RestAsyncCall(RestCall):
 
 
 class _RestBase(Connector):
+    shares_worker_loop = True  # async throughout, never blocks
+
     def __init__(self, settings: WorkerSettings | None = None) -> None:
         super().__init__(settings)
         self.base_url = RestSettings().base_url

@@ -36,6 +36,7 @@ class SimulationConnector(Connector):
     A zero duration reports no intermediate progress, so benchmarks measure the queue.
     """
 
+    shares_worker_loop = True  # async throughout, never blocks
     name = "simulation"
     services = ("simulation",)
 

@@ -61,6 +61,7 @@ class WebSocketPayload(BaseModel):
 class WebSocketConnector(Connector):
     """Runs a job over one WebSocket conversation (see the module docstring)."""
 
+    shares_worker_loop = True  # async throughout, never blocks
     name = "websocket"
     services = ("websocket",)
 

@@ -41,6 +41,7 @@ from empq.worker.connection import (  # re-exported: the reconnect policy's home
 )
 from empq.worker.handback import service_changed
 from empq.worker.health import HealthMonitor
+from empq.worker.hosting import host_connectors
 from empq.worker.jobs import PROGRESS_INTERVAL, ActiveJob, JobExecutor
 from empq.worker.link import HubLink
 from empq.worker.messages import JobAssigned, Welcome
@@ -67,10 +68,11 @@ class Worker:
     ) -> None:
         self.settings = settings
         self.worker_id = settings.worker_id
-        self.connectors = (
+        self.connectors = host_connectors(
             connectors
             if connectors is not None
-            else create_connectors(settings.connectors, settings)
+            else create_connectors(settings.connectors, settings),
+            settings.connector_loop,
         )
         self.capabilities = capabilities or load_capabilities(settings)
         self.stop = stop if stop is not None else asyncio.Event()

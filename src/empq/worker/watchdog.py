@@ -1,12 +1,14 @@
 """A thread that notices when the worker's event loop is blocked, and says who blocked it.
 
 Heartbeats, the hub socket and cancellation all run on the event loop. A connector
-whose `async def process` calls blocking code (torch, diffusers, `time.sleep`)
-stops all of them: the hub drops the worker for silence and gives its job to another
+on that loop (marked `shares_worker_loop`, or every one with
+`EMPQ_CONNECTOR_LOOP=shared`) whose `async def process` calls blocking code stops
+all of them: the hub drops the worker for silence and gives its job to another
 worker, which runs it twice. The loop cannot be unblocked from outside, but it can
 be caught in the act: this thread pings the loop and, when no answer comes within
 `threshold` seconds, logs a warning naming the running jobs and their connectors and
-the fix (a plain `def` under `@empq.connector` runs in a thread).
+the fix (a connector's own loop, `empq.worker.hosting`, or a plain `def` under
+`@empq.connector`, which runs in a thread).
 """
 
 from __future__ import annotations
@@ -65,9 +67,10 @@ class LoopWatchdog:
                     who = "unknown"
                 log.warning(
                     "event loop blocked for over %.1f s (running: %s): heartbeats, the hub "
-                    "socket and cancellation are stalled. A connector's async code is "
-                    "calling blocking code; make it a plain def with @empq.connector (it "
-                    "then runs in a thread) or wrap the call in asyncio.to_thread",
+                    "socket and cancellation are stalled. A connector on the worker's loop "
+                    "is calling blocking code; drop its shares_worker_loop (or unset "
+                    "EMPQ_CONNECTOR_LOOP=shared) so it runs on a loop of its own, make it "
+                    "a plain def with @empq.connector, or wrap the call in asyncio.to_thread",
                     self.threshold,
                     who,
                 )
