@@ -90,6 +90,7 @@ async def test_without_redis_on_path_the_bundled_server_runs_the_queue(
         await b.close()
 
 
+@pytest.mark.slow
 def test_the_private_redis_stops_when_its_owner_is_killed(tmp_path: Path) -> None:
     """`kill -9` of the process that started the embedded Redis leaves no Redis behind."""
     code = (

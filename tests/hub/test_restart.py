@@ -7,6 +7,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.support.hub_fixtures import HubProcess, RawPeer, raw_worker
 
@@ -17,6 +18,7 @@ async def _claim(w: RawPeer) -> dict[str, Any]:
     return await w.request({"type": "claim_job"}, "job_assigned")
 
 
+@pytest.mark.slow
 async def test_restart_keeps_jobs_in_every_state(hub_process: ProcFactory) -> None:
     async with (
         hub_process(EMPQ_RETRY_DELAYS="3600") as proc,

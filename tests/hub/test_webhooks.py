@@ -173,6 +173,7 @@ async def test_deliveries_another_hub_added_go_out_without_waiting_for_the_idle_
         assert "webhooks" not in other.hub.leases.held
 
 
+@pytest.mark.slow
 async def test_deliveries_go_on_within_seconds_when_the_delivery_leader_dies(
     hub_factory: HubFactory, receiver: Receiver
 ) -> None:

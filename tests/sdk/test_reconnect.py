@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
+import pytest
+
 from empq.models import Job
 from empq.sdk import AsyncClient
 from empq.status import JobStatus
@@ -13,6 +15,7 @@ from tests.sdk import scripted
 from tests.support.hub_fixtures import HubProcess, raw_worker
 
 
+@pytest.mark.slow
 async def test_watch_sees_the_ending_that_happened_after_a_hub_restart(
     hub_process: Callable[..., AbstractAsyncContextManager[HubProcess]],
 ) -> None:

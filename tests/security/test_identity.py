@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -20,15 +22,35 @@ CAPS = {"services": ["simulation"], "performance": {"concurrent_jobs": 3}}
 JOB = {"type": "t", "requirements": {"service_type": "simulation"}}
 
 
-async def _gone(http: httpx.AsyncClient, worker_id: str, within: float = 5.0) -> None:
-    """Until the hub lists the worker as no longer connected (its socket closed)."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        r = await http.get(f"/api/workers/{worker_id}")
-        if r.status_code == 200 and not r.json().get("connected", True):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"worker {worker_id} still connected after {within}s")
+@asynccontextmanager
+async def _worker_updates(hub: HubHandle) -> AsyncIterator[RawPeer]:
+    """A monitor subscribed to worker updates (`worker_disconnected` among them)."""
+    async with RawPeer.connect(hub.ws_url) as monitor:
+        await monitor.request(
+            {"type": "subscribe_worker_updates", "enabled": True}, "subscription_confirmed"
+        )
+        yield monitor
+
+
+async def _gone(monitor: RawPeer, http: httpx.AsyncClient, worker_id: str) -> None:
+    """Until the hub has seen the worker's socket close (its `worker_disconnected`)."""
+    await monitor.expect(
+        "worker_disconnected", where=lambda m: m.get("worker_id") == worker_id, within=5
+    )
+    assert (await http.get(f"/api/workers/{worker_id}")).json()["connected"] is False
+
+
+class _Told(logging.Handler):
+    """Sets `seen` once a record's message holds `text`."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.seen.set()
 
 
 async def test_live_worker_id_cannot_be_taken_over(hub: HubHandle) -> None:
@@ -73,11 +95,11 @@ async def test_cancel_goes_to_the_real_worker_not_a_second_socket(hub: HubHandle
 
 
 async def test_same_id_registers_again_once_the_old_connection_is_gone(hub: HubHandle) -> None:
-    async with hub.client() as http:
+    async with hub.client() as http, _worker_updates(hub) as monitor:
         async with raw_worker(hub.ws_url, "w2", CAPS) as first:
             job_id = (await http.post("/api/jobs", json=JOB)).json()["job_id"]
             token = (await first.request({"type": "claim_job"}, "job_assigned"))["claim_token"]
-        await _gone(http, "w2")
+        await _gone(monitor, http, "w2")
         async with raw_worker(hub.ws_url, "w2", CAPS, current_jobs=[job_id]) as again:
             await again.request(
                 {"type": "complete_job", "job_id": job_id, "claim_token": token, "result": {}},
@@ -126,7 +148,7 @@ async def test_registration_settles_every_job_the_id_holds(hub: HubHandle) -> No
     """Issue 20 item 3: a worker SIGKILLed and restarted under the same id lists one of
     its three jobs as current: that one stays held under the same claim token, the other
     two are requeued at once with the attempt counted (no heartbeat timeout to wait)."""
-    async with hub.client() as http:
+    async with hub.client() as http, _worker_updates(hub) as updates:
         ids = [(await http.post("/api/jobs", json=JOB)).json()["job_id"] for _ in range(3)]
         last = (await http.post("/api/jobs", json={**JOB, "max_retries": 0})).json()["job_id"]
         caps = {**CAPS, "performance": {"concurrent_jobs": 4}}
@@ -148,7 +170,7 @@ async def test_registration_settles_every_job_the_id_holds(hub: HubHandle) -> No
                 }
             )
             await first.request({"type": "ping", "worker_id": "sync"}, "pong")
-        await _gone(http, "gpu-0")
+        await _gone(updates, http, "gpu-0")
         async with RawPeer.connect(hub.ws_url) as monitor:
             await monitor.request(
                 {"type": "subscribe_job_notifications"}, "job_notifications_subscribed"
@@ -204,6 +226,8 @@ async def test_empq_worker_refused_for_a_live_id_registers_once_it_is_free(
     """The reconnect path: a real worker whose id a live socket holds (its own old socket
     the hub has not seen close) is told why, retries, and registers once the id is free."""
     caplog.set_level(logging.INFO, logger="empq.worker")
+    told = _Told("held by another live connection")
+    logging.getLogger("empq.worker").addHandler(told)
     async with RawPeer.connect(hub.ws_url) as old:
         await old.request(
             {"type": "register_worker", "worker_id": "dup", "capabilities": CAPS},
@@ -212,10 +236,10 @@ async def test_empq_worker_refused_for_a_live_id_registers_once_it_is_free(
         settings = worker_settings(hub.ws_url, worker_id="dup")
         worker = Worker(settings, capabilities=None, stop=asyncio.Event())
         task = asyncio.create_task(worker.run())
-        deadline = time.monotonic() + 10
-        while not any("held by another live connection" in r.getMessage() for r in caplog.records):
-            assert time.monotonic() < deadline, "the worker was never told why"
-            await asyncio.sleep(0.02)
+        try:
+            assert await asyncio.to_thread(told.seen.wait, 10), "the worker was never told why"
+        finally:
+            logging.getLogger("empq.worker").removeHandler(told)
         assert not worker.registered.is_set()
     try:
         await asyncio.wait_for(worker.registered.wait(), 15)

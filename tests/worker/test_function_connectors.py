@@ -27,6 +27,7 @@ from tests.worker.conftest import WAIT, running_worker, submit, wait_for_job
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello_worker.py"
 
 
+@pytest.mark.slow
 async def test_blocking_sync_function_keeps_heartbeats_and_runs_its_job_once(
     hub_factory: Callable[..., AbstractAsyncContextManager[HubHandle]],
 ) -> None:

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+import pytest
+
 from empq.config import WorkerSettings
 from empq.connectors.base import Connector, ConnectorHealth, JobContext, ProgressReporter
 from empq.connectors.simulation import SimulationConnector
@@ -54,6 +56,7 @@ class BlockingGpu(Connector):
         self.cancel_seen.set()
 
 
+@pytest.mark.slow
 async def test_a_blocking_async_connector_keeps_heartbeats_and_runs_its_job_once(
     hub_factory: Callable[..., AbstractAsyncContextManager[HubHandle]],
 ) -> None:

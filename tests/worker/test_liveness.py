@@ -8,12 +8,15 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
+import pytest
+
 from tests.support.hub_fixtures import HubHandle, RawPeer
 from tests.worker.conftest import WAIT, running_worker, start_worker_process, submit, wait_for_job
 
 HubFactory = Callable[..., AbstractAsyncContextManager[HubHandle]]
 
 
+@pytest.mark.slow
 async def test_a_worker_frozen_past_the_heartbeat_timeout_comes_back_and_works(
     hub_factory: HubFactory, tmp_path: Path
 ) -> None:

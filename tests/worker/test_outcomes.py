@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from empq.redis_server import RedisServer
 from empq.worker.outbox import RETRY_MAX, RETRY_MIN, Outbox, retry_delay
 from tests.support.hub_fixtures import start_hub
@@ -44,6 +46,7 @@ def test_an_unanswered_outcome_goes_again_and_an_undelivered_one_waits_for_a_soc
     assert sorted(box.everything()) == [("j1", "a"), ("j2", "b")]
 
 
+@pytest.mark.slow
 async def test_an_outcome_made_while_redis_is_down_arrives_once_redis_is_back(
     tmp_path: Path,
 ) -> None:

@@ -61,6 +61,10 @@ class ComfyUIPayload(BaseModel):
     workflow: dict[str, ComfyNode] = Field(min_length=1)
 
 
+#: Seconds to wait for ComfyUI's side of the WebSocket close handshake.
+CLOSE_TIMEOUT = 1.0
+
+
 class ComfyUIConnector(Connector):
     """Runs `payload.workflow` on the ComfyUI at `EMPQ_COMFYUI_URL`."""
 
@@ -187,7 +191,14 @@ class ComfyUIConnector(Connector):
     async def _open_socket(self, client_id: str) -> ClientConnection:
         ws_url = re.sub(r"^http", "ws", self.url) + f"/ws?clientId={client_id}"
         try:
-            return await connect(ws_url, max_size=64 * 2**20, open_timeout=self.request_timeout)
+            # A ComfyUI that never answers our close must not hold the job's outcome
+            # for websockets' default 10 s.
+            return await connect(
+                ws_url,
+                max_size=64 * 2**20,
+                open_timeout=self.request_timeout,
+                close_timeout=CLOSE_TIMEOUT,
+            )
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
             raise ConnectorError(
                 f"ComfyUI WebSocket unreachable at {ws_url}: {exc}",

@@ -165,6 +165,8 @@ async def complete_job(hub: Hub, conn: Connection, msg: CompleteJob) -> None:
     except BaseException:
         if claim is not None:
             await asyncio.wait([claim])  # its job, if it got one, is told before the error
+            if not claim.cancelled():
+                claim.exception()  # most likely the same outage: the one raised says it
         raise
     else:
         _settled(hub, lw, msg.job_id)
