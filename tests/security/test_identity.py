@@ -24,7 +24,7 @@ JOB = {"type": "t", "requirements": {"service_type": "simulation"}}
 
 @asynccontextmanager
 async def _worker_updates(hub: HubHandle) -> AsyncIterator[RawPeer]:
-    """A monitor subscribed to worker updates (`worker_disconnected` among them)."""
+    """A monitor subscribed to worker updates (`worker_status` among them)."""
     async with RawPeer.connect(hub.ws_url) as monitor:
         await monitor.request(
             {"type": "subscribe_worker_updates", "enabled": True}, "subscription_confirmed"
@@ -33,9 +33,12 @@ async def _worker_updates(hub: HubHandle) -> AsyncIterator[RawPeer]:
 
 
 async def _gone(monitor: RawPeer, http: httpx.AsyncClient, worker_id: str) -> None:
-    """Until the hub has seen the worker's socket close (its `worker_disconnected`)."""
+    """Until the hub has seen the worker's socket close (its `worker_status` saying
+    `connected: false`, sent once the registry has it)."""
     await monitor.expect(
-        "worker_disconnected", where=lambda m: m.get("worker_id") == worker_id, within=5
+        "worker_status",
+        where=lambda m: m.get("worker_id") == worker_id and m.get("connected") is False,
+        within=5,
     )
     assert (await http.get(f"/api/workers/{worker_id}")).json()["connected"] is False
 
