@@ -209,6 +209,8 @@ class HostedConnector(Connector):
         )
 
     async def capabilities(self) -> CapabilityAdditions:
+        if type(self.inner).capabilities is Connector.capabilities:
+            return await Connector.capabilities(self.inner)  # its services: no loop needed
         return await self.host.call(self.inner.capabilities())
 
 
