@@ -47,16 +47,24 @@ def retry_delay(failures: int, rng: random.Random | None = None) -> float:
 class Owed:
     """One outcome not yet answered.
 
-    `text` is what goes out again: without the `claim_next` the first send carried,
-    since that claim was answered (or given up) on the connection it went out on.
+    `first` is the message as first sent; `text` is what goes out again: without the
+    `claim_next` the first send carried, since that claim was answered (or given up)
+    on the connection it went out on. It is made only when needed (most outcomes are
+    acknowledged at once, and never go again).
     """
 
-    text: str
     first: str
     sends: int = 0
     unavailable: int = 0
     #: Monotonic time at which to send it again (`inf`: only on the next connection).
     due: float = 0.0
+    _again: str | None = None
+
+    @property
+    def text(self) -> str:
+        if self._again is None:
+            self._again = _without_claim(self.first)
+        return self._again
 
 
 class Outbox:
@@ -78,7 +86,7 @@ class Outbox:
 
     def add(self, job_id: str, text: str) -> Owed:
         """Owe the outcome `text` of `job_id` (replacing an older one)."""
-        entry = Owed(_without_claim(text), text)
+        entry = Owed(text)
         self._owed[job_id] = entry
         self._all_settled.clear()
         return entry
