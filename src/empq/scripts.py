@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections import deque
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
@@ -126,7 +127,21 @@ def source(name: str) -> str:
             first_src=source(first),
             second_src=source(second),
         )
+    return _INCLUDE.sub(lambda m: _shared(m.group(1)), raw_source(name))
+
+
+def raw_source(name: str) -> str:
+    """`lua/<name>.lua` as written, its includes not yet expanded."""
     return (resources.files("empq.lua") / f"{name}.lua").read_text(encoding="utf-8")
+
+
+#: A line `--! include NAME` stands for `lua/shared/NAME.lua` (Redis Lua has no modules:
+#: the functions several scripts share are pasted into each at load).
+_INCLUDE = re.compile(r"^--! include (\w+)\n", re.MULTILINE)
+
+
+def _shared(name: str) -> str:
+    return (resources.files("empq.lua") / "shared" / f"{name}.lua").read_text(encoding="utf-8")
 
 
 class ScriptChannel:

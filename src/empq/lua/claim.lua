@@ -27,13 +27,7 @@
 -- was taken, else {event id, member, job hash (HGETALL), member, ...} in claim order; the
 -- n-th job claimed holds the n-th token, and the event id is the claim's stream entry (a
 -- hub's hold of the jobs is newer than every event before it).
--- counts' `held|<customer>`: how many of the customer's jobs workers hold (its limit).
-local function held(counts, cust, d)
-  if not cust then return end
-  if redis.call('HINCRBY', counts, 'held|' .. cust, d) <= 0 then
-    redis.call('HDEL', counts, 'held|' .. cust)
-  end
-end
+--! include held
 local want = tonumber(ARGV[6])
 local e = tonumber(ARGV[7])
 local n = (#KEYS - 7 - e) / 2

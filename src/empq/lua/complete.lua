@@ -10,29 +10,11 @@
 --   ARGV[3 + 4n] its retention s, then per job i: its worker's GPUs
 -- Returns per job: {'OK'} | {'NOTFOUND'} | {'STALE', current status}. The completed jobs'
 -- events share one stream entry (data: an array when there are several).
--- counts' `held|<customer>`: how many of the customer's jobs workers hold (its limit).
-local function held(counts, cust, d)
-  if not cust then return end
-  if redis.call('HINCRBY', counts, 'held|' .. cust, d) <= 0 then
-    redis.call('HDEL', counts, 'held|' .. cust)
-  end
-end
+--! include held
 local now = tonumber(ARGV[1])
 local n = math.floor((#KEYS - 6) / 2)
 local usage = #KEYS > 6 + 2 * n
--- Usage accounting (docs/tenants.md): one hash per hour, fields "<customer>|<what>".
--- GPU-seconds also add up, for all time, in the stats hash ("gpu_seconds|<customer>").
-local function add_usage(hour_key, stats_key, retention, cust, status, run_s, gpus, wait_s)
-  local c = cust or ''
-  if status then redis.call('HINCRBY', hour_key, c .. '|jobs:' .. status, 1) end
-  if run_s and run_s > 0 then
-    redis.call('HINCRBYFLOAT', hour_key, c .. '|run', run_s)
-    redis.call('HINCRBYFLOAT', hour_key, c .. '|gpu', run_s * gpus)
-    redis.call('HINCRBYFLOAT', stats_key, 'gpu_seconds|' .. c, run_s * gpus)
-  end
-  if wait_s and wait_s > 0 then redis.call('HINCRBYFLOAT', hour_key, c .. '|wait', wait_s) end
-  redis.call('EXPIRE', hour_key, retention)
-end
+--! include usage
 local replies = {}
 local events = {}
 for i = 1, n do

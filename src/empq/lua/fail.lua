@@ -9,26 +9,8 @@
 --   are the retention s and the worker's GPUs, after the retry delays
 -- Returns {'OK', retry_scheduled (1|0), retry delay s, attempts}
 --       | {'NOTFOUND'} | {'STALE', current status}.
--- Usage accounting (docs/tenants.md): one hash per hour, fields "<customer>|<what>".
--- GPU-seconds also add up, for all time, in the stats hash ("gpu_seconds|<customer>").
-local function add_usage(hour_key, stats_key, retention, cust, status, run_s, gpus, wait_s)
-  local c = cust or ''
-  if status then redis.call('HINCRBY', hour_key, c .. '|jobs:' .. status, 1) end
-  if run_s and run_s > 0 then
-    redis.call('HINCRBYFLOAT', hour_key, c .. '|run', run_s)
-    redis.call('HINCRBYFLOAT', hour_key, c .. '|gpu', run_s * gpus)
-    redis.call('HINCRBYFLOAT', stats_key, 'gpu_seconds|' .. c, run_s * gpus)
-  end
-  if wait_s and wait_s > 0 then redis.call('HINCRBYFLOAT', hour_key, c .. '|wait', wait_s) end
-  redis.call('EXPIRE', hour_key, retention)
-end
--- counts' `held|<customer>`: how many of the customer's jobs workers hold (its limit).
-local function held(counts, cust, d)
-  if not cust then return end
-  if redis.call('HINCRBY', counts, 'held|' .. cust, d) <= 0 then
-    redis.call('HDEL', counts, 'held|' .. cust)
-  end
-end
+--! include usage
+--! include held
 local usage = KEYS[10] ~= nil
 local f = redis.call('HMGET', KEYS[1], 'status', 'claim_token', 'worker_id', 'type',
   'customer_id', 'priority', 'max_retries', 'created_at', 'assigned_at', 'started_at')

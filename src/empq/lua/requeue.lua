@@ -10,13 +10,7 @@
 -- ARGV[4] event stream max length  ARGV[5] job id  ARGV[6] a fresh registry version
 -- ARGV[7] '1': the worker lost the job (the attempt counts); '0': a hand-back
 -- Returns {'OK', new status} | {'NOTFOUND'} | {'STALE', current status}.
--- counts' `held|<customer>`: how many of the customer's jobs workers hold (its limit).
-local function held(counts, cust, d)
-  if not cust then return end
-  if redis.call('HINCRBY', counts, 'held|' .. cust, d) <= 0 then
-    redis.call('HDEL', counts, 'held|' .. cust)
-  end
-end
+--! include held
 local f = redis.call('HMGET', KEYS[1], 'status', 'claim_token', 'worker_id', 'type',
   'customer_id', 'priority', 'max_retries', 'order', 'sig', 'spec')
 local st = f[1]

@@ -12,13 +12,7 @@
 -- ARGV[7 .. 6 + k] those ids, then per job i: its id (the jobs of KEYS, in order)
 -- Returns {'RETRY'} when KEYS do not cover every member of the worker's set (read it
 -- again), else {kept ids, requeued ids}.
--- counts' `held|<customer>`: how many of the customer's jobs workers hold (its limit).
-local function held(counts, cust, d)
-  if not cust then return end
-  if redis.call('HINCRBY', counts, 'held|' .. cust, d) <= 0 then
-    redis.call('HDEL', counts, 'held|' .. cust)
-  end
-end
+--! include held
 local wjobs = KEYS[1]
 local n = (#KEYS - 10) / 2
 local wid = ARGV[1]
