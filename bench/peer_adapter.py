@@ -182,6 +182,10 @@ else:
 
         name = "bench-mark"
         services = ("bench",)
+        # It never blocks: on the worker's own loop, as docs/connectors.md tells the
+        # author of such a connector, and as the built-ins run. Without this it runs on
+        # a loop of its own (a thread hop each way per job; docs/performance.md).
+        shares_worker_loop = True
 
         async def process(self, job: JobContext, progress: ProgressReporter) -> dict[str, Any]:
             jobmark.mark(int(job.payload["i"]))

@@ -16,14 +16,19 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run(main)`, on uvloop when it is installed."""
+def new_loop() -> asyncio.AbstractEventLoop:
+    """A new event loop of the kind `run` uses (uvloop when installed and not refused)."""
     if os.environ.get("EMPQ_EVENT_LOOP", "auto") != "asyncio":
         try:
             import uvloop
         except ImportError:
             pass
         else:
-            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                return runner.run(main)
-    return asyncio.run(main)
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run(main)`, on uvloop when it is installed."""
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        return runner.run(main)
