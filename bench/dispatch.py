@@ -255,11 +255,31 @@ def _redis_cpu_s(info: dict[str, Any]) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-async def gap(http_url: str, ws_url: str, redis_url: str, jobs: int) -> dict[str, float]:
-    """The idle gap of a busy one-slot worker with a backlog, and Redis CPU per job."""
+async def _commandstats(r: Any, jobs: int) -> dict[str, dict[str, float]]:
+    """Per command (INFO commandstats since the last CONFIG RESETSTAT): calls and µs per job.
+
+    `usec` is the time Redis spent executing the command (a script's inner commands are
+    counted in their own rows as well as in EVALSHA's); reading and writing the sockets
+    is not in it, which is the rest of `used_cpu`.
+    """
+    stats = await r.info("commandstats")
+    return {
+        name.removeprefix("cmdstat_"): {
+            "calls_per_job": row["calls"] / jobs,
+            "usec_per_job": row["usec"] / jobs,
+        }
+        for name, row in stats.items()
+    }
+
+
+async def gap(
+    http_url: str, ws_url: str, redis_url: str, jobs: int, hub_pid: int
+) -> dict[str, Any]:
+    """The idle gap of a busy one-slot worker with a backlog; Redis's and the hub's CPU per job."""
     import redis.asyncio as aredis
 
     r = aredis.Redis.from_url(redis_url)
+    await r.config_resetstat()
     cpu0 = _redis_cpu_s(await r.info("cpu"))
     async with httpx.AsyncClient(base_url=http_url, timeout=60) as http:
         for start in range(0, jobs, 1000):
@@ -272,6 +292,8 @@ async def gap(http_url: str, ws_url: str, redis_url: str, jobs: int) -> dict[str
         done = 0
         sent = 0
         t0 = time.perf_counter()
+        hub = psutil.Process(hub_pid)
+        hub0 = sum(hub.cpu_times()[:2])
         while done < jobs:
             m = json.loads(await ws.recv())
             if m["type"] != "job_assigned":
@@ -293,7 +315,9 @@ async def gap(http_url: str, ws_url: str, redis_url: str, jobs: int) -> dict[str
         elapsed = time.perf_counter() - t0
         while json.loads(await ws.recv())["type"] != "job_completed_ack":
             pass
+        hub1 = sum(hub.cpu_times()[:2])
     cpu1 = _redis_cpu_s(await r.info("cpu"))
+    commands = await _commandstats(r, jobs)
     await r.aclose()
     q = statistics.quantiles(gaps, n=100)
     return {
@@ -302,7 +326,9 @@ async def gap(http_url: str, ws_url: str, redis_url: str, jobs: int) -> dict[str
         "gap_p90_ms": q[89],
         "gap_p99_ms": q[98],
         "one_slot_jobs_per_s": jobs / elapsed,
+        "hub_cpu_us_per_cycle": (hub1 - hub0) * 1e6 / jobs,
         "redis_cpu_us_per_job": (cpu1 - cpu0) * 1e6 / jobs,
+        "commandstats": commands,
     }
 
 
@@ -315,6 +341,7 @@ async def throughput(
     import redis.asyncio as aredis
 
     rc = aredis.Redis.from_url(redis_url)
+    await rc.config_resetstat()
     cpu0 = _redis_cpu_s(await rc.info("cpu"))
     async with httpx.AsyncClient(base_url=http_url, timeout=60) as http:
         t0 = time.perf_counter()
@@ -371,9 +398,11 @@ async def throughput(
     await asyncio.gather(*tasks, return_exceptions=True)
     elapsed = last - first[0]
     cpu1 = _redis_cpu_s(await rc.info("cpu"))
+    commands = await _commandstats(rc, jobs)
     await rc.aclose()
     return {
         "redis_cpu_us_per_job": (cpu1 - cpu0) * 1e6 / jobs,
+        "commandstats": commands,
         "jobs": jobs,
         "enqueue_jobs_per_s": jobs / enqueue_s,
         "drain_jobs_per_s": (jobs - 1) / elapsed,
@@ -423,6 +452,11 @@ async def main() -> None:
     ap.add_argument("--idle-workers", type=int, default=1000)
     ap.add_argument("--json", type=Path)
     ap.add_argument(
+        "--commandstats",
+        action="store_true",
+        help="also print Redis's per-command calls and µs per job for gap and throughput",
+    )
+    ap.add_argument(
         "--phases",
         default="rest,ws,gap,throughput,memory",
         help="comma-separated subset of: rest, ws, gap, throughput, memory",
@@ -431,7 +465,7 @@ async def main() -> None:
     phases = set(args.phases.split(","))
     if unknown := phases - {"rest", "ws", "gap", "throughput", "memory"}:
         ap.error(f"--phases: unknown phase(s) {', '.join(sorted(unknown))}")
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp, RedisServer(persistent=False) as redis:
         async with hub_process(redis.url, Path(tmp)) as (http_url, ws_url, pid):
             pids = {"hub": pid, "redis": redis.process.pid if redis.process else os.getpid()}
@@ -440,7 +474,7 @@ async def main() -> None:
             if "ws" in phases:
                 results["latency_ws"] = await latency(http_url, ws_url, args.samples, "ws", pids)
             if "gap" in phases:
-                results["gap"] = await gap(http_url, ws_url, redis.url, args.jobs)
+                results["gap"] = await gap(http_url, ws_url, redis.url, args.jobs, pid)
             if "throughput" in phases:
                 results["throughput"] = await throughput(
                     http_url, ws_url, args.jobs, args.workers, args.slots, redis.url
@@ -467,6 +501,10 @@ async def main() -> None:
         )
         print(f"| one one-slot worker, claim_next | {g['one_slot_jobs_per_s']:.0f} jobs/s | |")
         print(
+            f"| hub CPU per complete-and-claim cycle (gap phase) "
+            f"| {g['hub_cpu_us_per_cycle']:.0f} µs | |"
+        )
+        print(
             f"| Redis CPU per no-op job, batch submit to complete "
             f"| {g['redis_cpu_us_per_job']:.0f} µs | < 50 µs |"
         )
@@ -486,6 +524,14 @@ async def main() -> None:
             f"| all {mem['workers']} heartbeats at once, sent -> every ack | "
             f"{mem['heartbeat_burst_s'] * 1000:.0f} ms | |"
         )
+    if args.commandstats:
+        for key in ("gap", "throughput"):
+            if not (rows := results.get(key, {}).get("commandstats")):
+                continue
+            print(f"\n{key}: Redis commands per job (INFO commandstats)\n")
+            print("| command | calls per job | µs per job |\n|---|---:|---:|")
+            for name, row in sorted(rows.items(), key=lambda kv: -kv[1]["usec_per_job"]):
+                print(f"| {name} | {row['calls_per_job']:.2f} | {row['usec_per_job']:.1f} |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
