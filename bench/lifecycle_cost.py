@@ -4,11 +4,12 @@
 
 Starts its own redis-server. Through the broker (no hub), one phase at a time with
 CONFIG RESETSTAT before each: submissions one by one, a batch submission, claims one
-job at a time, completions one by one. For each phase prints EVALSHA's µs per job (the
-script's whole run, its commands included) and the µs of the commands the script ran
-(their own commandstats rows), so the difference is the script's own overhead: Lua,
-and what each `redis.call` costs beyond its command. A trivial script and a one-command
-script calibrate that overhead.
+job at a time, completions one by one, then a busy worker's batches (claims of 64, 64
+completions a call). For each phase prints EVALSHA's µs per job (the script's whole
+run, its commands included) and the µs of the commands the script ran (their own
+commandstats rows), so the difference is the script's own overhead: Lua, and what each
+`redis.call` costs beyond its command. A trivial script and a one-command script
+calibrate that overhead.
 """
 
 from __future__ import annotations
@@ -88,6 +89,19 @@ async def main() -> None:
         for c in claims:
             await broker.complete(c.job.id, c.claim_token, {})
         await _phase(r, "complete, one job a call", 2 * n)
+        # A busy worker's batches: claims of 64, and its 64 reports of one turn.
+        await broker.submit_many(subs)
+        await r.config_resetstat()
+        wide = WorkerCapabilities(services=["bench"], performance={"concurrent_jobs": 64})
+        claims = []
+        while len(claims) < 2 * n:
+            claims += await broker.claim("bench-worker", wide, max_jobs=64)
+        await _phase(r, "claim, 64 jobs a call", 2 * n)
+        for i in range(0, len(claims), 64):
+            await asyncio.gather(
+                *(broker.complete(c.job.id, c.claim_token, {}) for c in claims[i : i + 64])
+            )
+        await _phase(r, "complete, 64 jobs a call", 2 * n)
         await broker.close()
         await r.aclose()
 

@@ -11,10 +11,12 @@ import pytest
 from empq.broker import Broker
 from empq.broker.core import new_job_id
 from empq.codec import decode_hash
+from empq.config import BrokerSettings
 from empq.errors import StaleClaim
 from empq.matching import WorkerState
 from empq.models import JobSubmission, WorkerCapabilities
 from empq.status import JobStatus
+from tests.core.conftest import FakeClock
 
 CAPS = WorkerCapabilities(services=["sim"])
 
@@ -279,3 +281,128 @@ async def test_jobs_a_worker_was_never_told_of_go_back_without_an_attempt(broker
     (again,) = await broker.claim("w", CAPS)
     await broker.accept(again.job_id, again.claim_token)
     assert await broker.release_unseen("w", [told.job_id], "claim reply lost") == []
+
+
+async def _outcomes_counted(settings: BrokerSettings, prefix: str, together: bool) -> list[Any]:
+    """Six jobs of customers A, B and none, held as assigned, accepted and in progress,
+    completed (with a stale report among them) in one call or one call each; what the
+    counts, stats and the hour's usage then hold."""
+    clock = FakeClock()
+    broker = await Broker.connect(settings.model_copy(update={"key_prefix": prefix}), clock=clock)
+    try:
+        customers = ["A", "A", "B", None, None, "B"]
+        await broker.submit_many(
+            [
+                JobSubmission(type="t", customer_id=c, requirements={"service_type": "sim"})
+                for c in customers
+            ]
+        )
+        clock.advance(1.5)  # each job waited 1.5 s
+        caps = CAPS.model_copy(update={"performance": {"concurrent_jobs": 6}})
+        got = await broker.claim("w", caps, max_jobs=6)
+        await broker.accept(got[1].job_id, got[1].claim_token)
+        await broker.accept(got[2].job_id, got[2].claim_token)
+        await broker.progress(got[2].job_id, got[2].claim_token, 40)
+        clock.advance(2)
+        reports: list[tuple[str, str, float | None, int]] = [
+            (a.job_id, a.claim_token, t, g)
+            for a, t, g in zip(
+                got, [0.5, None, 1.25, 2.0, None, 0.75], [1, 2, 1, 4, 1, 2], strict=True
+            )
+        ]
+        reports.insert(5, (got[5].job_id, "w:stale", 9.0, 8))  # changes nothing
+
+        async def report(job_id: str, token: str, ptime: float | None, gpus: int) -> str:
+            try:
+                await broker.complete(job_id, token, {}, ptime, gpus=gpus)
+            except StaleClaim:
+                return "stale"
+            return "ok"
+
+        if together:
+            replies = await asyncio.gather(*(report(*r) for r in reports))
+        else:
+            replies = [await report(*r) for r in reports]
+        assert replies == ["ok"] * 5 + ["stale", "ok"]
+        k = broker.keys
+        return [
+            await broker.redis.hgetall(k.counts),
+            await broker.redis.hgetall(k.stats),
+            await broker.redis.hgetall(k.usage(clock.now // 3_600_000)),
+            await broker.stats(),
+        ]
+    finally:
+        await broker.close()
+
+
+async def test_completions_in_one_call_count_as_one_call_each_would(
+    settings: BrokerSettings,
+) -> None:
+    one_by_one = await _outcomes_counted(settings, "apart", together=False)
+    together = await _outcomes_counted(settings, "together", together=True)
+    assert together == one_by_one
+    counts, stats, usage, summary = together
+    assert counts[b"completed"] == b"6"
+    assert not any(f.startswith(b"held|") for f in counts)  # no job is held any more
+    assert summary["jobs_by_status"]["completed"] == 6
+    assert summary["completed_total"] == 6
+    # Customer A: 0.5 s given, and 2 s measured from its acceptance on 2 GPUs.
+    assert usage[b"A|jobs:completed"] == b"2"
+    assert float(usage[b"A|run"]) == 2.5
+    assert float(usage[b"A|gpu"]) == 0.5 + 2 * 2
+    assert float(usage[b"B|gpu"]) == 1.25 + 0.75 * 2
+    assert float(usage[b"|wait"]) == 3.0
+    assert float(stats[b"gpu_seconds|A"]) == 4.5
+
+
+async def _claims_recorded(settings: BrokerSettings, prefix: str, at_once: int) -> list[Any]:
+    """Five jobs of customers A, B and none (with their own timeouts) claimed `at_once`
+    a call; what the counts, the queue, the deadlines and the worker's jobs then hold."""
+    clock = FakeClock()
+    broker = await Broker.connect(settings.model_copy(update={"key_prefix": prefix}), clock=clock)
+    try:
+        customers = ["A", "B", None, "A", "B"]
+        ids = await broker.submit_many(
+            [
+                JobSubmission(
+                    type="t",
+                    customer_id=c,
+                    requirements={"service_type": "sim", "timeout_minutes": i + 1},
+                )
+                for i, c in enumerate(customers)
+            ]
+        )
+        caps = WorkerCapabilities(services=["sim"], performance={"concurrent_jobs": 5})
+        got: list[Any] = []
+        while len(got) < 4:
+            got += await broker.claim("w", caps, max_jobs=min(at_once, 4 - len(got)))
+        assert [a.job_id for a in got] == [s.job_id for s in ids[:4]]
+        k, r = broker.keys, broker.redis
+        return [
+            await r.hgetall(k.counts),
+            await r.zrange(k.queued, 0, -1),
+            await r.zrange(k.claims, 0, -1, withscores=True),
+            await r.zrange(k.running, 0, -1, withscores=True),
+            sorted(await r.smembers(k.worker_jobs("w"))),
+        ]
+    finally:
+        await broker.close()
+
+
+async def test_a_claim_of_several_jobs_records_what_one_job_a_call_does(
+    settings: BrokerSettings,
+) -> None:
+    one_by_one = await _claims_recorded(settings, "apart", at_once=1)
+    together = await _claims_recorded(settings, "together", at_once=4)
+    # (Job ids differ between the two runs: compare what does not name them.)
+    counts, queued, claims, running, mine = together
+    assert counts == one_by_one[0]
+    assert (counts[b"held|A"], counts[b"held|B"]) == (b"2", b"1")
+    assert (counts[b"queued"], counts[b"assigned"]) == (b"1", b"4")
+    assert len(queued) == 1 == len(one_by_one[1])
+    assert [s for _, s in claims] == [s for _, s in one_by_one[2]]
+    assert len(claims) == 4
+    now = FakeClock().now
+    assert [s for _, s in running] == [now + (i + 1) * 60_000 for i in range(4)]
+    assert [s for _, s in one_by_one[3]] == [s for _, s in running]
+    assert len(mine) == 4 == len(one_by_one[4])

@@ -13,7 +13,7 @@ from empq import scripts
 def test_every_shared_function_a_script_calls_is_defined_in_it_once(name: str) -> None:
     text = scripts.source(name)
     assert "--! include" not in text
-    for fn in ("held", "add_usage"):
+    for fn in ("held", "add_usage", "bump", "new_sums", "write_sums"):
         calls = re.search(rf"(?<!function ){fn}\(", text)
         defined = len(re.findall(rf"local function {fn}\(", text))
         if calls:

@@ -179,29 +179,31 @@ async def test_complete_script_ignores_a_non_finite_time_rather_than_half_applyi
     hub: HubHandle,
 ) -> None:
     """Below the edge: complete.lua checks its arguments before any write, so a batch
-    holding a non-finite processing time completes every job in it, each with its event."""
+    holding a non-finite processing time, or finite ones whose sum is not (the batch's
+    stats are summed before they are written), completes every job in it, each with its
+    event."""
     broker = hub.hub.broker
     async with (
         hub.client() as http,
         RawPeer.connect(hub.ws_url) as monitor,
         raw_worker(
-            hub.ws_url, "w", {"services": [], "performance": {"concurrent_jobs": 3}}
+            hub.ws_url, "w", {"services": [], "performance": {"concurrent_jobs": 5}}
         ) as worker,
     ):
         await monitor.request(
             {"type": "subscribe_job_notifications"}, "job_notifications_subscribed"
         )
         ids = [
-            (await http.post("/api/jobs", json={"type": "t"})).json()["job_id"] for _ in range(3)
+            (await http.post("/api/jobs", json={"type": "t"})).json()["job_id"] for _ in range(5)
         ]
-        await worker.send({"type": "claim_job", "max_jobs": 3})
+        await worker.send({"type": "claim_job", "max_jobs": 5})
         tokens = {}
-        for _ in range(3):
+        for _ in range(5):
             a = await worker.expect("job_assigned")
             tokens[a["job_id"]] = a["claim_token"]
         import asyncio
 
-        times = [math.inf, math.nan, 1.5]
+        times = [math.inf, math.nan, 1.5, 1e308, 1e308]
         await asyncio.gather(
             *(broker.complete(j, tokens[j], {}, t) for j, t in zip(ids, times, strict=True))
         )

@@ -6,6 +6,7 @@
 -- Usage (with KEYS[11] the hour's usage hash): ARGV[6] its retention s (a cancelled job
 --   counts as cancelled; the run time of an attempt cut off by a cancel is not counted)
 -- Returns {'OK', previous status} | {'NOTFOUND'} | {'FINAL', status} | {'RETRY'}.
+--! include sums
 --! include usage
 --! include held
 local f = redis.call('HMGET', KEYS[1], 'status', 'worker_id', 'type', 'customer_id',

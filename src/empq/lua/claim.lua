@@ -27,7 +27,7 @@
 -- was taken, else {event id, member, job hash (HGETALL), member, ...} in claim order; the
 -- n-th job claimed holds the n-th token, and the event id is the claim's stream entry (a
 -- hub's hold of the jobs is newer than every event before it).
---! include held
+--! include sums
 local want = tonumber(ARGV[6])
 local e = tonumber(ARGV[7])
 local n = (#KEYS - 7 - e) / 2
@@ -74,6 +74,12 @@ local now = tonumber(ARGV[2])
 local out = {}
 local events = {}
 local got = 0
+-- What every claimed job adds to the same keys is written once, after the loop: the
+-- members leaving the queue, the claim and run deadlines, the worker's jobs and (when
+-- no customer limit reads them meanwhile) the customers' held counts.
+local taken, ids, running = {}, {}, {}
+local sums = nil
+if not limits and want > 1 then sums = new_sums() end
 for i = 1, n do
   if got == want then break end
   local job_key, q_key = KEYS[6 + e + 2 * i], KEYS[7 + e + 2 * i]
@@ -82,20 +88,16 @@ for i = 1, n do
     got = got + 1
     local token = ARGV[8 + got]
     local id = string.sub(member, string.find(member, '|', 1, true) + 1)
-    redis.call('ZREM', KEYS[1], member)
     local timeout_ms = tonumber(redis.call('HGET', job_key, 'timeout_ms')) or 1800000
     redis.call('HSET', job_key, 'status', 'assigned', 'worker_id', ARGV[1],
       'claim_token', token, 'assigned_at', now, 'progress', 0)
     redis.call('HDEL', job_key, 'message', 'started_at', 'retry_at')
-    redis.call('ZADD', KEYS[2], tonumber(ARGV[3]), id)
-    redis.call('ZADD', KEYS[3], now + timeout_ms, id)
-    redis.call('SADD', KEYS[4], id)
-    redis.call('HINCRBY', KEYS[5], 'queued', -1)
-    redis.call('HINCRBY', KEYS[5], 'assigned', 1)
+    taken[got], ids[got] = member, id
+    running[2 * got - 1], running[2 * got] = now + timeout_ms, id
     local job = redis.call('HGETALL', job_key)
     local f = {}
     for j = 1, #job, 2 do f[job[j]] = job[j + 1] end
-    held(KEYS[5], f.customer_id, 1)
+    if f.customer_id then bump(sums, KEYS[5], 'held|' .. f.customer_id, 1, 'held') end
     events[#events + 1] = {job_id = id, status = 'assigned', previous_status = 'queued',
       progress = 0, worker_id = ARGV[1], job_type = f.type, customer_id = f.customer_id,
       priority = tonumber(f.priority), attempts = tonumber(f.attempts)}
@@ -104,6 +106,15 @@ for i = 1, n do
   end
 end
 if got == 0 then return false end
+redis.call('ZREM', KEYS[1], unpack(taken))
+local claims = {}
+for j = 1, got do claims[2 * j - 1], claims[2 * j] = ARGV[3], ids[j] end
+redis.call('ZADD', KEYS[2], unpack(claims))
+redis.call('ZADD', KEYS[3], unpack(running))
+redis.call('SADD', KEYS[4], unpack(ids))
+if sums then write_sums(sums) end
+redis.call('HINCRBY', KEYS[5], 'queued', -got)
+redis.call('HINCRBY', KEYS[5], 'assigned', got)
 -- One stream entry for the whole claim: a single event, or a JSON array of them.
 local data = cjson.encode(events[1])
 if got > 1 then data = cjson.encode(events) end

@@ -5,18 +5,22 @@
 -- then per job i: KEYS[5 + 2i] job, KEYS[6 + 2i] the holder's worker_jobs
 -- ARGV[1] now ms  ARGV[2] event stream max length
 -- then per job i (from 3 + 4(i-1)): claim token, result JSON, processing time s ('' if
---   unknown; a negative or non-finite one counts as unknown), job id
+--   unknown; a negative, non-finite or absurd one, over 1e9 s, counts as unknown, so
+--   no sum of them can overflow), job id
 -- Usage (when KEYS has one more at the end): KEYS[7 + 2n] the hour's usage hash;
 --   ARGV[3 + 4n] its retention s, then per job i: its worker's GPUs
 -- Returns per job: {'OK'} | {'NOTFOUND'} | {'STALE', current status}. The completed jobs'
--- events share one stream entry (data: an array when there are several).
---! include held
+-- events share one stream entry (data: an array when there are several), and their
+-- counts, stats and usage are summed first: one command per counter for the whole call.
+--! include sums
 local now = tonumber(ARGV[1])
 local n = math.floor((#KEYS - 6) / 2)
 local usage = #KEYS > 6 + 2 * n
 --! include usage
 local replies = {}
 local events = {}
+local sums = nil
+if n > 1 then sums = new_sums() end
 for i = 1, n do
   local job_key, wjobs_key = KEYS[5 + 2 * i], KEYS[6 + 2 * i]
   local a = 3 + 4 * (i - 1)
@@ -24,7 +28,7 @@ for i = 1, n do
   -- Checked before any write: HINCRBYFLOAT refuses a non-finite number, and an error
   -- after the status was written would leave the job completed without its event.
   local given = tonumber(ARGV[a + 2])
-  if given and (given ~= given or given < 0 or given == math.huge) then given = nil end
+  if given and (given ~= given or given < 0 or given > 1e9) then given = nil end
   local f = redis.call('HMGET', job_key, 'status', 'claim_token', 'worker_id', 'type',
     'customer_id', 'priority', 'attempts', 'created_at', 'assigned_at', 'started_at')
   local st = f[1]
@@ -40,19 +44,19 @@ for i = 1, n do
     redis.call('ZREM', KEYS[2], id)
     redis.call('SREM', wjobs_key, id)
     redis.call('ZADD', KEYS[3], now, id)
-    redis.call('HINCRBY', KEYS[4], st, -1)
-    redis.call('HINCRBY', KEYS[4], 'completed', 1)
-    held(KEYS[4], f[5], -1)
+    bump(sums, KEYS[4], st, -1)
+    bump(sums, KEYS[4], 'completed', 1)
+    if f[5] then bump(sums, KEYS[4], 'held|' .. f[5], -1, 'held') end
     local assigned = tonumber(f[9]) or now
     local started = tonumber(f[10]) or assigned
     local ptime = given or ((now - started) / 1000)
-    redis.call('HINCRBY', KEYS[5], 'completed_total', 1)
-    redis.call('HINCRBYFLOAT', KEYS[5], 'run_seconds_sum', ptime)
-    redis.call('HINCRBYFLOAT', KEYS[5], 'wait_seconds_sum',
-      (assigned - (tonumber(f[8]) or assigned)) / 1000)
+    local wait = (assigned - (tonumber(f[8]) or assigned)) / 1000
+    bump(sums, KEYS[5], 'completed_total', 1)
+    bump(sums, KEYS[5], 'run_seconds_sum', ptime, 'float')
+    bump(sums, KEYS[5], 'wait_seconds_sum', wait, 'float')
     if usage then
       add_usage(KEYS[7 + 2 * n], KEYS[5], ARGV[3 + 4 * n], f[5], 'completed', ptime,
-        tonumber(ARGV[3 + 4 * n + i]) or 1, (assigned - (tonumber(f[8]) or assigned)) / 1000)
+        tonumber(ARGV[3 + 4 * n + i]) or 1, wait, sums)
     end
     -- Built as text so a large result is copied, never decoded and re-encoded.
     events[#events + 1] = '{"job_id":' .. cjson.encode(id) .. ',"status":"completed"'
@@ -65,6 +69,10 @@ for i = 1, n do
   end
 end
 if #events > 0 then
+  if sums then
+    write_sums(sums)
+    if usage then redis.call('EXPIRE', KEYS[7 + 2 * n], ARGV[3 + 4 * n]) end
+  end
   local data = events[1]
   if #events > 1 then data = '[' .. table.concat(events, ',') .. ']' end
   redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[2], '*', 'type', 'job_completed', 'data', data)

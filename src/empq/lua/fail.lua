@@ -9,6 +9,7 @@
 --   are the retention s and the worker's GPUs, after the retry delays
 -- Returns {'OK', retry_scheduled (1|0), retry delay s, attempts}
 --       | {'NOTFOUND'} | {'STALE', current status}.
+--! include sums
 --! include usage
 --! include held
 local usage = KEYS[10] ~= nil

@@ -10,6 +10,7 @@
 -- ARGV[4] event stream max length  ARGV[5] job id  ARGV[6] a fresh registry version
 -- ARGV[7] '1': the worker lost the job (the attempt counts); '0': a hand-back
 -- Returns {'OK', new status} | {'NOTFOUND'} | {'STALE', current status}.
+--! include sums
 --! include held
 local f = redis.call('HMGET', KEYS[1], 'status', 'claim_token', 'worker_id', 'type',
   'customer_id', 'priority', 'max_retries', 'order', 'sig', 'spec')

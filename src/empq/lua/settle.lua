@@ -12,6 +12,7 @@
 -- ARGV[7 .. 6 + k] those ids, then per job i: its id (the jobs of KEYS, in order)
 -- Returns {'RETRY'} when KEYS do not cover every member of the worker's set (read it
 -- again), else {kept ids, requeued ids}.
+--! include sums
 --! include held
 local wjobs = KEYS[1]
 local n = (#KEYS - 10) / 2
