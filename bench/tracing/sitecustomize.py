@@ -53,7 +53,9 @@ def install() -> None:
 
     from empq import scripts
     from empq.broker import core
-    from empq.hub import claims, dispatch, fast_submit, ws
+    from empq.hub import claims, dispatch
+    from empq.hub.routes import fast_submit
+    from empq.hub.sockets import ws
 
     wrap(httptools_impl.HttpToolsProtocol, "data_received", "http bytes in")
     wrap(fast_submit, "_authorised", "fast submit: auth")

@@ -21,7 +21,14 @@ import pytest
 from tests.support.hub_fixtures import HubProcess
 from tests.system.support import report
 from tests.system.test_resilience import wait_ready
-from tests.worker.conftest import WAIT, WorkerProcess, start_worker_process, submit, wait_for_job
+from tests.worker.conftest import (
+    WAIT,
+    WorkerProcess,
+    start_worker_process,
+    stop_workers,
+    submit,
+    wait_for_job,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -46,16 +53,6 @@ def _workers(tmp: Path, ws_url: str, runs: Path, count: int, **env: str) -> list
         )
         for _ in range(count)
     ]
-
-
-async def _stop(workers: list[WorkerProcess]) -> None:
-    for w in workers:
-        w.proc.terminate()
-    for w in workers:
-        try:
-            await w.wait(30)
-        except Exception:  # noqa: BLE001 - a stuck child is killed, the test's verdict stands
-            w.proc.kill()
 
 
 async def test_blocking_async_connectors_in_real_workers_run_each_job_once(
@@ -83,7 +80,7 @@ async def test_blocking_async_connectors_in_real_workers_run_each_job_once(
                 final = [await wait_for_job(client, j, within=within) for j in ids]
                 left = (await client.get("/api/stats")).json()
         finally:
-            await _stop(workers)
+            await stop_workers(workers)
     ran = collections.Counter(runs.read_text().split())
     lost = sum(1 for job in final if job["status"] != "completed")
     twice = sum(1 for j in ids if ran[j] > 1)
@@ -132,5 +129,5 @@ async def test_the_same_connector_on_the_workers_loop_is_dropped_and_runs_again(
                 assert await worker.output.wait_for("hub refused outcome", WAIT)
                 job = await wait_for_job(client, job_id, within=WAIT)
         finally:
-            await _stop([worker])
+            await stop_workers([worker])
     assert job["status"] != "completed" or job["attempts"] > 0, job

@@ -27,7 +27,7 @@ from tests.support.hub_fixtures import HubProcess, RawPeer
 from tests.system.recording import read_runs
 from tests.system.support import report
 from tests.system.test_resilience import wait_ready
-from tests.worker.conftest import WorkerProcess, start_worker_process
+from tests.worker.conftest import WorkerProcess, start_worker_process, stop_workers
 
 pytestmark = pytest.mark.slow
 
@@ -107,17 +107,6 @@ async def _submit(client: httpx.AsyncClient, count: int, seconds: float) -> list
     return [j["job_id"] for j in reply.json()["jobs"]]
 
 
-async def _stop(workers: list[WorkerProcess]) -> None:
-    for w in workers:
-        if w.proc.poll() is None:
-            w.proc.terminate()
-    for w in workers:
-        try:
-            await w.wait(30)
-        except Exception:  # noqa: BLE001 - a stuck child is killed, the test's verdict stands
-            w.proc.kill()
-
-
 async def _outcome(
     client: httpx.AsyncClient, ids: list[str], watch: Watch, runs: Path
 ) -> dict[str, Any]:
@@ -192,7 +181,7 @@ async def test_a_worker_sigkilled_and_restarted_under_its_id_strands_nothing(
                 1 for m in peer.taken("worker_registered") if m.get("worker_id") == "a"
             )
         finally:
-            await _stop(workers)
+            await stop_workers(workers)
     lines = read_runs(runs)
     starts: dict[str, list[int]] = collections.defaultdict(list)
     for what, j, p in lines:
@@ -281,7 +270,7 @@ async def test_a_worker_frozen_past_the_heartbeat_timeout_ten_times_comes_back_e
             )
         finally:
             frozen.signal(signal.SIGCONT)
-            await _stop([frozen, steady])
+            await stop_workers([frozen, steady])
     report(
         "worker-sigstop-past-heartbeat-timeout",
         jobs=len(ids),

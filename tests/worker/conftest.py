@@ -85,6 +85,20 @@ class WorkerProcess:
         return self.output.text()
 
 
+async def stop_workers(workers: list[WorkerProcess], within: float = 30) -> None:
+    """SIGTERM every worker still running, then wait for each; one that does not exit
+    within `within` s is killed (the test's verdict stands either way)."""
+    for w in workers:
+        if w.proc.poll() is None:
+            w.proc.terminate()
+    for w in workers:
+        try:
+            await w.wait(within)
+        except subprocess.TimeoutExpired:
+            w.proc.kill()
+            await w.wait(within)
+
+
 def start_worker_process(tmp: Path, ws_url: str, **env: str) -> WorkerProcess:
     """Start a worker child process configured by `EMPQ_*` variables."""
     worker_id = env.pop("EMPQ_WORKER_ID", f"p-{uuid.uuid4().hex[:8]}")
