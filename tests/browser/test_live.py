@@ -6,10 +6,11 @@ holds or its timeout ends) or a hub reply: nothing sleeps to synchronise.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
-from playwright.async_api import expect
+from playwright.async_api import Route, expect
 
 from empq.redis_server import free_port
 from tests.browser.conftest import Tab
@@ -175,4 +176,39 @@ async def test_keeps_up_with_a_burst_of_a_thousand_submissions(hub: HubHandle, t
     # Still responsive: the submit form opens at once.
     await page.locator("#open-submit").click()
     await expect(page.locator("#submit-dialog")).to_be_visible()
+    assert tab.problems == []
+
+
+async def test_a_burst_arriving_while_the_job_list_loads_stays_listed(
+    hub: HubHandle, tab: Tab
+) -> None:
+    """The REST list is the newest page as it was when asked for; jobs that live events
+    bring in before its reply lands are newer, and must not vanish when it does (CI saw
+    the list fall from 250 rows to 100 under load)."""
+    page = await open_dashboard(tab, hub)
+    asked, release = asyncio.Event(), asyncio.Event()
+
+    async def held(route: Route) -> None:
+        reply = await route.fetch()  # the hub answers now, before the burst ...
+        asked.set()
+        await release.wait()  # ... and the page reads it after the burst's events
+        await route.fulfill(response=reply)
+
+    await page.route("**/api/jobs?*", held)
+    # A reconnect refetches the list once the subscription is confirmed.
+    await page.evaluate("window.empqDashboard.live.stop(); window.empqDashboard.live.start()")
+    await asyncio.wait_for(asked.wait(), 10)
+    burst = [{"type": "burst", "requirements": SIM} for _ in range(300)]
+    async with hub.client() as client:
+        assert (await client.post("/api/jobs/batch", json={"jobs": burst})).status_code == 201
+    rows = page.locator("tr.job-row")
+    await expect(rows).to_have_count(250)  # the events are in: newest first, capped
+    await page.evaluate("window.listedBefore = window.empqDashboard.store.listed")
+    release.set()
+    await page.wait_for_function(
+        "window.empqDashboard.store.listed !== window.listedBefore"
+    )  # the stale page is applied
+    await expect(rows).to_have_count(250)
+    assert await page.evaluate("window.empqDashboard.store.jobOrder.length") == 300
+    await page.unroute("**/api/jobs?*")
     assert tab.problems == []

@@ -24,6 +24,7 @@ export class LiveConnection {
     this.stopped = false;
     this.askingKey = false;
     this.hintMs = null; // reconnect delay the hub asked for in server_disconnect
+    this.awaitingSubscription = null; // {ws, isReconnect} until the hub confirms
     this.clientId = `dashboard-${Math.random().toString(36).slice(2, 10)}`;
   }
 
@@ -98,9 +99,20 @@ export class LiveConnection {
       this.send({ type: "subscribe_worker_updates", enabled: true });
       this.send({ type: "request_stats" });
     }
-    this.handlers.onState("live", "");
-    this.handlers.onConnected(isReconnect);
+    // Live, and the lists fetched, only once the hub has the job subscription: a job
+    // submitted before then is in the REST snapshot, one after it comes as an event.
+    // (Going live at `open` left a gap: a burst submitted while the subscription was
+    // on its way reached neither.)
+    this.awaitingSubscription = { ws, isReconnect };
     if (this.ws !== ws) ws.close();
+  }
+
+  subscribed() {
+    const pending = this.awaitingSubscription;
+    if (!pending || pending.ws !== this.ws) return;
+    this.awaitingSubscription = null;
+    this.handlers.onState("live", "");
+    this.handlers.onConnected(pending.isReconnect);
   }
 
   onMessage(ev) {
@@ -121,6 +133,7 @@ export class LiveConnection {
       this.onAuthError(msg);
       return;
     }
+    if (msg.type === "job_notifications_subscribed" && !msg.job_id) this.subscribed();
     // The hub tags each job event with its stream id (`event_id`) for `since`.
     const eventId = msg.event_id || msg.id;
     if (eventId && isJobEvent(msg.type)) this.lastEventId = eventId;

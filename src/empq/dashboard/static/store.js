@@ -41,8 +41,15 @@ class Store {
   // ------------------------------------------------------------------ jobs
 
   setJobList(jobs, fetchedAt = null) {
-    this.jobOrder = [];
-    this.listed = new Set(jobs.map((j) => j.id));
+    // Jobs that live events brought in while the request was on its way stay listed,
+    // first (newest), when the snapshot does not hold them: the snapshot is only the
+    // newest page, and a burst arriving meanwhile is newer than it.
+    const listed = new Set(jobs.map((j) => j.id));
+    this.jobOrder =
+      fetchedAt === null
+        ? []
+        : this.jobOrder.filter((id) => !listed.has(id) && (this.liveAt.get(id) ?? -1) > fetchedAt);
+    this.listed = listed;
     for (const job of jobs) {
       this.mergeJob(job, { quiet: true, fetchedAt });
       this.jobOrder.push(job.id);
