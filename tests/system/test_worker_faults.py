@@ -126,6 +126,7 @@ async def _outcome(
 
 JOBS = 300
 KILL_AT = (50, 120, 190)
+SLOTS = 4
 
 
 async def test_a_worker_sigkilled_and_restarted_under_its_id_strands_nothing(
@@ -134,7 +135,7 @@ async def test_a_worker_sigkilled_and_restarted_under_its_id_strands_nothing(
     runs = tmp_path / "runs.txt"
     runs.touch()
     began = time.monotonic()
-    env = {"EMPQ_CONCURRENT_JOBS": "4", "EMPQ_HEARTBEAT_INTERVAL": "0.5"}
+    env = {"EMPQ_CONCURRENT_JOBS": str(SLOTS), "EMPQ_HEARTBEAT_INTERVAL": "0.5"}
     async with (
         hub_process(EMPQ_HEARTBEAT_TIMEOUT="3") as hubp,
         RawPeer.connect(hubp.ws_url) as peer,
@@ -208,7 +209,10 @@ async def test_a_worker_sigkilled_and_restarted_under_its_id_strands_nothing(
     assert out["stuck"] == 0
     assert out["completed_twice"] == 0
     assert rerun_without_a_kill == [], rerun_without_a_kill
-    assert out["reruns"] <= sum(cut_short)
+    # Every job a kill cut short ran again. A job can also run again when its run had
+    # ended but its outcome died with the process before the hub recorded it; a slot is
+    # freed only once its outcome is settled, so a kill reruns at most the slots' jobs.
+    assert sum(cut_short) <= out["reruns"] <= len(killed) * SLOTS
     assert registrations == 1 + len(KILL_AT)
 
 
