@@ -13,6 +13,8 @@ figure is measured here, on this machine, now:
   hub has all N completed). worker CPU/job = the worker process's CPU seconds / N;
   overhead/job = worker CPU/job - direct/job: what the queue adds inside the worker.
   latency/job at C=1 is wall time per job (claim round trip + report), minus direct.
+  With the real hub, the hub's and Redis's CPU per job over the same window too: the
+  three processes share the machine's cores, so their sum bounds the drain.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 
 import httpx
 import psutil
+import redis
 from websockets.exceptions import ConnectionClosed
 
 from empq.config import WorkerSettings
@@ -76,10 +79,22 @@ async def completed(http: httpx.AsyncClient, worker_port: int) -> float:
     return 0.0
 
 
+def _redis_cpu_s(redis_url: str) -> float:
+    info = redis.Redis.from_url(redis_url).info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 async def run_once(
-    base_env: dict[str, str], hub_http: str, tmp: Path, n: int, c: int
+    base_env: dict[str, str],
+    hub_http: str,
+    tmp: Path,
+    n: int,
+    c: int,
+    hub_proc: psutil.Process,
+    redis_url: str,
 ) -> dict[str, Any]:
-    """Queue n jobs, then let one worker with c slots drain them."""
+    """Queue n jobs, then let one worker with c slots drain them (the hub's and Redis's
+    CPU over the same window too: the three processes share the machine's cores)."""
     async with httpx.AsyncClient(base_url=hub_http, timeout=30) as hub:
         job = {"type": "sim", "requirements": {"service_type": "simulation"}, "payload": {}}
         for i in range(0, n, 1000):
@@ -101,6 +116,7 @@ async def run_once(
     try:
         await wait_http(f"http://127.0.0.1:{port}/health")
         cpu0 = sum(ps.cpu_times()[:2])
+        hub0, redis0 = sum(hub_proc.cpu_times()[:2]), _redis_cpu_s(redis_url)
         start = time.perf_counter()
         async with httpx.AsyncClient(timeout=5) as http:
             # Polling another process's counter: there is no event to await across it.
@@ -108,11 +124,15 @@ async def run_once(
                 await asyncio.sleep(0.01)
         wall = time.perf_counter() - start
         cpu = sum(ps.cpu_times()[:2]) - cpu0
+        hub_cpu = sum(hub_proc.cpu_times()[:2]) - hub0
+        redis_cpu = _redis_cpu_s(redis_url) - redis0
     finally:
         proc.terminate()
         proc.wait(30)
     return {
         "hub": "real",
+        "hub_cpu_ms_per_job": 1000 * hub_cpu / n,
+        "redis_cpu_ms_per_job": 1000 * redis_cpu / n,
         "concurrency": c,
         "jobs": int(done),
         "wall_s": wall,
@@ -234,13 +254,13 @@ async def main() -> None:
     levels = [int(x) for x in args.concurrency.split(",")]
     direct = await direct_per_job(20_000)
     rows = []
-    with tempfile.TemporaryDirectory() as tmpdir, RedisServer(persistent=False) as redis:
+    with tempfile.TemporaryDirectory() as tmpdir, RedisServer(persistent=False) as server:
         tmp = Path(tmpdir)
         hub_port, ws_port = free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("EMPQ_")}
         env.update(
             {
-                "EMPQ_REDIS_URL": redis.url,
+                "EMPQ_REDIS_URL": server.url,
                 "EMPQ_HUB_PORT": str(hub_port),
                 "EMPQ_WS_PORT": str(ws_port),
                 "EMPQ_DATA_DIR": str(tmp / "data"),
@@ -257,7 +277,17 @@ async def main() -> None:
                 await wait_http(f"{hub_http}/ready")
                 worker_env = dict(env, EMPQ_HUB_URL=f"ws://127.0.0.1:{ws_port}")
                 for c in levels:
-                    rows.append(await run_once(worker_env, hub_http, tmp, args.jobs, c))
+                    rows.append(
+                        await run_once(
+                            worker_env,
+                            hub_http,
+                            tmp,
+                            args.jobs,
+                            c,
+                            psutil.Process(hub.pid),
+                            server.url,
+                        )
+                    )
             finally:
                 hub.terminate()
                 hub.wait(30)
@@ -269,13 +299,15 @@ async def main() -> None:
     print(f"direct connector call: {1000 * direct:.4f} ms/job (no queue)")
     print(
         f"{'hub':>5} {'slots':>5} {'jobs':>6} {'jobs/s':>8} {'wall ms/job':>11} "
-        f"{'worker CPU ms/job':>17} {'overhead ms/job':>15}"
+        f"{'worker CPU ms/job':>17} {'overhead ms/job':>15} {'hub CPU':>8} {'Redis CPU':>9}"
     )
     for r in rows:
+        hub_cpu = f"{r['hub_cpu_ms_per_job']:>8.3f}" if "hub_cpu_ms_per_job" in r else " " * 8
+        redis_cpu = f"{r['redis_cpu_ms_per_job']:>9.3f}" if "redis_cpu_ms_per_job" in r else ""
         print(
             f"{r['hub']:>5} {r['concurrency']:>5} {r['jobs']:>6} {r['jobs_per_s']:>8.0f} "
             f"{r['wall_ms_per_job']:>11.3f} {r['worker_cpu_ms_per_job']:>17.3f} "
-            f"{r['overhead_ms_per_job']:>15.3f}"
+            f"{r['overhead_ms_per_job']:>15.3f} {hub_cpu} {redis_cpu}"
         )
 
 
