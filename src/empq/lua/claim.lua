@@ -28,6 +28,7 @@
 -- n-th job claimed holds the n-th token, and the event id is the claim's stream entry (a
 -- hub's hold of the jobs is newer than every event before it).
 --! include sums
+--! include held
 local want = tonumber(ARGV[6])
 local e = tonumber(ARGV[7])
 local n = (#KEYS - 7 - e) / 2
@@ -97,7 +98,7 @@ for i = 1, n do
     local job = redis.call('HGETALL', job_key)
     local f = {}
     for j = 1, #job, 2 do f[job[j]] = job[j + 1] end
-    if f.customer_id then bump(sums, KEYS[5], 'held|' .. f.customer_id, 1, 'held') end
+    held(KEYS[5], f.customer_id, 1, sums)
     events[#events + 1] = {job_id = id, status = 'assigned', previous_status = 'queued',
       progress = 0, worker_id = ARGV[1], job_type = f.type, customer_id = f.customer_id,
       priority = tonumber(f.priority), attempts = tonumber(f.attempts)}

@@ -13,6 +13,7 @@
 -- events share one stream entry (data: an array when there are several), and their
 -- counts, stats and usage are summed first: one command per counter for the whole call.
 --! include sums
+--! include held
 local now = tonumber(ARGV[1])
 local n = math.floor((#KEYS - 6) / 2)
 local usage = #KEYS > 6 + 2 * n
@@ -46,7 +47,7 @@ for i = 1, n do
     redis.call('ZADD', KEYS[3], now, id)
     bump(sums, KEYS[4], st, -1)
     bump(sums, KEYS[4], 'completed', 1)
-    if f[5] then bump(sums, KEYS[4], 'held|' .. f[5], -1, 'held') end
+    held(KEYS[4], f[5], -1, sums)
     local assigned = tonumber(f[9]) or now
     local started = tonumber(f[10]) or assigned
     local ptime = given or ((now - started) / 1000)
