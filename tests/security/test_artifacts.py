@@ -29,6 +29,20 @@ async def held_job(hub: HubHandle) -> AsyncIterator[tuple[httpx.AsyncClient, str
         yield http, job_id, token, w
 
 
+class _LogSeen(logging.Handler):
+    """Sets `seen` when a record whose message holds `text` is logged (from any thread)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.seen = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.loop.call_soon_threadsafe(self.seen.set)
+
+
 def _leftovers(hub: HubHandle, job_id: str) -> list[str]:
     folder = hub.settings.artifact_dir / job_id
     return sorted(p.name for p in folder.iterdir() if p.name != ".meta") if folder.exists() else []
@@ -143,11 +157,13 @@ async def test_cut_off_upload_leaves_no_file_and_no_traceback(
         while not any(p.endswith(".part") for p in _leftovers(hub, job_id)):
             assert time.monotonic() < deadline, "the upload never started"
             await asyncio.sleep(0.01)
-        writer.close()  # cut off part-way
-        deadline = time.monotonic() + 5
-        while not any("cut off" in r.getMessage() for r in caplog.records):
-            assert time.monotonic() < deadline, "the hub never noticed the cut-off upload"
-            await asyncio.sleep(0.01)
+        noticed = _LogSeen("cut off")
+        logging.getLogger().addHandler(noticed)
+        try:
+            writer.close()  # cut off part-way
+            await asyncio.wait_for(noticed.seen.wait(), 5)  # the hub noticed the cut-off
+        finally:
+            logging.getLogger().removeHandler(noticed)
         assert _leftovers(hub, job_id) == []
         assert (await http.get(path)).status_code == 404
         assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
